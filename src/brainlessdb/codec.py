@@ -1,0 +1,126 @@
+"""Stored values: an entity version to bytes and back (format v1, described in ``docs/format.md``).
+
+A live entity is stored as one JSON object::
+
+    {"_v": 1, "d": {"state": "ringing", "queue_id": 5}, "s": [113761850009190400, "prague-1"],
+     "t": {"state": [113761850075709440, "brno-1"]}}
+
+``d`` holds the fields, ``s`` the stamp shared by most of them and ``t`` the stamps of the fields whose
+stamp differs from ``s`` (omitted when empty). A deleted entity is a KV delete marker whose body is
+``{"_v": 1, "x": [hlc, node]}``. A JSON object without ``_v`` was written by another client: it is taken as
+the entity's data, stamped with the time NATS stored it, and an empty node name (so any later change made
+through brainlessdb wins over it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Final
+
+import msgspec
+
+from brainlessdb.errors import DecodeError, EncodeError
+from brainlessdb.sync.clock import Stamp, hlc_from_ms
+from brainlessdb.sync.merge import Record
+
+FORMAT_VERSION: Final = 1
+FOREIGN_NODE: Final = ""
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+def encode_record(record: Record) -> bytes:
+    """The stored bytes of a live entity version."""
+    if record.deleted is not None:
+        return encode_tombstone(record.deleted)
+    stamps = record.stamps
+    if not stamps:
+        raise EncodeError("an entity version without stamps cannot be stored")
+    base = _most_common(stamps)
+    envelope: dict[str, Any] = {"_v": FORMAT_VERSION, "d": record.data, "s": base}
+    overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
+    if overrides:
+        envelope["t"] = overrides
+    try:
+        return _encoder.encode(envelope)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"cannot encode entity data as JSON: {exc}") from exc
+
+
+def encode_tombstone(stamp: Stamp) -> bytes:
+    """The body of the delete marker of an entity deleted at ``stamp``."""
+    return _encoder.encode({"_v": FORMAT_VERSION, "x": stamp})
+
+
+def decode_value(value: bytes, *, time_ns: int) -> Record:
+    """The entity version stored in a KV value written at ``time_ns`` (nanoseconds since the epoch)."""
+    try:
+        obj = _decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
+    if "_v" not in obj:
+        foreign = (hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE)
+        return Record(data=obj, stamps=dict.fromkeys(obj, foreign))
+    if obj["_v"] != FORMAT_VERSION:
+        raise DecodeError(f"unsupported format version {obj['_v']!r}")
+    if "x" in obj:
+        return Record(deleted=_stamp(obj["x"]))
+    data = obj.get("d")
+    if not isinstance(data, dict):
+        raise DecodeError("missing entity data ('d')")
+    base = _stamp(obj.get("s"))
+    overrides = obj.get("t") or {}
+    if not isinstance(overrides, dict):
+        raise DecodeError("malformed field stamps ('t')")
+    stamps = {name: _stamp(overrides[name]) if name in overrides else base for name in data}
+    return Record(data=data, stamps=stamps)
+
+
+def decode_delete(value: bytes, *, time_ns: int) -> Record:
+    """The deleted version behind a KV delete or purge marker (a foreign one has no body)."""
+    if value:
+        try:
+            obj = _decoder.decode(value)
+        except msgspec.DecodeError:
+            obj = None
+        if isinstance(obj, dict) and obj.get("_v") == FORMAT_VERSION and "x" in obj:
+            return Record(deleted=_stamp(obj["x"]))
+    return Record(deleted=(hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE))
+
+
+def encode_json(obj: Any) -> bytes:
+    """Plain JSON bytes (schemas and other metadata)."""
+    try:
+        return _encoder.encode(obj)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"cannot encode as JSON: {exc}") from exc
+
+
+def decode_json(value: bytes) -> Any:
+    """Plain JSON from bytes."""
+    try:
+        return _decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
+
+
+def _stamp(raw: Any) -> Stamp:
+    if (
+        isinstance(raw, list)
+        and len(raw) == 2
+        and isinstance(raw[0], int)
+        and not isinstance(raw[0], bool)
+        and isinstance(raw[1], str)
+    ):
+        return (raw[0], raw[1])
+    raise DecodeError(f"malformed stamp {raw!r}")
+
+
+def _most_common(stamps: dict[str, Stamp]) -> Stamp:
+    first = next(iter(stamps.values()))
+    if all(stamp == first for stamp in stamps.values()):
+        return first
+    return Counter(stamps.values()).most_common(1)[0][0]

