@@ -157,10 +157,12 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if not self.is_running:
                 raise ServerError(f"nats-server exited at start; see {self._log}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(url, timeout=1) as response:  # loopback only
-                    if response.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=1) as response,  # loopback only
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.05)
         raise ServerError(f"nats-server not ready after {self.startup_timeout}s; see {self._log}")
 

@@ -80,6 +80,10 @@ class ConflictError(StorageError):
         self.expected = expected
 
 
+class UnavailableError(StorageError):
+    """The store could not be reached in time (outage, leader election); retrying later may succeed."""
+
+
 class PermissionDeniedError(StorageError, PermissionError):
     """The NATS account may not use this bucket."""
 

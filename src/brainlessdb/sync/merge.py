@@ -55,8 +55,8 @@ def field_wins(stamp: Stamp, value: Any, other_stamp: Stamp, other_value: Any) -
 def merge_records(a: Record, b: Record) -> Record:
     """The join of two versions of one entity (a new record; the inputs are not changed)."""
     if a.deleted is not None or b.deleted is not None:
-        stamps = [s for s in (a.deleted, b.deleted) if s is not None]
-        return Record(deleted=max(stamps))
+        deletes = [s for s in (a.deleted, b.deleted) if s is not None]
+        return Record(deleted=max(deletes))
     data = dict(a.data)
     stamps = dict(a.stamps)
     for name, stamp in b.stamps.items():

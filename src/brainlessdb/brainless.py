@@ -1,0 +1,322 @@
+"""Brainless: one database — its collections, its storage, and the background tasks that sync them.
+
+``start()`` connects the storage, discovers the namespace's collections from their stored schemas, loads
+each (one replay per bucket) and keeps watching it, then starts the flusher. ``stop()`` stops the tasks,
+writes what is pending and releases the connection if it was opened here. In between, collections are
+reached as attributes (``db.call``) and answer from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+import socket
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Final
+
+from brainlessdb.codec import decode_json
+from brainlessdb.collection import Collection
+from brainlessdb.errors import DecodeError, InvalidNameError, NotStartedError, SchemaError
+from brainlessdb.events import Event, Listener
+from brainlessdb.flush import Flusher
+from brainlessdb.ids import location_node
+from brainlessdb.schema import Schema
+from brainlessdb.storage.base import Entry, Op, Storage
+from brainlessdb.storage.memory import MemoryStorage
+from brainlessdb.storage.nats_kv import NatsKVStorage
+from brainlessdb.sync.clock import HybridLogicalClock
+from brainlessdb.sync.replicator import Replicator
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
+COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+SCHEMA_SUFFIX: Final = "--schema"
+
+NatsSource = Any  # a connected nats-py client, a URL or list of URLs, a Storage, or None
+
+
+class Brainless:
+    """A database of collections kept in memory and synced through NATS JetStream KV.
+
+    ``nats`` is a connected nats-py client, a server URL or list of URLs (the connection is then opened
+    and closed here), or ``None`` for a purely in-memory database.
+    """
+
+    def __init__(
+        self,
+        nats: NatsSource = None,
+        namespace: str = "default",
+        location: str | None = None,
+        flush_interval: float = 0.5,
+        *,
+        replicas: int = 1,
+        history: int = 1,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
+            raise InvalidNameError("namespace", str(namespace))
+        if flush_interval < 0:
+            raise ValueError("flush_interval must be >= 0")
+        self.namespace = namespace
+        self.location = location or socket.gethostname()
+        self.flush_interval = flush_interval
+        self.replicas = replicas
+        self.history = history
+        self.stop_timeout = stop_timeout
+        self.clock = HybridLogicalClock(self.location)
+        self.uuid_node = location_node(self.location)
+        self._source = nats
+        self._storage: Storage | None = None
+        self._owns_storage = False
+        self._collections: dict[str, Collection[Any]] = {}
+        self._replicators: dict[str, Replicator] = {}
+        self._attaching: dict[str, asyncio.Task[None]] = {}
+        self._schema_watch: Replicator | None = None
+        self._flusher: Flusher | None = None
+        self._callbacks: set[asyncio.Task[Any]] = set()
+        self._state = "new"
+        self.callback_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> Brainless:
+        """Connect, load every stored collection of the namespace, and start syncing."""
+        if self._state == "started":
+            return self
+        if self._state == "stopped":
+            raise NotStartedError("a stopped database cannot be started again; make a new one")
+        self._storage, self._owns_storage = await self._open_storage()
+        self._flusher = Flusher(
+            self._storage, self._collections.values, self._bucket, self._schema_bucket, self.flush_interval
+        )
+        schema_bucket = await self._schema_bucket()
+        self._schema_watch = Replicator(self._storage, schema_bucket, self._apply_schema)
+        self._state = "started"
+        self._schema_watch.start()
+        await self._schema_watch.caught_up.wait()
+        for collection in list(self._collections.values()):
+            self._attach(collection)
+        await asyncio.gather(*(self.ready(c) for c in list(self._collections.values())))
+        self._flusher.start()
+        if any(c.replica.has_pending() for c in self._collections.values()):
+            self._flusher.wake()
+        return self
+
+    async def _open_storage(self) -> tuple[Storage, bool]:
+        source = self._source
+        if source is None:
+            return MemoryStorage(), True
+        if isinstance(source, (MemoryStorage, NatsKVStorage)):
+            return source, False
+        if isinstance(source, str) or (
+            isinstance(source, Sequence) and all(isinstance(u, str) for u in source)
+        ):
+            servers = source if isinstance(source, str) else list(source)
+            storage = await NatsKVStorage.connect(servers, replicas=self.replicas, history=self.history)
+            return storage, True
+        if not callable(getattr(source, "jetstream", None)):
+            raise TypeError(f"expected a nats client, a URL, a list of URLs or None, got {source!r}")
+        return NatsKVStorage(source, replicas=self.replicas, history=self.history), False
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop syncing, write everything pending (within ``timeout`` seconds), and disconnect.
+
+        Raises ``FlushError`` listing what could not be written; it stays in memory only.
+        """
+        if self._state != "started":
+            self._state = "stopped"
+            return
+        self._state = "stopping"
+        assert self._flusher is not None
+        assert self._storage is not None
+        try:
+            await self._flusher.stop()
+            await asyncio.wait_for(
+                self._flusher.flush(), timeout if timeout is not None else self.stop_timeout
+            )
+        finally:
+            self._state = "stopped"
+            for task in self._attaching.values():
+                task.cancel()
+            watches = [*self._replicators.values(), *([self._schema_watch] if self._schema_watch else [])]
+            await asyncio.gather(*(w.stop() for w in watches), return_exceptions=True)
+            for task in list(self._callbacks):
+                task.cancel()
+            if self._owns_storage:
+                await self._storage.close()
+
+    async def flush(self) -> None:
+        """Write every collection's pending changes now; ``FlushError`` if some cannot be written."""
+        await self._require_flusher().flush()
+
+    async def __aenter__(self) -> Brainless:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- collections -----------------------------------------------------------------------------
+
+    def collection(self, name: str) -> Collection[Any]:
+        """The collection ``name``, created on first use."""
+        found = self._collections.get(name)
+        if found is not None:
+            return found
+        if not isinstance(name, str) or not COLLECTION_PATTERN.fullmatch(name):
+            raise InvalidNameError("collection", str(name))
+        collection: Collection[Any] = Collection(self, name)
+        self._collections[name] = collection
+        if self._state == "started":
+            self._attach(collection)
+        return collection
+
+    def __getattr__(self, name: str) -> Collection[Any]:
+        # Only for names that are not attributes: the collections. Private names never create one.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.collection(name)
+
+    @property
+    def collections(self) -> dict[str, Collection[Any]]:
+        """The collections known so far, by name."""
+        return dict(self._collections)
+
+    def bucket_name(self, collection: str) -> str:
+        """The KV bucket of a collection: ``{namespace}-{collection}``."""
+        return f"{self.namespace}-{collection}"
+
+    async def _bucket(self, collection: Collection[Any]) -> str:
+        bucket = self.bucket_name(collection.name)
+        assert self._storage is not None
+        await self._storage.open_bucket(bucket)
+        return bucket
+
+    async def _schema_bucket(self) -> str:
+        bucket = self.namespace + SCHEMA_SUFFIX
+        assert self._storage is not None
+        await self._storage.open_bucket(bucket)
+        return bucket
+
+    def _attach(self, collection: Collection[Any]) -> None:
+        if collection.name not in self._attaching:
+            self._attaching[collection.name] = asyncio.create_task(
+                self._watch(collection), name=f"brainlessdb-attach-{collection.name}"
+            )
+
+    async def _watch(self, collection: Collection[Any]) -> None:
+        assert self._storage is not None
+        bucket = await self._bucket(collection)
+        replicator = Replicator(self._storage, bucket, collection.replica.apply)
+        self._replicators[collection.name] = replicator
+        replicator.start()
+        await replicator.caught_up.wait()
+
+    def _apply_schema(self, entry: Entry) -> None:
+        if entry.op is not Op.PUT:
+            return
+        try:
+            stored = Schema.from_json(decode_json(entry.value))
+        except (DecodeError, SchemaError) as exc:
+            logger.error("unreadable schema of collection %r: %s", entry.key, exc)
+            return
+        if not COLLECTION_PATTERN.fullmatch(entry.key):
+            return
+        collection = self.collection(entry.key)
+        replica = collection.replica
+        local = collection.schema
+        if local is None or local == stored:
+            collection.adopt_schema(stored)
+            replica.schema_stored(stored, entry.revision)
+            return
+        try:
+            grown = stored.extend(local)
+        except SchemaError:
+            # Resolved when this node's flush meets the stored schema: it reports the conflict then.
+            return
+        if grown == stored:
+            collection.adopt_schema(stored)
+            replica.schema_stored(stored, entry.revision)
+        else:
+            replica.schema_revision = entry.revision
+
+    # -- what collections ask of the database (the Host protocol) --------------------------------
+
+    def changed(self, collection: Collection[Any]) -> None:
+        if self._flusher is not None:
+            self._flusher.wake()
+
+    def emit(self, listener: Listener, event: Event) -> None:
+        try:
+            result = listener.callback(event)
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("change callback %r failed", listener.callback)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._callbacks.add(task)
+            task.add_done_callback(self._callback_done)
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._callbacks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.callback_errors += 1
+            logger.error("change callback failed", exc_info=task.exception())
+
+    async def ready(self, collection: Collection[Any]) -> None:
+        if self._state != "started":
+            return
+        task = self._attaching.get(collection.name)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def flush_collection(self, collection: Collection[Any]) -> None:
+        await self._require_flusher().flush([collection])
+
+    async def load_collection(self, collection: Collection[Any]) -> None:
+        if self._state != "started":
+            raise NotStartedError("load() needs a started database")
+        await self.ready(collection)
+        assert self._storage is not None
+        target = await self._storage.last_revision(self.bucket_name(collection.name))
+        await self._replicators[collection.name].wait_for(target)
+
+    def _require_flusher(self) -> Flusher:
+        if self._state != "started" or self._flusher is None:
+            raise NotStartedError("the database is not started (call start() or setup() first)")
+        return self._flusher
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the sync machinery, for monitoring."""
+        flusher = self._flusher.stats if self._flusher is not None else {}
+        storage_stats = getattr(self._storage, "stats", {})
+        return {
+            "state": self._state,
+            "flush": dict(flusher),
+            "storage": dict(storage_stats),
+            "callback_errors": self.callback_errors,
+            "collections": {
+                name: {
+                    "entities": len(c),
+                    "pending": c.replica.pending_count(),
+                    "errors": len(c.replica.errors),
+                    "dead_letters": c.replica.dead_letter_count,
+                    "watch_restarts": self._replicators[name].restarts if name in self._replicators else 0,
+                }
+                for name, c in self._collections.items()
+            },
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<Brainless {self.namespace}@{self.location} {self._state}, "
+            f"{len(self._collections)} collections>"
+        )

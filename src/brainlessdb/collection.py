@@ -1,0 +1,366 @@
+"""Collection: the entities of one bucket held in memory, with the spec's API over them.
+
+Everything here answers from memory and never does I/O. Queries are ``async`` because the spec makes
+them awaitable; apart from waiting for a collection's first load, they run synchronously. The state that
+syncing needs (what to write, what was acknowledged, what other nodes wrote) lives in ``replica.Replica``,
+which the shell drives; the collection only tells it about each local change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+
+from brainlessdb import convert
+from brainlessdb.entity import Entity, FieldOwner
+from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
+from brainlessdb.events import Callback, Change, Delete, Event, Listener
+from brainlessdb.ids import new_uuid, parse_uuid
+from brainlessdb.index import IndexSet
+from brainlessdb.lookups import MISSING
+from brainlessdb.query import compile_filter, order, parse_criteria, parse_order
+from brainlessdb.replica import Replica
+from brainlessdb.schema import Schema, check_field_name, check_json
+from brainlessdb.sync.clock import HybridLogicalClock
+from brainlessdb.tracked import untrack
+
+if TYPE_CHECKING:
+    from brainlessdb.query import Condition
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Host(Protocol):
+    """What a collection needs from the database that owns it (the shell provides it)."""
+
+    clock: HybridLogicalClock
+    uuid_node: int
+
+    def changed(self, collection: Collection[Any]) -> None:
+        """A local change is waiting to be flushed."""
+
+    def emit(self, listener: Listener, event: Event) -> None:
+        """Deliver an event to a listener."""
+
+    async def ready(self, collection: Collection[Any]) -> None:
+        """Wait until the collection's first load is done."""
+
+    async def flush_collection(self, collection: Collection[Any]) -> None:
+        """Write the collection's pending changes."""
+
+    async def load_collection(self, collection: Collection[Any]) -> None:
+        """Catch up with everything stored in the collection's bucket."""
+
+
+class Collection(Generic[T]):
+    """The entities of one collection: ``add``, ``get``, ``find``, ``filter``, ``order_by``, ``delete``..."""
+
+    def __init__(self, host: Host, name: str) -> None:
+        self._host = host
+        self.name = name
+        self._entities: dict[str, Entity] = {}
+        self._schema: Schema | None = None
+        self._type: type[Any] | None = None
+        self._indexes = IndexSet()
+        self._listeners: list[Listener] = []
+        self._nested_old: dict[tuple[str, str], Any] = {}
+        self.replica = Replica(self)
+
+    # -- schema and type -------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> Schema | None:
+        """The locked schema (None until the first ``add()`` or ``typed()``)."""
+        return self._schema
+
+    def typed(self, cls: type[U]) -> Collection[U]:
+        """Return results as live instances of the dataclass ``cls`` (its fields extend the schema)."""
+        declared = Schema.from_dataclass(cls)
+        if self._schema is None:
+            self._set_schema(declared)
+        else:
+            grown = self._schema.extend(declared)
+            if grown != self._schema:
+                self._set_schema(grown)
+        convert.view_class(cls)
+        self._type = cls
+        return cast("Collection[U]", self)
+
+    def _set_schema(self, schema: Schema) -> None:
+        self._schema = schema
+        self.replica.schema_changed()
+        self._host.changed(self)
+
+    def adopt_schema(self, schema: Schema) -> None:
+        """Take a schema stored by another node (the shell calls this)."""
+        self._schema = schema
+
+    # -- adding ----------------------------------------------------------------------------------
+
+    def add(self, data: Any = None, /, **fields: Any) -> T:
+        """Add an entity from a dict, a dataclass instance and/or keyword arguments; returns it."""
+        values = convert.fields_of(data)
+        values.update(fields)
+        uuid = self._new_uuid(values.pop("uuid", None))
+        if self._schema is None:
+            schema = Schema.infer(values)
+            values = {name: untrack(value) for name, value in values.items()}
+            self._set_schema(schema)
+        else:
+            values = {name: untrack(value) for name, value in self._schema.check_new(values).items()}
+        stamp = self._host.clock.tick()
+        entity = Entity(self, uuid, values, dict.fromkeys(values, stamp))
+        self._entities[uuid] = entity
+        self._indexes.on_add(uuid, values)
+        self.replica.local_change(entity)
+        self._host.changed(self)
+        if self._listeners:
+            changes = {name: (MISSING, value) for name, value in values.items()}
+            self._emit(Change(self.name, uuid, self._result(entity), changes, "local", created=True))
+        return self._result(entity)
+
+    def _new_uuid(self, given: Any) -> str:
+        if given is None:
+            return new_uuid(self._host.uuid_node)
+        if not isinstance(given, str):
+            raise SchemaError(f"uuid must be a string, got {type(given).__name__}", field="uuid")
+        try:
+            uuid = parse_uuid(given)
+        except ValueError as exc:
+            raise SchemaError(f"invalid uuid {given!r}", field="uuid") from exc
+        if uuid in self._entities or self.replica.is_deleted(uuid):
+            raise DuplicateError(self.name, uuid)
+        return uuid
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def get(self, uuid: Any) -> T | None:
+        """The entity with this uuid (a uuid string, an entity or a typed instance), or None."""
+        await self._host.ready(self)
+        entity = self._entities.get(self._key(uuid))
+        return None if entity is None else self._result(entity)
+
+    async def find(self, **criteria: Any) -> T | None:
+        """One entity matching every criterion, or None (use ``order_by`` for a defined one)."""
+        await self._host.ready(self)
+        for entity in self._select(criteria):
+            return self._result(entity)
+        return None
+
+    async def filter(self, **criteria: Any) -> list[T]:
+        """Every entity matching every criterion (``field=value``, ``caller__city=...``, ``age__gt=...``)."""
+        await self._host.ready(self)
+        return [self._result(entity) for entity in self._select(criteria)]
+
+    async def all(self) -> list[T]:
+        """Every entity, in the order they were added or loaded."""
+        await self._host.ready(self)
+        return [self._result(entity) for entity in self._entities.values()]
+
+    async def order_by(self, *keys: str, **criteria: Any) -> list[T]:
+        """The entities matching ``criteria``, sorted by ``keys`` (``"-key"`` for descending)."""
+        await self._host.ready(self)
+        order_keys = parse_order(keys, self._field_types())
+        selected = list(self._select(criteria))
+        ordered = order(selected, order_keys, _uuid_and_data)
+        return [self._result(entity) for entity in ordered]
+
+    def count(self, **criteria: Any) -> int:
+        """The number of entities (matching ``criteria``, if given)."""
+        if not criteria:
+            return len(self._entities)
+        return sum(1 for _ in self._select(criteria))
+
+    def __len__(self) -> int:
+        return len(self._entities)
+
+    def __contains__(self, item: object) -> bool:
+        try:
+            return self._key(item) in self._entities
+        except TypeError:
+            return False
+
+    def __iter__(self) -> Iterator[T]:
+        return iter([self._result(entity) for entity in list(self._entities.values())])
+
+    def __getitem__(self, uuid: Any) -> T:
+        key = self._key(uuid)
+        entity = self._entities.get(key)
+        if entity is None:
+            raise NotFoundError(self.name, key)
+        return self._result(entity)
+
+    def _select(self, criteria: Mapping[str, Any]) -> Iterable[Entity]:
+        if not criteria:
+            return self._entities.values()
+        conditions = parse_criteria(criteria, self._field_types())
+        matches = compile_filter(conditions)
+        candidates = self._indexes.candidates(conditions, self._scan_source)
+        if candidates is None:
+            return [entity for uuid, entity in self._entities.items() if matches(uuid, entity._data)]
+        return self._check_candidates(candidates, conditions, matches)
+
+    def _check_candidates(
+        self, candidates: Iterable[str], conditions: tuple[Condition, ...], matches: Any
+    ) -> list[Entity]:
+        entities = self._entities
+        found = []
+        for uuid in candidates:
+            entity = entities.get(uuid)
+            if entity is not None and matches(uuid, entity._data):
+                found.append(entity)
+        return found
+
+    def _scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
+        return ((uuid, entity._data) for uuid, entity in self._entities.items())
+
+    def _field_types(self) -> dict[str, str] | None:
+        return None if self._schema is None else self._schema.field_types()
+
+    # -- deleting --------------------------------------------------------------------------------
+
+    def delete(self, item: Any) -> bool:
+        """Delete by uuid, entity or typed instance; False if there was no such entity."""
+        key = self._key(item)
+        entity = self._entities.pop(key, None)
+        if entity is None:
+            return False
+        self._indexes.on_remove(key, entity._data)
+        self.replica.local_delete(entity, self._host.clock.tick())
+        self._host.changed(self)
+        if self._listeners:
+            self._emit(Delete(self.name, key, self._result(entity), "local"))
+        return True
+
+    def __delitem__(self, item: Any) -> None:
+        if not self.delete(item):
+            raise NotFoundError(self.name, self._key(item))
+
+    def clear(self) -> None:
+        """Forget every entity in memory (NATS keeps them; ``load()`` brings them back)."""
+        self._entities.clear()
+        self._indexes.clear()
+        self._nested_old.clear()
+        self.replica.clear()
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Catch up with everything stored in NATS (local unflushed changes are kept)."""
+        await self._host.load_collection(self)
+
+    async def flush(self) -> None:
+        """Write this collection's pending changes to NATS now."""
+        await self._host.flush_collection(self)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def on_change(self, callback: Callback, *, local: bool = False, remote: bool = True) -> Callback:
+        """Call ``callback(Change)`` when an entity is added or changed (by other nodes, by default)."""
+        self._listeners.append(Listener(Change, callback, local=local, remote=remote))
+        return callback
+
+    def on_delete(self, callback: Callback, *, local: bool = False, remote: bool = True) -> Callback:
+        """Call ``callback(Delete)`` when an entity is deleted (by other nodes, by default)."""
+        self._listeners.append(Listener(Delete, callback, local=local, remote=remote))
+        return callback
+
+    def _emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            if listener.wants(event):
+                self._host.emit(listener, event)
+
+    def emit_remote_change(
+        self, entity: Entity, changes: Mapping[str, tuple[Any, Any]], created: bool
+    ) -> None:
+        if self._listeners:
+            self._emit(Change(self.name, entity.uuid, self._result(entity), changes, "remote", created))
+
+    def emit_remote_delete(self, uuid: str, entity: Entity | None) -> None:
+        if self._listeners:
+            self._emit(Delete(self.name, uuid, None if entity is None else self._result(entity), "remote"))
+
+    # -- what entities and the replica call ------------------------------------------------------
+
+    def _set_field(self, entity: Entity, name: str, value: Any) -> None:
+        if self._entities.get(entity._uuid) is not entity:
+            raise NotFoundError(self.name, entity._uuid)
+        if self._schema is None:
+            check_field_name(name)
+            check_json(name, value)
+        else:
+            self._schema.check_value(name, value)
+        data = entity._data
+        old = data.get(name, MISSING)
+        if type(value) is dict or type(value) is list or isinstance(value, (dict, list)):
+            value = untrack(value)
+        elif type(old) is type(value) and old == value:
+            return
+        data[name] = value
+        self._changed_field(entity, name, old, value)
+
+    def _changed_field(self, entity: Entity, name: str, old: Any, new: Any) -> None:
+        entity._stamps[name] = self._host.clock.tick()
+        self._indexes.on_change(entity._uuid, name, old, new)
+        self.replica.local_change(entity)
+        self._host.changed(self)
+        if self._listeners:
+            self._emit(Change(self.name, entity._uuid, self._result(entity), {name: (old, new)}, "local"))
+
+    def _missing_field(self, entity: Entity, name: str) -> Any:
+        spec = None if self._schema is None else self._schema.fields.get(name)
+        if spec is None:
+            raise AttributeError(f"{self.name} entity has no field {name!r}")
+        return spec.default
+
+    def _track_field(self, entity: Entity, name: str, value: Any) -> Any:
+        tracked = FieldOwner(entity, name).wrap(value)
+        entity._data[name] = tracked
+        return tracked
+
+    def _before_nested(self, entity: Entity, name: str) -> None:
+        if self._listeners or self._indexes.covers(name):
+            self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
+
+    def _after_nested(self, entity: Entity, name: str) -> None:
+        old = self._nested_old.pop((entity._uuid, name), MISSING)
+        self._changed_field(entity, name, old, entity._data[name])
+
+    def _view(self, entity: Entity, cls: type[U]) -> U:
+        return convert.make_view(cls, entity)
+
+    def _result(self, entity: Entity) -> T:
+        if self._type is None:
+            return cast("T", entity)
+        return cast("T", convert.make_view(self._type, entity))
+
+    def _key(self, item: Any) -> str:
+        if isinstance(item, str):
+            return item
+        entity = convert.entity_of(item)
+        if entity is not None:
+            return entity.uuid
+        uuid = getattr(item, "uuid", None)
+        if isinstance(uuid, str):
+            return uuid
+        raise TypeError(f"expected a uuid string, an entity or a typed instance with a uuid, got {item!r}")
+
+    # -- used by the replica ---------------------------------------------------------------------
+
+    @property
+    def entities(self) -> dict[str, Entity]:
+        return self._entities
+
+    @property
+    def indexes(self) -> IndexSet:
+        return self._indexes
+
+    def __repr__(self) -> str:
+        dirty = self.replica.pending_count()
+        paths = ", ".join("__".join(path) for path in self._indexes.paths)
+        return f"<Collection {self.name}: {len(self._entities)} entities, {dirty} pending, indexes=[{paths}]>"
+
+
+def _uuid_and_data(entity: Entity) -> tuple[str, Mapping[str, Any]]:
+    return entity._uuid, entity._data

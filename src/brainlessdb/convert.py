@@ -1,0 +1,123 @@
+"""Dataclasses in and out: the fields of an object given to ``add()``, and live typed views of entities.
+
+A typed view is an instance of a generated subclass of the user's dataclass whose fields are properties
+reading and writing the entity, so ``isinstance(view, Call)`` holds, the IDE knows the types, reads see
+changes merged from other nodes, and ``view.state = "processing"`` is a tracked change like
+``entity.state = ...``. The subclass has the same name, ``repr`` and equality as the dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+from brainlessdb.entity import Entity
+
+T = TypeVar("T")
+
+ENTITY_ATTRIBUTE: Final = "_brainless_entity"
+
+
+class TypedView:
+    """Marker base of the generated view classes."""
+
+    __slots__ = ()
+
+
+_view_classes: dict[type, type] = {}
+
+
+def fields_of(obj: Any) -> dict[str, Any]:
+    """The fields of whatever ``add()`` was given: a mapping, a dataclass instance or an entity."""
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {item.name: getattr(obj, item.name) for item in dataclasses.fields(obj)}
+    entity = entity_of(obj)
+    if entity is not None:
+        return entity.to_dict()
+    raise TypeError(
+        f"add() takes a dict, a dataclass instance or keyword arguments, not {type(obj).__name__}"
+    )
+
+
+def entity_of(obj: Any) -> Entity | None:
+    """The entity behind an entity or a typed view (None for anything else)."""
+    if isinstance(obj, Entity):
+        return obj
+    if isinstance(obj, TypedView):
+        entity: Entity = object.__getattribute__(obj, ENTITY_ATTRIBUTE)
+        return entity
+    return None
+
+
+def view_class(cls: type[T]) -> type[T]:
+    """The generated view subclass of dataclass ``cls`` (made once, then cached)."""
+    made = _view_classes.get(cls)
+    if made is not None:
+        return made
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"expected a dataclass, got {cls!r}")
+    namespace: dict[str, Any] = {
+        "__slots__": (ENTITY_ATTRIBUTE,),
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "__eq__": _view_eq,
+        "__hash__": None,
+    }
+    for item in dataclasses.fields(cls):
+        namespace[item.name] = _uuid_property() if item.name == "uuid" else _field_property(item)
+    made = type(cls.__name__, (cls, TypedView), namespace)
+    _view_classes[cls] = made
+    return made
+
+
+def make_view(cls: type[T], entity: Entity) -> T:
+    """A live instance of ``cls`` backed by ``entity``."""
+    view = object.__new__(view_class(cls))
+    object.__setattr__(view, ENTITY_ATTRIBUTE, entity)
+    return view
+
+
+def _field_property(item: dataclasses.Field[Any]) -> property:
+    name = item.name
+
+    def read(self: Any) -> Any:
+        entity: Entity = object.__getattribute__(self, ENTITY_ATTRIBUTE)
+        if name in entity:
+            return entity[name]
+        if item.default is not dataclasses.MISSING:
+            return item.default
+        if item.default_factory is not dataclasses.MISSING:
+            return item.default_factory()
+        raise AttributeError(f"entity {entity.uuid} has no field {name!r}")
+
+    def write(self: Any, value: Any) -> None:
+        entity: Entity = object.__getattribute__(self, ENTITY_ATTRIBUTE)
+        entity[name] = value
+
+    return property(read, write, doc=f"The entity's {name!r} field.")
+
+
+def _uuid_property() -> property:
+    def read(self: Any) -> str:
+        entity: Entity = object.__getattribute__(self, ENTITY_ATTRIBUTE)
+        return entity.uuid
+
+    def write(self: Any, value: Any) -> None:
+        if value != read(self):
+            raise AttributeError("an entity's uuid cannot change")
+
+    return property(read, write, doc="The entity's uuid.")
+
+
+def _view_eq(self: Any, other: Any) -> Any:
+    base = type(self).__mro__[1]
+    if not isinstance(other, base):
+        return NotImplemented
+    names = [item.name for item in dataclasses.fields(base)]
+    return all(getattr(self, name) == getattr(other, name) for name in names)

@@ -1,0 +1,160 @@
+"""Entity: one stored object, with attribute and item access and explicit dirty tracking.
+
+An entity holds its fields (``data``), the stamp of each field, the KV revision it last saw, and two
+counters: ``_version`` grows with every local change and ``_written`` is the version NATS acknowledged.
+The entity is dirty while they differ. Every change goes through its collection, which validates it
+against the schema, stamps it, updates the indexes and wakes the flusher: ``entity.state = x``,
+``entity["state"] = x`` and in-place changes of nested dicts and lists (see ``tracked``) alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from brainlessdb.sync.clock import Stamp
+from brainlessdb.tracked import TrackedDict, TrackedList, track, untrack
+
+if TYPE_CHECKING:
+    from brainlessdb.collection import Collection
+
+T = TypeVar("T")
+
+
+class Entity:
+    """An entity of a collection: ``entity.field``, ``entity["field"]``, ``"field" in entity``."""
+
+    __slots__ = ("_collection", "_data", "_revision", "_stamps", "_uuid", "_version", "_written")
+
+    def __init__(
+        self,
+        collection: Collection[Any],
+        uuid: str,
+        data: dict[str, Any],
+        stamps: dict[str, Stamp],
+        revision: int | None = None,
+    ) -> None:
+        self._collection = collection
+        self._uuid = uuid
+        self._data = data
+        self._stamps = stamps
+        self._revision = revision
+        self._version = 0
+        self._written = 0
+
+    @property
+    def uuid(self) -> str:
+        """The entity's uuid, also its key in the bucket."""
+        return self._uuid
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A plain copy of the fields, without the uuid."""
+        return untrack(self._data)  # type: ignore[no-any-return]
+
+    @property
+    def dirty(self) -> bool:
+        """True while the entity has changes that NATS has not acknowledged yet."""
+        return self._version != self._written
+
+    @property
+    def revision(self) -> int | None:
+        """The KV revision of the last stored version this node knows (None if never stored)."""
+        return self._revision
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain copy of the fields, with the uuid first."""
+        out: dict[str, Any] = {"uuid": self._uuid}
+        out.update(untrack(self._data))
+        return out
+
+    def as_type(self, cls: type[T]) -> T:
+        """A live instance of the dataclass ``cls`` backed by this entity (its changes are tracked)."""
+        return self._collection._view(self, cls)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value of field ``name``, or ``default`` if the entity has no such field."""
+        if name in self._data:
+            return self[name]
+        return default
+
+    def __getitem__(self, name: str) -> Any:
+        value = self._data[name]
+        if type(value) is dict or type(value) is list:
+            value = self._collection._track_field(self, name, value)
+        return value
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._collection._set_field(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for names that are not slots or methods: the entity's fields.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            return self._collection._missing_field(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            # The entity's own slots (a misspelt one still fails: there is no such slot).
+            object.__setattr__(self, name, value)
+        elif name in _OWN_ATTRIBUTES:
+            raise AttributeError(f"cannot set {name!r} on an entity: use entity[{name!r}] for a field")
+        else:
+            self._collection._set_field(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: assign None instead")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Entity):
+            return self._uuid == other._uuid and self._data == other._data
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._uuid)
+
+    def __repr__(self) -> str:
+        state = " dirty" if self.dirty else ""
+        return f"<Entity {self._collection.name}/{self._uuid}{state} {untrack(self._data)!r}>"
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._data))
+
+
+_OWN_ATTRIBUTES = frozenset(name for name in dir(Entity) if not name.startswith("_"))
+
+
+class FieldOwner:
+    """The owner of the tracked containers of one entity field: forwards their changes to the collection."""
+
+    __slots__ = ("entity", "name", "top")
+
+    def __init__(self, entity: Entity, name: str) -> None:
+        self.entity = entity
+        self.name = name
+        self.top: TrackedDict | TrackedList | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.entity._data.get(self.name) is self.top
+
+    def before_nested_change(self) -> None:
+        if self.attached:
+            self.entity._collection._before_nested(self.entity, self.name)
+
+    def after_nested_change(self) -> None:
+        if self.attached:
+            self.entity._collection._after_nested(self.entity, self.name)
+
+    def wrap(self, value: Any) -> Any:
+        self.top = track(value, self)
+        return self.top

@@ -1,0 +1,192 @@
+"""Flusher: writes what collections changed, in the background and on demand.
+
+One flush round takes every collection's pending writes (``Replica.take_writes``), sends them all at once
+through the storage (pipelined, acknowledgements gathered), and reports each outcome back. A conflicting
+write is merged with what the bucket holds and retried within the same flush. Rounds never overlap (a
+lock), so a manual ``flush()`` during a background round waits for it and then writes what is left: an
+entity is never written twice for the same change. Failures never stop the loop: they are logged, kept
+on the replica, retried with backoff, and raised by the next ``flush()``/``stop()`` that cannot write them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final
+
+from brainlessdb.codec import decode_json, encode_json
+from brainlessdb.collection import Collection
+from brainlessdb.errors import ConflictError, FlushError, SchemaError
+from brainlessdb.replica import PendingWrite
+from brainlessdb.schema import Schema
+from brainlessdb.storage.base import Storage, Write
+
+logger = logging.getLogger(__name__)
+
+CONFLICT_ROUNDS: Final = 8
+BACKOFF_START: Final = 0.1
+BACKOFF_MAX: Final = 5.0
+
+
+class Flusher:
+    """Writes pending changes of a set of collections to a storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        collections: Callable[[], Iterable[Collection[Any]]],
+        bucket_of: Callable[[Collection[Any]], Awaitable[str]],
+        schema_bucket: Callable[[], Awaitable[str]],
+        interval: float,
+    ) -> None:
+        self._storage = storage
+        self._collections = collections
+        self._bucket_of = bucket_of
+        self._schema_bucket = schema_bucket
+        self.interval = interval
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0}
+
+    def wake(self) -> None:
+        """Something changed: flush after the interval."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="brainlessdb-flusher")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_START
+        while True:
+            await self._wake.wait()
+            # Changes made during the interval join this round: that is what batches them.
+            await asyncio.sleep(self.interval)
+            self._wake.clear()
+            try:
+                failed = await self.flush(raise_errors=False)
+            except Exception:
+                logger.exception("background flush failed")
+                failed = True
+            if failed:
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                self._wake.set()
+            else:
+                backoff = BACKOFF_START
+
+    async def flush(
+        self, collections: Sequence[Collection[Any]] | None = None, *, raise_errors: bool = True
+    ) -> bool:
+        """Write pending changes; True if errors left some unwritten (raised as FlushError if asked)."""
+        chosen = list(self._collections()) if collections is None else list(collections)
+        async with self._lock:
+            self.stats["rounds"] += 1
+            for _ in range(CONFLICT_ROUNDS):
+                busy = [c for c in chosen if c.replica.has_pending()]
+                if not busy:
+                    break
+                conflicts = await asyncio.gather(*(self._flush_collection(c) for c in busy))
+                if not any(conflicts):
+                    break
+        errors: dict[str, BaseException] = {}
+        for collection in chosen:
+            replica = collection.replica
+            if replica.schema_error is not None:
+                errors[f"{collection.name} (schema)"] = replica.schema_error
+            for key, error in replica.errors.items():
+                errors[f"{collection.name}/{key}"] = error
+        if errors and raise_errors:
+            first = next(iter(errors.values()))
+            raise FlushError(f"{len(errors)} change(s) could not be written; first: {first}", errors)
+        return bool(errors)
+
+    async def _flush_collection(self, collection: Collection[Any]) -> bool:
+        """One round for one collection; True if a conflict needs another round."""
+        replica = collection.replica
+        if replica.schema_pending and not await self._write_schema(collection):
+            return False
+        if replica.schema_error is not None:
+            return False
+        writes = replica.take_writes()
+        if not writes:
+            return False
+        bucket = await self._bucket_of(collection)
+        results = await self._storage.write(
+            bucket, [Write(w.key, w.value, w.expected_revision, w.delete) for w in writes]
+        )
+        self.stats["writes"] += len(writes)
+        conflicts: list[PendingWrite] = []
+        for write, result in zip(writes, results, strict=False):
+            if isinstance(result, ConflictError):
+                conflicts.append(write)
+            elif isinstance(result, BaseException):
+                self.stats["errors"] += 1
+                replica.failed(write, result)
+                logger.warning("%s/%s not written: %s", collection.name, write.key, result)
+            else:
+                replica.written(write, result)
+        if not conflicts:
+            return False
+        self.stats["conflicts"] += len(conflicts)
+        currents = await asyncio.gather(
+            *(self._storage.get(bucket, w.key) for w in conflicts), return_exceptions=True
+        )
+        for write, current in zip(conflicts, currents, strict=False):
+            if isinstance(current, BaseException):
+                replica.failed(write, current)
+            else:
+                replica.conflicted(write, current)
+        return True
+
+    async def _write_schema(self, collection: Collection[Any]) -> bool:
+        """Store the collection's schema (merging with a stored one); False if it cannot be."""
+        replica = collection.replica
+        schema = collection.schema
+        if schema is None:
+            replica.schema_pending = False
+            return True
+        bucket = await self._schema_bucket()
+        for _ in range(CONFLICT_ROUNDS):
+            value = encode_json(schema.to_json())
+            [result] = await self._storage.write(
+                bucket, [Write(collection.name, value, replica.schema_revision or 0)]
+            )
+            if isinstance(result, int):
+                replica.schema_stored(schema, result)
+                return True
+            if not isinstance(result, ConflictError):
+                replica.schema_failed(result)
+                return False
+            current = await self._storage.get(bucket, collection.name)
+            if current is None:
+                replica.schema_revision = None
+                continue
+            try:
+                stored = Schema.from_json(decode_json(current.value))
+                merged = stored.extend(schema)
+            except SchemaError as exc:
+                replica.schema_rejected(
+                    SchemaError(
+                        f"collection {collection.name!r}: another node stored an incompatible schema: {exc}"
+                    )
+                )
+                return False
+            collection.adopt_schema(merged)
+            schema = merged
+            replica.schema_revision = current.revision
+            if merged == stored:
+                replica.schema_stored(merged, current.revision)
+                return True
+        return False

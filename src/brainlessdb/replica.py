@@ -1,0 +1,316 @@
+"""Replica: a collection's side of syncing — what to write, what NATS acknowledged, what others wrote.
+
+This is the sans-I/O state machine between a collection and its bucket. ``take_writes()`` hands the
+shell the compare-and-set writes to do; ``written()``, ``failed()`` and ``conflicted()`` report their
+outcomes; ``apply()`` merges an entry read from the bucket (by a load, the watcher, or a conflict). The
+rules it keeps:
+
+- an entity stays dirty until a write of its latest version is acknowledged; a change made while a write
+  is in flight makes it dirty again, so it is written once more, never lost and never written twice;
+- a local change that is not yet stored is never overwritten: entries are merged field by field
+  (``sync.merge``), and a write that conflicts is merged with what is stored and retried;
+- a delete wins: the uuid is remembered as a tombstone, and any later version of it is ignored (and
+  deleted again in the bucket if a foreign writer put it back);
+- a node's own writes coming back through the watcher (same or older revision) change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from brainlessdb.codec import decode_delete, decode_value, encode_record, encode_tombstone
+from brainlessdb.entity import Entity
+from brainlessdb.errors import DecodeError, EncodeError, SchemaError
+from brainlessdb.lookups import MISSING
+from brainlessdb.schema import Schema
+from brainlessdb.storage.base import Entry, Op
+from brainlessdb.sync.clock import Stamp
+from brainlessdb.sync.merge import Record, merge_into
+
+if TYPE_CHECKING:
+    from brainlessdb.collection import Collection
+
+FOREIGN_NODE: Final = ""
+DEAD_LETTERS_KEPT: Final = 1000
+SCHEMA_KEY: Final = "(schema)"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    """A write for the shell to do: store ``value`` at ``key`` if its last revision is still the expected one."""
+
+    key: str
+    value: bytes
+    expected_revision: int | None
+    version: int
+    delete: bool = False
+
+
+@dataclass(slots=True)
+class Tombstone:
+    """A deleted uuid: when it was deleted, the last revision seen, and whether the marker is stored."""
+
+    stamp: Stamp
+    revision: int | None
+    written: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry of the bucket that could not be used, kept aside with the reason."""
+
+    key: str
+    revision: int
+    value: bytes
+    reason: str
+
+
+class Replica:
+    """The sync state of one collection."""
+
+    def __init__(self, collection: Collection[Any]) -> None:
+        self._collection = collection
+        self._dirty: dict[str, Entity] = {}
+        self._inflight: dict[str, int] = {}
+        self._tombstones: dict[str, Tombstone] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
+        self.dead_letter_count = 0
+        self.last_revision = 0
+        self.schema_pending = False
+        self.schema_revision: int | None = None
+        self.schema_error: SchemaError | None = None
+
+    # -- local changes ---------------------------------------------------------------------------
+
+    def local_change(self, entity: Entity) -> None:
+        entity._version = entity._version + 1
+        self._dirty[entity._uuid] = entity
+
+    def local_delete(self, entity: Entity, stamp: Stamp) -> None:
+        uuid = entity._uuid
+        self._dirty.pop(uuid, None)
+        self.errors.pop(uuid, None)
+        stored = entity._revision is not None or uuid in self._inflight
+        self._tombstones[uuid] = Tombstone(stamp, entity._revision, written=not stored)
+
+    def schema_changed(self) -> None:
+        self.schema_pending = True
+
+    def schema_stored(self, schema: Schema, revision: int) -> None:
+        """The schema was stored at ``revision`` (still pending if it changed meanwhile)."""
+        self.schema_revision = revision
+        self.schema_error = None
+        self.errors.pop(SCHEMA_KEY, None)
+        if self._collection.schema == schema:
+            self.schema_pending = False
+
+    def schema_failed(self, error: BaseException) -> None:
+        """Storing the schema failed for now; it is retried with the next flush."""
+        self.errors[SCHEMA_KEY] = error
+
+    def schema_rejected(self, error: SchemaError) -> None:
+        """Another node stored an incompatible schema: this collection's changes are never written."""
+        self.schema_error = error
+        self.schema_pending = False
+        logger.error("%s", error)
+
+    def is_deleted(self, uuid: str) -> bool:
+        return uuid in self._tombstones
+
+    def pending_count(self) -> int:
+        """Entities and deletes not yet acknowledged by NATS."""
+        return len(self._dirty) + sum(1 for tomb in self._tombstones.values() if not tomb.written)
+
+    def has_pending(self) -> bool:
+        return self.schema_pending or self.pending_count() > 0
+
+    def clear(self) -> None:
+        self._dirty.clear()
+        self._inflight.clear()
+        self._tombstones.clear()
+        self.errors.clear()
+        self.last_revision = 0
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def take_writes(self) -> list[PendingWrite]:
+        """The writes to do now: every dirty entity and unwritten delete that is not already in flight."""
+        writes: list[PendingWrite] = []
+        inflight = self._inflight
+        for uuid, entity in self._dirty.items():
+            if uuid in inflight:
+                continue
+            record = Record(entity._data, entity._stamps)
+            try:
+                value = encode_record(record)
+            except EncodeError as exc:
+                self.errors[uuid] = exc
+                continue
+            expected = 0 if entity._revision is None else entity._revision
+            inflight[uuid] = entity._version
+            writes.append(PendingWrite(uuid, value, expected, entity._version))
+        for uuid, tomb in self._tombstones.items():
+            if tomb.written or uuid in inflight:
+                continue
+            inflight[uuid] = 0
+            expected = 0 if tomb.revision is None else tomb.revision
+            writes.append(PendingWrite(uuid, encode_tombstone(tomb.stamp), expected, 0, delete=True))
+        return writes
+
+    def written(self, write: PendingWrite, revision: int) -> None:
+        """NATS stored ``write`` at ``revision``."""
+        uuid = write.key
+        self._inflight.pop(uuid, None)
+        self.errors.pop(uuid, None)
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            tomb.revision = max(tomb.revision or 0, revision)
+            # A create acknowledged after the entity was deleted: the marker must now be written over it.
+            tomb.written = write.delete
+            return
+        entity = self._collection.entities.get(uuid)
+        if entity is None:
+            return
+        entity._revision = max(entity._revision or 0, revision)
+        if write.version > entity._written:
+            entity._written = write.version
+        if entity._written == entity._version:
+            self._dirty.pop(uuid, None)
+
+    def failed(self, write: PendingWrite, error: BaseException) -> None:
+        """``write`` failed; it stays pending and is retried by a later flush."""
+        self._inflight.pop(write.key, None)
+        self.errors[write.key] = error
+
+    def conflicted(self, write: PendingWrite, current: Entry | None) -> None:
+        """``write`` found another revision; ``current`` is what the bucket holds now."""
+        uuid = write.key
+        self._inflight.pop(uuid, None)
+        if current is not None:
+            self.apply(current)
+            return
+        # The key holds nothing although this node saw it stored: it was deleted and its marker purged.
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            tomb.written = True
+            return
+        entity = self._collection.entities.get(uuid)
+        if entity is not None and entity._revision is not None:
+            self._drop(uuid, entity, Tombstone(self._collection._host.clock.tick(), None, written=True))
+
+    # -- applying what the bucket holds ----------------------------------------------------------
+
+    def apply(self, entry: Entry) -> None:
+        """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory."""
+        if entry.revision > self.last_revision:
+            self.last_revision = entry.revision
+        try:
+            if entry.op is Op.PUT:
+                record = decode_value(entry.value, time_ns=entry.time_ns)
+            else:
+                record = decode_delete(entry.value, time_ns=entry.time_ns)
+        except DecodeError as exc:
+            self._dead_letter(entry, str(exc))
+            return
+        host = self._collection._host
+        newest = record.max_stamp()
+        if newest is not None:
+            host.clock.observe(newest[0])
+        uuid = entry.key
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            self._apply_to_tombstone(tomb, entry, record)
+            return
+        entity = self._collection.entities.get(uuid)
+        if record.deleted is not None:
+            self._drop(uuid, entity, Tombstone(record.deleted, entry.revision, written=True))
+            return
+        if not self._fits_schema(entry, record):
+            return
+        if entity is None:
+            self._create(uuid, record, entry.revision)
+            return
+        if entity._revision is not None and entry.revision <= entity._revision:
+            return
+        self._merge(entity, record, entry.revision)
+
+    def _apply_to_tombstone(self, tomb: Tombstone, entry: Entry, record: Record) -> None:
+        if tomb.revision is not None and entry.revision <= tomb.revision:
+            return
+        tomb.revision = entry.revision
+        if record.deleted is not None:
+            tomb.written = True
+            if record.deleted > tomb.stamp:
+                tomb.stamp = record.deleted
+        elif self._inflight.get(entry.key) is None:
+            # Someone put the deleted uuid back (a foreign writer, or a write that raced the delete).
+            tomb.written = False
+            self._collection._host.changed(self._collection)
+
+    def _fits_schema(self, entry: Entry, record: Record) -> bool:
+        schema = self._collection.schema
+        if schema is None or not any(node == FOREIGN_NODE for _, node in record.stamps.values()):
+            return True
+        try:
+            schema.check_stored(record.data)
+        except SchemaError as exc:
+            self._dead_letter(entry, f"does not fit the schema: {exc}")
+            return False
+        return True
+
+    def _create(self, uuid: str, record: Record, revision: int) -> None:
+        collection = self._collection
+        entity = Entity(collection, uuid, record.data, record.stamps, revision)
+        collection.entities[uuid] = entity
+        collection.indexes.on_add(uuid, record.data)
+        changes = {name: (MISSING, value) for name, value in record.data.items()}
+        collection.emit_remote_change(entity, changes, created=True)
+
+    def _merge(self, entity: Entity, record: Record, revision: int) -> None:
+        uuid = entity._uuid
+        changed = merge_into(entity._data, entity._stamps, record)
+        entity._revision = revision
+        indexes = self._collection.indexes
+        for name, old in changed.items():
+            indexes.on_change(uuid, name, old, entity._data[name])
+        if uuid in self._dirty and uuid not in self._inflight and _same_stamps(entity._stamps, record):
+            # What is stored already holds everything this node has: nothing left to write.
+            entity._written = entity._version
+            del self._dirty[uuid]
+            self.errors.pop(uuid, None)
+        if changed:
+            changes = {name: (old, entity._data[name]) for name, old in changed.items()}
+            self._collection.emit_remote_change(entity, changes, created=False)
+
+    def _drop(self, uuid: str, entity: Entity | None, tomb: Tombstone) -> None:
+        self._tombstones[uuid] = tomb
+        self._dirty.pop(uuid, None)
+        self.errors.pop(uuid, None)
+        if entity is None:
+            return
+        collection = self._collection
+        del collection.entities[uuid]
+        collection.indexes.on_remove(uuid, entity._data)
+        collection.emit_remote_delete(uuid, entity)
+
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
+        self.dead_letter_count += 1
+        self.dead_letters.append(DeadLetter(entry.key, entry.revision, entry.value, reason))
+        logger.warning(
+            "%s: entry %s at revision %d set aside: %s",
+            self._collection.name,
+            entry.key,
+            entry.revision,
+            reason,
+        )
+
+
+def _same_stamps(stamps: dict[str, Stamp], record: Record) -> bool:
+    theirs = record.stamps
+    return len(stamps) == len(theirs) and all(theirs.get(name) == stamp for name, stamp in stamps.items())

@@ -1,0 +1,308 @@
+"""Collection schemas: inferred from the first ``add()`` or declared by a ``typed()`` dataclass, then locked.
+
+A schema maps each field to a JSON type (``str``, ``int``, ``float``, ``bool``, ``dict``, ``list`` or
+``any``), whether it must be given, whether it may be ``None``, and its default. Every ``add()`` and every
+assignment is checked against it before anything is kept. Schemas are stored in NATS (as ``to_json()``)
+so that every node enforces the same one. A schema only ever grows by a deliberate act: ``extend()``
+accepts a newer declaration that adds optional fields and keeps every existing field's type.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Union
+
+from brainlessdb.errors import SchemaError
+
+FIELD_TYPES: Final = ("str", "int", "float", "bool", "dict", "list", "any")
+SCALAR_TYPES: Final = frozenset({"str", "int", "float", "bool"})
+RESERVED: Final = frozenset({"uuid"})
+SCHEMA_FORMAT: Final = 1
+
+_NO_DEFAULT: Final = object()
+
+_PY_TYPES: Final[Mapping[Any, str]] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    dict: "dict",
+    list: "list",
+    tuple: "list",
+    Any: "any",
+    object: "any",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a schema."""
+
+    type: str
+    required: bool = True
+    nullable: bool = False
+    default: Any = None
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` (already known to be JSON-like) fits this field."""
+        if value is None:
+            return self.nullable
+        kind = self.type
+        if kind == "any":
+            return True
+        if kind == "str":
+            return isinstance(value, str)
+        if kind == "int":
+            return isinstance(value, int) and not isinstance(value, bool)
+        if kind == "float":
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "bool":
+            return isinstance(value, bool)
+        if kind == "dict":
+            return isinstance(value, dict)
+        return isinstance(value, list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "required": self.required, "nullable": self.nullable}
+        if not self.required:
+            out["default"] = self.default
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """The locked fields of a collection."""
+
+    fields: Mapping[str, FieldSpec]
+
+    @classmethod
+    def infer(cls, data: Mapping[str, Any]) -> Schema:
+        """The schema a first ``add()`` implies: every field required, typed by its value.
+
+        A ``None`` value gives a field of any type; inferred fields accept ``None`` later on, since a first
+        example cannot tell whether they may be empty.
+        """
+        fields: dict[str, FieldSpec] = {}
+        for name, value in data.items():
+            check_field_name(name)
+            check_json(name, value)
+            fields[name] = FieldSpec(type=json_type(value), required=True, nullable=True)
+        return cls(fields)
+
+    @classmethod
+    def from_dataclass(cls, klass: type) -> Schema:
+        """The schema a dataclass declares (its ``uuid`` field, if any, is the entity's uuid)."""
+        if not (isinstance(klass, type) and dataclasses.is_dataclass(klass)):
+            raise TypeError(f"typed() needs a dataclass, got {klass!r}")
+        try:
+            hints = typing.get_type_hints(klass)
+        except (NameError, TypeError) as exc:
+            raise SchemaError(f"cannot resolve the annotations of {klass.__qualname__}: {exc}") from exc
+        fields: dict[str, FieldSpec] = {}
+        for item in dataclasses.fields(klass):
+            if item.name in RESERVED or not item.init:
+                continue
+            kind, nullable = annotation_type(hints.get(item.name, Any), item.name)
+            default = _declared_default(item)
+            if default is _NO_DEFAULT:
+                fields[item.name] = FieldSpec(kind, required=True, nullable=nullable)
+            else:
+                check_json(item.name, default)
+                fields[item.name] = FieldSpec(kind, required=False, nullable=nullable, default=default)
+        return cls(fields)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Schema:
+        """A schema read back from storage."""
+        if (
+            not isinstance(raw, dict)
+            or raw.get("v") != SCHEMA_FORMAT
+            or not isinstance(raw.get("fields"), dict)
+        ):
+            raise SchemaError(f"unreadable stored schema: {raw!r}")
+        fields: dict[str, FieldSpec] = {}
+        for name, spec in raw["fields"].items():
+            if not isinstance(spec, dict) or spec.get("type") not in FIELD_TYPES:
+                raise SchemaError(f"unreadable stored schema field {name!r}: {spec!r}", field=name)
+            fields[name] = FieldSpec(
+                type=spec["type"],
+                required=bool(spec.get("required", True)),
+                nullable=bool(spec.get("nullable", False)),
+                default=spec.get("default"),
+            )
+        return cls(fields)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form of this schema."""
+        return {"v": SCHEMA_FORMAT, "fields": {name: spec.to_json() for name, spec in self.fields.items()}}
+
+    def field_types(self) -> dict[str, str]:
+        """Field name to type name, as the query parser wants it."""
+        return {name: spec.type for name, spec in self.fields.items()}
+
+    def check_new(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The data of a new entity with defaults filled in; ``SchemaError`` if it does not fit."""
+        fields = self.fields
+        for name in data:
+            if name not in fields:
+                raise SchemaError(f"unknown field {name!r} (fields: {', '.join(fields)})", field=name)
+        out: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if name in data:
+                value = data[name]
+                self._check(name, spec, value)
+                out[name] = value
+            elif spec.required:
+                raise SchemaError(f"missing required field {name!r}", field=name, expected=spec.type)
+            else:
+                out[name] = copy.deepcopy(spec.default)
+        return out
+
+    def check_value(self, name: str, value: Any) -> None:
+        """``SchemaError`` unless ``value`` may be assigned to field ``name``."""
+        spec = self.fields.get(name)
+        if spec is None:
+            raise SchemaError(f"unknown field {name!r} (fields: {', '.join(self.fields)})", field=name)
+        self._check(name, spec, value)
+
+    def check_stored(self, data: Mapping[str, Any]) -> None:
+        """``SchemaError`` unless data read from storage fits (unknown fields or wrong types)."""
+        fields = self.fields
+        for name, value in data.items():
+            spec = fields.get(name)
+            if spec is None:
+                raise SchemaError(f"unknown field {name!r}", field=name)
+            self._check(name, spec, value)
+
+    def extend(self, newer: Schema) -> Schema:
+        """This schema grown by ``newer``'s extra optional fields; ``SchemaError`` if incompatible."""
+        if newer == self:
+            return self
+        for name, spec in self.fields.items():
+            other = newer.fields.get(name)
+            if other is None:
+                if spec.required:
+                    raise SchemaError(f"field {name!r} is required by the stored schema", field=name)
+                continue
+            if other.type != spec.type and other.type != "any":
+                raise SchemaError(
+                    f"field {name!r} is {spec.type} in the stored schema, not {other.type}",
+                    field=name,
+                    expected=spec.type,
+                )
+        fields = dict(self.fields)
+        for name, other in newer.fields.items():
+            if name in fields:
+                continue
+            if other.required:
+                raise SchemaError(
+                    f"new field {name!r} needs a default to extend the stored schema", field=name
+                )
+            fields[name] = other
+        return Schema(fields)
+
+    @staticmethod
+    def _check(name: str, spec: FieldSpec, value: Any) -> None:
+        check_json(name, value)
+        if not spec.accepts(value):
+            got = "None" if value is None else type(value).__name__
+            raise SchemaError(
+                f"field {name!r} expects {spec.type}, got {got}", field=name, expected=spec.type
+            )
+
+
+def json_type(value: Any) -> str:
+    """The schema type name of a JSON-like value."""
+    if value is None:
+        return "any"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dict):
+        return "dict"
+    if isinstance(value, list):
+        return "list"
+    raise SchemaError(f"unsupported value type {type(value).__name__}")
+
+
+def check_json(name: str, value: Any, _depth: int = 0) -> None:
+    """``SchemaError`` unless ``value`` is JSON-like all the way down (str keys, no NaN, finite depth)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SchemaError(f"field {name!r}: {value} cannot be stored as JSON", field=name)
+        return
+    if _depth > 64:
+        raise SchemaError(f"field {name!r} is nested too deeply", field=name)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SchemaError(f"field {name!r}: dict keys must be strings, got {key!r}", field=name)
+            check_json(name, item, _depth + 1)
+        return
+    if isinstance(value, list):
+        for item in value:
+            check_json(name, item, _depth + 1)
+        return
+    raise SchemaError(
+        f"field {name!r}: {type(value).__name__} values cannot be stored (use JSON types)", field=name
+    )
+
+
+def check_field_name(name: Any) -> None:
+    """``SchemaError`` for a field name that cannot be an entity attribute."""
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"field names must be non-empty strings, got {name!r}")
+    if name in RESERVED:
+        raise SchemaError(f"{name!r} is the entity's own key, not a field", field=name)
+    if name.startswith("_") or "__" in name:
+        raise SchemaError(f"field {name!r}: names may not start with '_' or contain '__'", field=name)
+
+
+def annotation_type(annotation: Any, name: str) -> tuple[str, bool]:
+    """The schema type and nullability of a type annotation."""
+    origin = typing.get_origin(annotation)
+    if origin is Union or (hasattr(types, "UnionType") and origin is types.UnionType):
+        args = typing.get_args(annotation)
+        nullable = type(None) in args
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1:
+            kind, _ = annotation_type(rest[0], name)
+            return kind, nullable
+        return "any", nullable
+    if annotation is type(None) or annotation is None:
+        return "any", True
+    if annotation is Any:
+        return "any", True
+    base = origin if origin is not None else annotation
+    if base in _PY_TYPES:
+        return _PY_TYPES[base], False
+    if isinstance(base, type):
+        if issubclass(base, bool):
+            return "bool", False
+        if issubclass(base, Mapping):
+            return "dict", False
+        if issubclass(base, (list, tuple)):
+            return "list", False
+    if base in (typing.Mapping, typing.Sequence, typing.MutableMapping):  # pragma: no cover - 3.10 aliases
+        return ("dict" if base is not typing.Sequence else "list"), False
+    raise SchemaError(f"field {name!r}: unsupported annotation {annotation!r} (use JSON types)", field=name)
+
+
+def _declared_default(item: dataclasses.Field[Any]) -> Any:
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return _NO_DEFAULT
