@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PendingWrite:
-    """A write for the shell to do: store ``value`` at ``key`` if its last revision is still the expected one."""
+    """A write for the shell: store ``value`` at ``key`` if its last revision is still the expected one."""
 
     key: str
     value: bytes

@@ -1,0 +1,383 @@
+"""Collections and entities through a started database: schema, errors, queries, dirty tracking, flushing.
+
+Most tests run on both backends (``make_db``); the ones that must pause or fail writes at a precise moment
+wrap the in-memory storage, which honours the same contract as NATS KV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+import pytest
+
+import brainlessdb
+from brainlessdb import (
+    Brainless,
+    BrainlessError,
+    FlushError,
+    InvalidNameError,
+    NotFoundError,
+    NotStartedError,
+    QueryError,
+    SchemaError,
+    UnavailableError,
+)
+from brainlessdb.storage.base import Write
+from brainlessdb.storage.memory import MemoryStorage
+
+from .conftest import MakeDb
+
+# Schema ----------------------------------------------------------------------------------------
+
+
+async def test_schema_is_locked_after_first_add(make_db: MakeDb) -> None:
+    db = await make_db()
+    db.call.add(channel_id="1", queue_id=5, state="new")
+    with pytest.raises(SchemaError) as unknown:
+        db.call.add(channel_id="2", queue_id=5, state="new", extra=True)
+    assert unknown.value.field == "extra"
+    with pytest.raises(SchemaError) as missing:
+        db.call.add(channel_id="2", state="new")
+    assert missing.value.field == "queue_id"
+    with pytest.raises(SchemaError) as wrong:
+        db.call.add(channel_id="2", queue_id="five", state="new")
+    assert (wrong.value.field, wrong.value.expected) == ("queue_id", "int")
+    assert len(db.call) == 1
+
+
+async def test_wrong_type_on_assignment_keeps_the_old_value(make_db: MakeDb) -> None:
+    db = await make_db()
+    call = db.call.add(channel_id="1", queue_id=5)
+    await db.flush()
+    with pytest.raises(SchemaError):
+        call.queue_id = "six"
+    with pytest.raises(SchemaError):
+        call.unknown = 1
+    assert call.queue_id == 5
+    assert not call.dirty
+
+
+async def test_values_that_are_not_json_are_refused(make_db: MakeDb) -> None:
+    db = await make_db()
+    with pytest.raises(SchemaError):
+        db.call.add(when=object())
+    with pytest.raises(SchemaError):
+        db.call.add(ratio=float("nan"))
+    with pytest.raises(SchemaError):
+        db.call.add(tags={1, 2})
+    assert len(db.call) == 0
+
+
+async def test_typed_schema_fills_defaults_and_checks_types(make_db: MakeDb) -> None:
+    @dataclass
+    class Agent:
+        name: str
+        skills: list[str] = field(default_factory=list)
+        level: int = 1
+        uuid: str | None = None
+
+    db = await make_db()
+    agents = db.agent.typed(Agent)
+    eva = agents.add(name="Eva")
+    assert (eva.skills, eva.level) == ([], 1)
+    with pytest.raises(SchemaError):
+        agents.add(name="Adam", level="high")
+    with pytest.raises(SchemaError):
+        agents.add(level=2)
+
+
+async def test_typed_with_an_incompatible_class_is_a_schema_error(make_db: MakeDb) -> None:
+    @dataclass
+    class Wrong:
+        channel_id: int
+
+    db = await make_db()
+    db.call.add(channel_id="1")
+    with pytest.raises(SchemaError):
+        db.call.typed(Wrong)
+
+
+# Errors ----------------------------------------------------------------------------------------
+
+
+async def test_missing_uuid_is_a_key_error(make_db: MakeDb) -> None:
+    db = await make_db()
+    with pytest.raises(KeyError):
+        db.call["550e8400-e29b-41d4-a716-446655440000"]
+    with pytest.raises(NotFoundError) as missing:
+        del db.call["550e8400-e29b-41d4-a716-446655440000"]
+    assert missing.value.uuid == "550e8400-e29b-41d4-a716-446655440000"
+    assert db.call.delete("550e8400-e29b-41d4-a716-446655440000") is False
+
+
+async def test_every_error_is_a_brainless_error() -> None:
+    for error in (SchemaError, QueryError, NotFoundError, FlushError, InvalidNameError, UnavailableError):
+        assert issubclass(error, BrainlessError)
+    assert issubclass(SchemaError, ValueError)
+    assert issubclass(NotStartedError, RuntimeError)
+
+
+async def test_invalid_names_fail_clearly_and_alone(make_db: MakeDb) -> None:
+    with pytest.raises(InvalidNameError):
+        Brainless(None, namespace="my.app")
+    db = await make_db()
+    with pytest.raises(InvalidNameError):
+        db.collection("bad-name")
+    with pytest.raises(InvalidNameError):
+        db.collection("*")
+    call = db.call.add(channel_id="1")
+    await db.flush()
+    assert not call.dirty
+
+
+async def test_private_names_are_not_collections() -> None:
+    db = Brainless(None)
+    with pytest.raises(AttributeError):
+        db._private  # noqa: B018
+    assert db.collections == {}
+
+
+async def test_module_level_api_before_setup_is_not_started() -> None:
+    with pytest.raises(NotStartedError):
+        brainlessdb.call  # noqa: B018
+    with pytest.raises(NotStartedError):
+        await brainlessdb.flush()
+
+
+async def test_unknown_lookup_is_a_query_error(make_db: MakeDb) -> None:
+    db = await make_db()
+    db.call.add(age=30, caller={"city": "Prague"})
+    with pytest.raises(QueryError):
+        await db.call.filter(age__gtt=5)
+    with pytest.raises(QueryError):
+        await db.call.filter(nope=1)
+    with pytest.raises(QueryError):
+        await db.call.order_by("-")
+
+
+# Known defects of the first published version --------------------------------------------------
+
+
+async def test_lt_lookup_is_not_a_nested_path(make_db: MakeDb) -> None:
+    db = await make_db()
+    db.session.add(token="old", last_seen=100.0)
+    db.session.add(token="new", last_seen=900.0)
+    stale = await db.session.filter(last_seen__lt=500.0)
+    assert [s.token for s in stale] == ["old"]
+
+
+async def test_descending_strings_with_a_common_prefix(make_db: MakeDb) -> None:
+    db = await make_db()
+    for name in ("a", "abc", "ab"):
+        db.user.add(name=name)
+    assert [u.name for u in await db.user.order_by("-name")] == ["abc", "ab", "a"]
+    assert [u.name for u in await db.user.order_by("name")] == ["a", "ab", "abc"]
+
+
+async def test_filtering_on_a_dict_field_matches_by_value(make_db: MakeDb) -> None:
+    db = await make_db()
+    db.call.add(caller={"city": "Prague"}, tags=["a"])
+    db.call.add(caller={"city": "Brno"}, tags=["b"])
+    found = await db.call.filter(caller={"city": "Brno"})
+    assert [c.caller["city"] for c in found] == ["Brno"]
+    assert len(await db.call.filter(tags=["a"])) == 1
+
+
+async def test_nested_none_matches_only_none(make_db: MakeDb) -> None:
+    db = await make_db()
+    db.call.add(caller={"city": None})
+    db.call.add(caller={"city": "Brno"})
+    db.call.add(caller={})
+    assert len(await db.call.filter(caller__city=None)) == 1
+    assert len(await db.call.filter(caller__city__isnull=True)) == 2
+
+
+async def test_nested_mutation_is_tracked_and_indexed(make_db: MakeDb) -> None:
+    db = await make_db()
+    call = db.call.add(caller={"city": "Prague", "tags": []})
+    assert await db.call.find(caller__city="Prague") is call
+    await db.flush()
+    assert not call.dirty
+
+    call.caller["city"] = "Brno"
+    call.caller["tags"].append("vip")
+    assert call.dirty
+    assert await db.call.find(caller__city="Prague") is None
+    assert await db.call.find(caller__city="Brno") is call
+    await db.flush()
+    assert not call.dirty
+
+    other = await make_db("node-2")
+    await other.call.load()
+    copy = other.call[call.uuid]
+    assert copy.caller == {"city": "Brno", "tags": ["vip"]}
+
+
+async def test_a_replaced_container_no_longer_counts(make_db: MakeDb) -> None:
+    db = await make_db()
+    call = db.call.add(caller={"city": "Prague"})
+    old = call.caller
+    call.caller = {"city": "Brno"}
+    await db.flush()
+    old["city"] = "Ostrava"
+    assert not call.dirty
+    assert call.caller == {"city": "Brno"}
+
+
+async def test_load_never_overwrites_unflushed_changes(make_db: MakeDb) -> None:
+    db = await make_db(flush_interval=60)
+    kept = db.call.add(channel_id="1", state="new")
+    gone = db.call.add(channel_id="2", state="new")
+    await db.flush()
+
+    kept.state = "changed locally"
+    db.call.delete(gone)
+    await db.call.load()
+    assert (await db.call.get(kept.uuid)).state == "changed locally"
+    assert await db.call.get(gone.uuid) is None
+    assert [c.channel_id for c in await db.call.filter(state="new")] == []
+    assert kept.dirty
+
+
+# Flushing --------------------------------------------------------------------------------------
+
+
+class GatedStorage(MemoryStorage):
+    """A real in-memory storage whose writes can be held at a gate, counted, or failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()
+        self.writes: list[Write] = []
+        self.fail_next = 0
+
+    async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
+        self.entered.set()
+        await self.gate.wait()
+        if bucket.endswith("--schema"):
+            return await super().write(bucket, writes)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return [UnavailableError("outage") for _ in writes]
+        self.writes.extend(writes)
+        return await super().write(bucket, writes)
+
+
+async def test_change_during_an_inflight_write_is_written_once_more(make_db: MakeDb) -> None:
+    storage = GatedStorage()
+    db = Brainless(storage, namespace="ns", location="a", flush_interval=60)
+    await db.start()
+    call = db.call.add(state="new")
+    await db.flush()
+    storage.writes.clear()
+
+    storage.gate.clear()
+    storage.entered.clear()
+    call.state = "v1"
+    flushing = asyncio.create_task(db.flush())
+    await storage.entered.wait()
+    call.state = "v2"
+    storage.gate.set()
+    await flushing
+    assert call.dirty
+    await db.flush()
+    assert not call.dirty
+    assert len(storage.writes) == 2
+    stored = await storage.get("ns-call", call.uuid)
+    assert stored is not None and b'"v2"' in stored.value
+    await db.stop()
+
+
+async def test_overlapping_flushes_write_each_change_once(make_db: MakeDb) -> None:
+    storage = GatedStorage()
+    db = Brainless(storage, namespace="ns", location="a", flush_interval=0)
+    await db.start()
+    storage.gate.clear()
+    calls = [db.call.add(state=str(i)) for i in range(20)]
+    await asyncio.sleep(0.01)
+    manual = [asyncio.create_task(db.flush()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    storage.gate.set()
+    await asyncio.gather(*manual)
+    assert not any(c.dirty for c in calls)
+    keys = [w.key for w in storage.writes]
+    assert sorted(keys) == sorted(c.uuid for c in calls)
+    await db.stop()
+
+
+async def test_background_flush_survives_errors_and_reports_them(make_db: MakeDb) -> None:
+    storage = GatedStorage()
+    db = Brainless(storage, namespace="ns", location="a", flush_interval=0.01)
+    await db.start()
+    storage.gate.clear()
+    call = db.call.add(state="new")
+    await asyncio.sleep(0.05)
+    storage.fail_next = 3
+    storage.gate.set()
+    with pytest.raises(FlushError):
+        await db.call.flush()
+    for _ in range(500):
+        if not call.dirty:
+            break
+        await asyncio.sleep(0.01)
+    assert not call.dirty
+    assert db.stats()["flush"]["errors"] >= 1
+
+    storage.fail_next = 1000
+    call.state = "unwritable"
+    with pytest.raises(FlushError) as failed:
+        await db.flush()
+    assert isinstance(next(iter(failed.value.errors.values())), UnavailableError)
+    storage.fail_next = 0
+    await db.flush()
+    assert not call.dirty
+    await db.stop()
+
+
+async def test_an_unencodable_entity_does_not_block_the_others(make_db: MakeDb) -> None:
+    db = await make_db(flush_interval=60)
+    bad = db.call.add(caller={"city": "Prague"})
+    good = db.call.add(caller={"city": "Brno"})
+    await db.flush()
+    bad.caller["when"] = object()
+    good.caller["city"] = "Ostrava"
+    with pytest.raises(FlushError) as failed:
+        await db.flush()
+    assert list(failed.value.errors) == [f"call/{bad.uuid}"]
+    assert bad.dirty and not good.dirty
+
+
+async def test_stop_flushes_what_is_pending(make_db: MakeDb) -> None:
+    db = await make_db(flush_interval=60)
+    call = db.call.add(state="new")
+    await db.stop()
+    assert not call.dirty
+    other = await make_db("node-2")
+    assert (await other.call.get(call.uuid)) is not None
+
+
+async def test_repr_shows_state(make_db: MakeDb) -> None:
+    db = await make_db(flush_interval=60)
+    db.call.add(channel_id="1")
+    await db.call.find(channel_id="1")
+    assert repr(db.call) == "<Collection call: 1 entities, 1 pending, indexes=[channel_id]>"
+    await db.flush()
+    assert repr(db.call) == "<Collection call: 1 entities, 0 pending, indexes=[channel_id]>"
+
+
+async def test_add_with_an_existing_uuid_is_refused(make_db: MakeDb) -> None:
+    db = await make_db()
+    call = db.call.add(channel_id="1")
+    with pytest.raises(brainlessdb.DuplicateError):
+        db.call.add(uuid=call.uuid, channel_id="2")
+    with pytest.raises(SchemaError):
+        db.call.add(uuid="not-a-uuid", channel_id="2")
+    deleted_uuid = call.uuid
+    db.call.delete(call)
+    with pytest.raises(brainlessdb.DuplicateError):
+        db.call.add(uuid=deleted_uuid, channel_id="3")
