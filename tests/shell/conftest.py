@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -51,3 +53,12 @@ async def nats_client(backend: str, request: pytest.FixtureRequest) -> AsyncIter
     client = await nats.connect(request.getfixturevalue("nats_server").url)
     yield client
     await client.close()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
+    """Wait until ``predicate()`` holds; fail the test with AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-
 import pytest
 
 import brainlessdb
@@ -28,7 +27,7 @@ from brainlessdb import (
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
 
-from .conftest import MakeDb
+from .conftest import MakeDb, eventually
 
 # Schema ----------------------------------------------------------------------------------------
 
@@ -321,11 +320,7 @@ async def test_background_flush_survives_errors_and_reports_them(make_db: MakeDb
     storage.gate.set()
     with pytest.raises(FlushError):
         await db.call.flush()
-    for _ in range(500):
-        if not call.dirty:
-            break
-        await asyncio.sleep(0.01)
-    assert not call.dirty
+    await eventually(lambda: not call.dirty)
     assert db.stats()["flush"]["errors"] >= 1
 
     storage.fail_next = 1000

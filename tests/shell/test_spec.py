@@ -7,7 +7,6 @@ Each test follows one section of the spec's README. ``nats_client`` is what the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid as uuidlib
@@ -19,6 +18,8 @@ import pytest
 
 import brainlessdb
 from brainlessdb import Brainless, Entity
+
+from .conftest import eventually
 
 
 @pytest.fixture
@@ -280,10 +281,7 @@ async def test_entity_access(spec_db: Any) -> None:
 async def test_background_flush_writes_without_being_asked(nats_client: Any, namespace: str) -> None:
     db = await brainlessdb.setup(nats_client, namespace=namespace, flush_interval=0.05)
     call = brainlessdb.call.add(channel_id="1", state="new")
-    deadline = time.monotonic() + 5
-    while call.dirty and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert not call.dirty
+    await eventually(lambda: not call.dirty)
     if nats_client is not None:
         assert await stored_data(nats_client, f"{namespace}-call", call.uuid) == {
             "channel_id": "1",
