@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from brainlessdb.codec import decode_json, encode_json
 from brainlessdb.collection import Collection
-from brainlessdb.errors import ConflictError, FlushError, SchemaError
+from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError
 from brainlessdb.replica import PendingWrite
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Storage, Write
@@ -103,8 +103,6 @@ class Flusher:
         errors: dict[str, BaseException] = {}
         for collection in chosen:
             replica = collection.replica
-            if replica.schema_error is not None:
-                errors[f"{collection.name} (schema)"] = replica.schema_error
             for key, error in replica.errors.items():
                 errors[f"{collection.name}/{key}"] = error
         if errors and raise_errors:
@@ -116,8 +114,6 @@ class Flusher:
         """One round for one collection; True if a conflict needs another round."""
         replica = collection.replica
         if replica.schema_pending and not await self._write_schema(collection):
-            return False
-        if replica.schema_error is not None:
             return False
         writes = replica.take_writes()
         if not writes:
@@ -175,14 +171,15 @@ class Flusher:
                 continue
             try:
                 stored = Schema.from_json(decode_json(current.value))
+            except (DecodeError, SchemaError) as exc:
+                replica.schema_failed(exc)
+                return False
+            try:
                 merged = stored.extend(schema)
             except SchemaError as exc:
-                replica.schema_rejected(
-                    SchemaError(
-                        f"collection {collection.name!r}: another node stored an incompatible schema: {exc}"
-                    )
-                )
-                return False
+                message = f"collection {collection.name!r}: another node stored an incompatible schema: {exc}"
+                replica.schema_rejected(stored, current.revision, SchemaError(message, field=exc.field))
+                return True
             collection.adopt_schema(merged)
             schema = merged
             replica.schema_revision = current.revision

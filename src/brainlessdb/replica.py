@@ -84,7 +84,7 @@ class Replica:
         self.last_revision = 0
         self.schema_pending = False
         self.schema_revision: int | None = None
-        self.schema_error: SchemaError | None = None
+        self._rejected: set[str] = set()
 
     # -- local changes ---------------------------------------------------------------------------
 
@@ -105,7 +105,6 @@ class Replica:
     def schema_stored(self, schema: Schema, revision: int) -> None:
         """The schema was stored at ``revision`` (still pending if it changed meanwhile)."""
         self.schema_revision = revision
-        self.schema_error = None
         self.errors.pop(SCHEMA_KEY, None)
         if self._collection.schema == schema:
             self.schema_pending = False
@@ -114,11 +113,30 @@ class Replica:
         """Storing the schema failed for now; it is retried with the next flush."""
         self.errors[SCHEMA_KEY] = error
 
-    def schema_rejected(self, error: SchemaError) -> None:
-        """Another node stored an incompatible schema: this collection's changes are never written."""
-        self.schema_error = error
-        self.schema_pending = False
+    def schema_rejected(self, stored: Schema, revision: int, error: SchemaError) -> None:
+        """Another node stored an incompatible schema first: adopt it, and hold back what does not fit.
+
+        Entities that do not fit the stored schema stay in memory, are never written, and are reported
+        by every flush; everything that fits is written as usual.
+        """
         logger.error("%s", error)
+        self._collection.adopt_schema(stored)
+        self.schema_revision = revision
+        self.schema_pending = False
+        self.errors.pop(SCHEMA_KEY, None)
+        for uuid, entity in self._dirty.items():
+            if not self._fits(stored, uuid, entity):
+                self._rejected.add(uuid)
+
+    def _fits(self, schema: Schema, uuid: str, entity: Entity) -> bool:
+        try:
+            schema.check_stored(entity._data)
+        except SchemaError as exc:
+            self.errors[uuid] = SchemaError(
+                f"{self._collection.name}/{uuid} does not fit the stored schema: {exc}", field=exc.field
+            )
+            return False
+        return True
 
     def is_deleted(self, uuid: str) -> bool:
         return uuid in self._tombstones
@@ -134,6 +152,7 @@ class Replica:
         self._dirty.clear()
         self._inflight.clear()
         self._tombstones.clear()
+        self._rejected.clear()
         self.errors.clear()
         self.last_revision = 0
 
@@ -146,6 +165,12 @@ class Replica:
         for uuid, entity in self._dirty.items():
             if uuid in inflight:
                 continue
+            if uuid in self._rejected:
+                schema = self._collection.schema
+                if schema is None or not self._fits(schema, uuid, entity):
+                    continue
+                self._rejected.discard(uuid)
+                self.errors.pop(uuid, None)
             record = Record(entity._data, entity._stamps)
             try:
                 value = encode_record(record)
