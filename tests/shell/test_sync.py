@@ -23,8 +23,7 @@ from .conftest import MakeDb, eventually
 
 async def stored_record(db: Brainless, collection: str, uuid: str) -> Any:
     """The entity version the bucket holds (decoded), read through the node's own storage."""
-    entry = await db._storage.get(db.bucket_name(collection), uuid)  # type: ignore[union-attr]
-    return entry
+    return await db._storage.get(db.bucket_name(collection), uuid)  # type: ignore[union-attr]
 
 
 async def test_changes_of_one_node_appear_on_the_other(make_db: MakeDb) -> None:
@@ -258,7 +257,9 @@ async def test_a_foreign_json_object_is_accepted_as_data(backend: str, make_db: 
     client = await nats.connect(request.getfixturevalue("nats_server").url)
     try:
         kv = await client.jetstream().key_value(a.bucket_name("call"))
-        await kv.put("8a6b1f5e-0000-1000-8000-000000000001", json.dumps({"channel_id": "9", "state": "x"}).encode())
+        await kv.put(
+            "8a6b1f5e-0000-1000-8000-000000000001", json.dumps({"channel_id": "9", "state": "x"}).encode()
+        )
         await kv.put("8a6b1f5e-0000-1000-8000-000000000002", json.dumps({"channel_id": 9}).encode())
         await kv.put("8a6b1f5e-0000-1000-8000-000000000003", b"not json")
     finally:
@@ -298,7 +299,9 @@ async def test_a_watch_survives_a_server_restart(own_server: Any, namespace: str
 async def test_nodes_keep_syncing_when_a_cluster_server_dies(nats_cluster: Any, namespace: str) -> None:
     urls = nats_cluster.urls
     a = Brainless(urls, namespace=namespace, location="prague-1", flush_interval=0.02, replicas=3)
-    b = Brainless(list(reversed(urls)), namespace=namespace, location="brno-1", flush_interval=0.02, replicas=3)
+    b = Brainless(
+        list(reversed(urls)), namespace=namespace, location="brno-1", flush_interval=0.02, replicas=3
+    )
     await a.start()
     await b.start()
     try:

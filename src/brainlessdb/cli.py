@@ -1,0 +1,236 @@
+"""The ``brainless`` command (also ``python -m brainlessdb``): a guided demo, and a local server.
+
+``brainless demo`` starts an embedded nats-server with a data directory, runs the use cases of the
+README (a call queue, session storage, call state tracking), lets two nodes edit the same entities at
+once and shows them converge, then stops everything, restarts the server, and shows a late node loading
+the data back from NATS. ``--server URL`` runs the same against an existing server.
+``brainless server`` just runs the embedded server until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from brainlessdb.brainless import Brainless
+from brainlessdb.embedded import EmbeddedServer
+
+
+@dataclass
+class QueueItem:
+    priority: int
+    caller_id: str
+    queue_id: int
+    state: str
+    uuid: str | None = None
+
+
+@dataclass
+class Session:
+    user_id: int
+    token: str
+    created_at: float
+    last_seen: float
+    uuid: str | None = None
+
+
+@dataclass
+class Call:
+    channel_id: str
+    state: str
+    caller: dict[str, str]
+    queue_id: int | None = None
+    agent_id: int | None = None
+    uuid: str | None = None
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def heading(text: str) -> None:
+    say()
+    say(f"== {text} " + "=" * max(0, 66 - len(text)))
+
+
+async def queue_management(db: Brainless) -> None:
+    heading("Queue management")
+    queue = db.queue.typed(QueueItem)
+    for priority, caller in [(3, "caller-789"), (1, "caller-123"), (2, "caller-456")]:
+        queue.add(QueueItem(priority=priority, caller_id=caller, queue_id=5, state="waiting"))
+    waiting = await queue.order_by("priority", state="waiting")
+    say("waiting, by priority: " + ", ".join(f"{i.caller_id} (p{i.priority})" for i in waiting))
+    next_item = waiting[0]
+    next_item.state = "processing"
+    say(f"next: {next_item.caller_id} -> {next_item.state}")
+    del queue[next_item]
+    say(f"done with it; {len(queue)} left in the queue")
+
+
+async def session_storage(db: Brainless) -> None:
+    heading("Session storage")
+    sessions = db.session.typed(Session)
+    now = time.time()
+    sessions.add(Session(user_id=7, token="old-token", created_at=now - 7200, last_seen=now - 7200))
+    sessions.add(Session(user_id=42, token="abc123", created_at=now, last_seen=now))
+    session = await sessions.find(token="abc123")
+    assert session is not None
+    session.last_seen = time.time()
+    say(f"found by token: user {session.user_id}")
+    stale = await sessions.filter(last_seen__lt=time.time() - 3600)
+    say("stale sessions: " + ", ".join(f"user {s.user_id}" for s in stale))
+
+
+async def call_tracking(db: Brainless) -> Call:
+    heading("Call state tracking")
+    calls = db.call.typed(Call)
+    call = calls.add(
+        Call(channel_id="chan-123", state="ringing", caller={"number": "+420123456", "city": "Prague"})
+    )
+    found = await calls.find(caller__city="Prague")
+    assert found is not None
+    found.state = "answered"
+    found.agent_id = 5
+    agent_calls = await calls.filter(agent_id=5, state="answered")
+    say(f"calls of agent 5: {[c.channel_id for c in agent_calls]}")
+    await db.flush()
+    say(f"flushed to bucket {db.bucket_name('call')!r}: {call}")
+    return call
+
+
+async def two_nodes(url: str, namespace: str, call_uuid: str) -> None:
+    heading("Two nodes edit the same call at once")
+    prague = Brainless(url, namespace=namespace, location="prague-1", flush_interval=60)
+    brno = Brainless(url, namespace=namespace, location="brno-1", flush_interval=60)
+    await prague.start()
+    await brno.start()
+    try:
+        in_prague, in_brno = prague.call[call_uuid], brno.call[call_uuid]
+        in_prague.state = "on hold"
+        in_brno.agent_id = 9
+        in_prague.caller["city"] = "Prague 2"
+        in_brno.queue_id = 1
+        say("prague-1 sets state and caller.city; brno-1 sets agent_id and queue_id, concurrently")
+        await asyncio.gather(prague.flush(), brno.flush())
+        await asyncio.gather(prague.flush(), brno.flush())
+        await asyncio.gather(prague.call.load(), brno.call.load())
+        say(f"prague-1 sees: {prague.call[call_uuid].data}")
+        say(f"brno-1 sees:   {brno.call[call_uuid].data}")
+        same = prague.call[call_uuid].data == brno.call[call_uuid].data
+        say("converged: " + ("yes" if same else "NO"))
+
+        in_prague.state = "transferred"
+        in_brno.state = "hung up"
+        await asyncio.gather(prague.flush(), brno.flush())
+        await asyncio.gather(prague.flush(), brno.flush())
+        await asyncio.gather(prague.call.load(), brno.call.load())
+        say(
+            f"both set state at once; both now say {prague.call[call_uuid].state!r} / {brno.call[call_uuid].state!r}"
+        )
+    finally:
+        await prague.stop()
+        await brno.stop()
+
+
+async def late_joiner(url: str, namespace: str) -> None:
+    heading("A node that joins late loads everything back from NATS")
+    late = Brainless(url, namespace=namespace, location="ostrava-1")
+    started = time.perf_counter()
+    await late.start()
+    took = (time.perf_counter() - started) * 1000
+    try:
+        for name, collection in sorted(late.collections.items()):
+            say(
+                f"{name}: {len(collection)} entities, schema fields {list(collection.schema.fields) if collection.schema else []}"
+            )
+        say(f"started and loaded in {took:.0f} ms")
+    finally:
+        await late.stop()
+
+
+async def run_demo(url: str, namespace: str, restart: EmbeddedServer | None) -> None:
+    db = Brainless(url, namespace=namespace, location="prague-1")
+    await db.start()
+    say(f"connected to {url}; namespace {namespace!r}, location {db.location!r}")
+    await queue_management(db)
+    await session_storage(db)
+    call = await call_tracking(db)
+    await db.stop()
+    await two_nodes(url, namespace, call.uuid or "")
+    if restart is not None:
+        heading("Restarting the NATS server")
+        restart.stop()
+        say("server stopped")
+        restart.start()
+        say(f"server started again on {restart.url} with the same data directory")
+    await late_joiner(url, namespace)
+
+
+def demo(args: argparse.Namespace) -> int:
+    namespace = args.namespace or "demo" + uuid.uuid4().hex[:6]
+    if args.server:
+        asyncio.run(run_demo(args.server, namespace, None))
+        return 0
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="brainless-demo-"))
+    server = EmbeddedServer(store_dir=data)
+    server.start()
+    say(f"embedded nats-server {server.url} (pid {server.pid}), data in {data}")
+    try:
+        asyncio.run(run_demo(server.url, namespace, server))
+    finally:
+        server.stop()
+        if not args.data:
+            shutil.rmtree(data, ignore_errors=True)
+    say()
+    say("demo finished; the server is stopped")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    server = EmbeddedServer(store_dir=args.data, port=args.port)
+    server.start()
+    say(f"nats-server with JetStream on {server.url}, data in {server.store_dir}; Ctrl-C stops it")
+    try:
+        while server.is_running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="brainless", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser("demo", help="run the guided demo")
+    demo_parser.add_argument("--server", help="use this NATS server URL instead of an embedded one")
+    demo_parser.add_argument(
+        "--data", help="data directory of the embedded server (default: a temporary one)"
+    )
+    demo_parser.add_argument("--namespace", help="namespace to use (default: a fresh one)")
+    demo_parser.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
+    demo_parser.set_defaults(run=demo)
+    server_parser = commands.add_parser("server", help="run an embedded nats-server until Ctrl-C")
+    server_parser.add_argument("--data", default="brainless-data", help="data directory")
+    server_parser.add_argument("--port", type=int, default=4222)
+    server_parser.set_defaults(run=serve, verbose=False)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
