@@ -133,9 +133,8 @@ async def two_nodes(url: str, namespace: str, call_uuid: str) -> None:
         await asyncio.gather(prague.flush(), brno.flush())
         await asyncio.gather(prague.flush(), brno.flush())
         await asyncio.gather(prague.call.load(), brno.call.load())
-        say(
-            f"both set state at once; both now say {prague.call[call_uuid].state!r} / {brno.call[call_uuid].state!r}"
-        )
+        states = f"{prague.call[call_uuid].state!r} / {brno.call[call_uuid].state!r}"
+        say(f"both set state at once; both now say {states}")
     finally:
         await prague.stop()
         await brno.stop()
@@ -149,9 +148,8 @@ async def late_joiner(url: str, namespace: str) -> None:
     took = (time.perf_counter() - started) * 1000
     try:
         for name, collection in sorted(late.collections.items()):
-            say(
-                f"{name}: {len(collection)} entities, schema fields {list(collection.schema.fields) if collection.schema else []}"
-            )
+            fields = list(collection.schema.fields) if collection.schema else []
+            say(f"{name}: {len(collection)} entities, schema fields {fields}")
         say(f"started and loaded in {took:.0f} ms")
     finally:
         await late.stop()
