@@ -1,0 +1,198 @@
+"""Lazy equality indexes over one collection: ``freeze(value at path)`` → the uuids holding that value.
+
+An index for a path is built from the collection's entities the first time an ``exact`` or ``in``
+criterion on that path is asked, and from then on kept current through ``on_add``, ``on_remove`` and
+``on_change``, which the collection calls for every change it makes. Keys are ``freeze()`` keys, the same
+ones ``exact`` compares, so an answer through an index always equals a full scan, and dict or list values
+index like any other. Entities where the path is absent are not indexed. A bucket holding a single uuid
+stores the bare string instead of a one-element set: most indexed fields (channel ids, tokens) are
+unique, and a one-element set costs some 200 bytes where the string costs none (it is shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from brainlessdb.lookups import LOOKUP_SEP, MISSING, freeze
+from brainlessdb.query import UUID_FIELD, Condition, resolve_in
+
+Path: TypeAlias = tuple[str, ...]
+Bucket: TypeAlias = str | set[str]
+Source: TypeAlias = Callable[[], Iterable[tuple[str, Mapping[str, Any]]]]
+"""Gives every ``(uuid, data)`` of the collection."""
+Index: TypeAlias = dict[Hashable, Bucket]
+
+
+class IndexSet:
+    """The equality indexes of one collection, built lazily per path."""
+
+    __slots__ = ("_fields", "_indexes")
+
+    def __init__(self) -> None:
+        self._indexes: dict[Path, Index] = {}
+        self._fields: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<IndexSet [{', '.join(LOOKUP_SEP.join(path) for path in self._indexes)}]>"
+
+    @property
+    def paths(self) -> list[Path]:
+        """The paths indexed so far, in the order they were built."""
+        return list(self._indexes)
+
+    def covers(self, field: str) -> bool:
+        """True when some index reads the top-level ``field``, so its changes must come with the old value."""
+        return field in self._fields
+
+    def candidates(self, conditions: Sequence[Condition], source: Source) -> set[str] | None:
+        """The uuids that can match: the intersection of every ``exact`` and ``in`` condition's answer.
+
+        A missing index is built from ``source()`` (every ``(uuid, data)`` of the collection) on first use.
+        ``uuid`` conditions are answered without an index, so the result may name uuids the collection
+        does not hold; the caller skips those and checks the remaining conditions itself.
+
+        Returns:
+            ``None`` when no condition can use an index. Otherwise a set the caller must only read: with a
+            single indexed condition it is the index's own bucket (O(1), no copy), valid until the next
+            ``on_*`` call.
+        """
+        answers: list[set[str]] = []
+        for condition in conditions:
+            if condition.lookup == "exact":
+                answer = self._exact(condition, source)
+            elif condition.lookup == "in":
+                answer = self._any_of(condition, source)
+            else:
+                continue
+            if not answer:
+                return set()
+            answers.append(answer)
+        if not answers:
+            return None
+        if len(answers) == 1:
+            return answers[0]
+        answers.sort(key=len)
+        return answers[0].intersection(*answers[1:])
+
+    def _exact(self, condition: Condition, source: Source) -> set[str]:
+        if condition.path == (UUID_FIELD,):
+            value = condition.value
+            return {value} if isinstance(value, str) else set()
+        bucket = self._index(condition.path, source).get(freeze(condition.value))
+        if bucket is None:
+            return set()
+        if isinstance(bucket, str):
+            return {bucket}
+        return bucket
+
+    def _any_of(self, condition: Condition, source: Source) -> set[str]:
+        if condition.path == (UUID_FIELD,):
+            return {value for value in condition.value if isinstance(value, str)}
+        index = self._index(condition.path, source)
+        answer: set[str] = set()
+        for key in set(map(freeze, condition.value)):
+            bucket = index.get(key)
+            if bucket is None:
+                continue
+            if isinstance(bucket, str):
+                answer.add(bucket)
+            else:
+                answer.update(bucket)
+        return answer
+
+    def _index(self, path: Path, source: Source) -> Index:
+        index = self._indexes.get(path)
+        if index is None:
+            index = _build(path, source)
+            self._indexes[path] = index
+            self._fields.add(path[0])
+        return index
+
+    def on_add(self, uuid: str, data: Mapping[str, Any]) -> None:
+        """Index a new entity."""
+        for path, index in self._indexes.items():
+            _insert(index, uuid, resolve_in(data, path))
+
+    def on_remove(self, uuid: str, data: Mapping[str, Any]) -> None:
+        """Forget an entity; ``data`` must be what it held when last indexed."""
+        for path, index in self._indexes.items():
+            _discard(index, uuid, resolve_in(data, path))
+
+    def on_change(self, uuid: str, field: str, old: Any, new: Any) -> None:
+        """Move an entity whose top-level ``field`` went from ``old`` to ``new`` (either may be ``MISSING``).
+
+        ``old`` must be the value as it was before the change: after an in-place edit of a nested value,
+        pass a snapshot taken before it, or the old key cannot be found.
+        """
+        for path, index in self._indexes.items():
+            if path[0] != field:
+                continue
+            rest = path[1:]
+            old_value = resolve_in(old, rest)
+            new_value = resolve_in(new, rest)
+            if (
+                old_value is not MISSING
+                and new_value is not MISSING
+                and freeze(old_value) == freeze(new_value)
+            ):
+                continue
+            _discard(index, uuid, old_value)
+            _insert(index, uuid, new_value)
+
+    def clear(self) -> None:
+        """Drop every index; each is rebuilt from the collection the next time a query needs it."""
+        self._indexes.clear()
+        self._fields.clear()
+
+
+def _build(path: Path, source: Source) -> Index:
+    index: Index = {}
+    if len(path) == 1:
+        # Top-level paths are the common case; skipping resolve_in() makes building a third faster.
+        name = path[0]
+        for uuid, data in source():
+            value = data.get(name, MISSING)
+            if value is not MISSING:
+                _insert_key(index, uuid, freeze(value))
+    else:
+        for uuid, data in source():
+            _insert(index, uuid, resolve_in(data, path))
+    return index
+
+
+def _insert(index: Index, uuid: str, value: Any) -> None:
+    if value is not MISSING:
+        _insert_key(index, uuid, freeze(value))
+
+
+def _insert_key(index: Index, uuid: str, key: Hashable) -> None:
+    bucket = index.get(key)
+    if bucket is None:
+        index[key] = uuid
+    elif isinstance(bucket, str):
+        if bucket != uuid:
+            index[key] = {bucket, uuid}
+    else:
+        bucket.add(uuid)
+
+
+def _discard(index: Index, uuid: str, value: Any) -> None:
+    if value is not MISSING:
+        _discard_key(index, uuid, freeze(value))
+
+
+def _discard_key(index: Index, uuid: str, key: Hashable) -> None:
+    bucket = index.get(key)
+    if bucket is None:
+        return
+    if isinstance(bucket, str):
+        if bucket == uuid:
+            del index[key]
+        return
+    bucket.discard(uuid)
+    if len(bucket) == 1:
+        # Back to the compact form, so memory follows the data after a crowd of equal values has left.
+        index[key] = next(iter(bucket))
+    elif not bucket:
+        del index[key]
