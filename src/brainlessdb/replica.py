@@ -27,7 +27,7 @@ from brainlessdb.errors import DecodeError, EncodeError, SchemaError
 from brainlessdb.lookups import MISSING
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op
-from brainlessdb.sync.clock import Stamp
+from brainlessdb.sync.clock import Stamp, wall_ms
 from brainlessdb.sync.merge import Record, merge_into
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class Replica:
         self.schema_pending = False
         self.schema_revision: int | None = None
         self._rejected: set[str] = set()
+        self._resync_seen: set[str] | None = None
 
     # -- local changes ---------------------------------------------------------------------------
 
@@ -229,12 +230,53 @@ class Replica:
         if entity is not None and entity._revision is not None:
             self._drop(uuid, entity, Tombstone(self._collection._host.clock.tick(), None, written=True))
 
+    # -- delete markers past their retention, and full resyncs -----------------------------------
+
+    def expired_tombstones(self, before_ms: int) -> list[tuple[str, int | None]]:
+        """Written deletes older than ``before_ms`` (wall-clock ms), with their last known revision."""
+        return [
+            (uuid, tomb.revision)
+            for uuid, tomb in self._tombstones.items()
+            if tomb.written and wall_ms(tomb.stamp[0]) < before_ms
+        ]
+
+    def forget_tombstone(self, uuid: str) -> None:
+        """Forget a delete whose marker was removed from the bucket."""
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None and tomb.written:
+            del self._tombstones[uuid]
+
+    def begin_resync(self) -> None:
+        """A full replay of the bucket starts: note every key it holds."""
+        self._resync_seen = set()
+
+    def end_resync(self) -> list[str]:
+        """The replay is complete: drop what was stored once but is gone now (deleted, marker purged).
+
+        Entities never stored yet (created here, not yet acknowledged) are kept, and so is anything with a
+        write in flight. Returns the dropped uuids.
+        """
+        seen, self._resync_seen = self._resync_seen, None
+        if seen is None:
+            return []
+        gone = [
+            uuid
+            for uuid, entity in self._collection.entities.items()
+            if entity._revision is not None and uuid not in seen and uuid not in self._inflight
+        ]
+        for uuid in gone:
+            entity = self._collection.entities[uuid]
+            self._drop(uuid, entity, Tombstone(self._collection._host.clock.tick(), None, written=True))
+        return gone
+
     # -- applying what the bucket holds ----------------------------------------------------------
 
     def apply(self, entry: Entry) -> None:
         """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory."""
         if entry.revision > self.last_revision:
             self.last_revision = entry.revision
+        if self._resync_seen is not None:
+            self._resync_seen.add(entry.key)
         try:
             if entry.op is Op.PUT:
                 record = decode_value(entry.value, time_ns=entry.time_ns)
