@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from brainlessdb.codec import decode_json, encode_json
 from brainlessdb.collection import Collection
-from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError
+from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError, StorageError
 from brainlessdb.replica import PendingWrite
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Storage, Write
@@ -113,18 +113,34 @@ class Flusher:
     async def _flush_collection(self, collection: Collection[Any]) -> bool:
         """One round for one collection; True if a conflict needs another round."""
         replica = collection.replica
-        if replica.schema_pending and not await self._write_schema(collection):
-            return False
+        if replica.schema_pending:
+            try:
+                stored = await self._write_schema(collection)
+            except StorageError as exc:
+                replica.schema_failed(exc)
+                stored = False
+            if not stored:
+                return False
         writes = replica.take_writes()
         if not writes:
             return False
-        bucket = await self._bucket_of(collection)
-        results = await self._storage.write(
-            bucket, [Write(w.key, w.value, w.expected_revision, w.delete) for w in writes]
-        )
+        try:
+            bucket = await self._bucket_of(collection)
+            results = await self._storage.write(
+                bucket, [Write(w.key, w.value, w.expected_revision, w.delete) for w in writes]
+            )
+        except BaseException as exc:
+            # Whatever happened (even cancellation by stop()), these writes are no longer in flight.
+            for write in writes:
+                replica.failed(write, exc)
+            if isinstance(exc, StorageError):
+                self.stats["errors"] += len(writes)
+                logger.warning("%s: %d change(s) not written: %s", collection.name, len(writes), exc)
+                return False
+            raise
         self.stats["writes"] += len(writes)
         conflicts: list[PendingWrite] = []
-        for write, result in zip(writes, results, strict=False):
+        for write, result in zip(writes, results, strict=True):
             if isinstance(result, ConflictError):
                 conflicts.append(write)
             elif isinstance(result, BaseException):
@@ -136,10 +152,15 @@ class Flusher:
         if not conflicts:
             return False
         self.stats["conflicts"] += len(conflicts)
-        currents = await asyncio.gather(
-            *(self._storage.get(bucket, w.key) for w in conflicts), return_exceptions=True
-        )
-        for write, current in zip(conflicts, currents, strict=False):
+        try:
+            currents = await asyncio.gather(
+                *(self._storage.get(bucket, w.key) for w in conflicts), return_exceptions=True
+            )
+        except BaseException as exc:
+            for write in conflicts:
+                replica.failed(write, exc)
+            raise
+        for write, current in zip(conflicts, currents, strict=True):
             if isinstance(current, BaseException):
                 replica.failed(write, current)
             else:
