@@ -1,0 +1,409 @@
+"""The supervised watcher of one NATS KV bucket: an ordered push consumer that resumes by itself.
+
+nats-py's ``kv.watch()`` can signal the end of the initial data too early (nats-io/nats.py#842) and does
+not survive reconnects, so ``KVWatcher`` runs its own consumer: a fresh inbox, an ephemeral in-memory
+consumer without acks, flow control and idle heartbeats. Every data message carries its stream sequence
+(the revision) and consumer sequence in its ``$JS.ACK`` reply subject; a consumer-sequence gap, three
+missed heartbeats, a reconnect of the client or a failed creation make the supervisor drop the consumer
+and create a new one from the last delivered revision + 1, with exponential backoff and jitter while it
+fails. The end of the replay is decided against the stream's last sequence captured before the first
+consumer, never by a pending count alone. Events pass through a bounded queue: a slow reader blocks the
+subscription callback, which delays the flow-control replies, which makes the server pause delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import random
+import secrets
+from collections.abc import AsyncGenerator
+from typing import Final, NamedTuple
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy, StatusCode
+
+from brainlessdb.errors import StorageError
+from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchEvent
+
+logger = logging.getLogger(__name__)
+
+KV_OPERATION: Final = "KV-Operation"
+MARKER_REASON: Final = "Nats-Marker-Reason"
+STATUS: Final = "Status"
+LAST_CONSUMER: Final = "Nats-Last-Consumer"
+CONSUMER_STALLED: Final = "Nats-Consumer-Stalled"
+TIME_STAMP: Final = "Nats-Time-Stamp"
+
+HEARTBEAT: Final = 1.0  # seconds between the server's idle heartbeats
+MISSED_HEARTBEATS: Final = 3  # silent heartbeats before the consumer counts as lost
+INACTIVE_THRESHOLD: Final = 30.0  # the server deletes a consumer nobody listens to after this
+BACKOFF_MIN: Final = 0.1
+BACKOFF_MAX: Final = 5.0
+HEALTHY_AFTER: Final = 10.0  # a consumer that lived this long resets the backoff
+CHECK_INTERVAL: Final = 0.25
+QUEUE_SIZE: Final = 1024
+DELETE_TIMEOUT: Final = 1.0
+# Creating an R1 in-memory consumer takes milliseconds; longer means an election is under way, and
+# asking again soon beats waiting for the full request timeout.
+CREATE_TIMEOUT: Final = 2.0
+
+_OPERATIONS: Final = {"DEL": Op.DELETE, "PURGE": Op.PURGE}
+# Limit markers the server writes itself (ADR-48): an expiry or purge removes the key, a remove deletes it.
+_MARKER_REASONS: Final = {"MaxAge": Op.PURGE, "Purge": Op.PURGE, "Remove": Op.DELETE}
+
+
+class AckMetadata(NamedTuple):
+    """What the ``$JS.ACK`` reply subject of a delivered message says about it."""
+
+    stream_seq: int
+    consumer_seq: int
+    time_ns: int
+    pending: int
+
+
+def parse_ack_reply(reply: str) -> AckMetadata | None:
+    """The metadata of a JetStream message's reply subject, or None if it is not one.
+
+    Two forms exist: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` and, since
+    server 2.9, ``$JS.ACK.<domain>.<account hash>.<stream>...<pending>.<random>`` (11 or more tokens).
+    """
+    tokens = reply.split(".")
+    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        return None
+    start = 2 if len(tokens) == 9 else 4
+    if len(tokens) != 9 and len(tokens) < 11:
+        return None
+    try:
+        return AckMetadata(
+            stream_seq=int(tokens[start + 3]),
+            consumer_seq=int(tokens[start + 4]),
+            time_ns=int(tokens[start + 5]),
+            pending=int(tokens[start + 6]),
+        )
+    except ValueError:
+        return None
+
+
+def operation_of(headers: dict[str, str] | None) -> Op:
+    """The KV operation a message's headers declare (a plain put when they declare none)."""
+    if not headers:
+        return Op.PUT
+    operation = headers.get(KV_OPERATION)
+    if operation is not None:
+        return _OPERATIONS.get(operation, Op.PUT)
+    reason = headers.get(MARKER_REASON)
+    if reason is not None:
+        return _MARKER_REASONS.get(reason, Op.PURGE)
+    return Op.PUT
+
+
+def time_ns_of(headers: dict[str, str] | None, fallback: datetime.datetime | None = None) -> int:
+    """A stored message's time in ns since the epoch, from its ``Nats-Time-Stamp`` header if it has one."""
+    stamp = (headers or {}).get(TIME_STAMP)
+    if stamp is not None:
+        # RFC 3339 with nanoseconds ("2026-01-02T03:04:05.123456789Z"): datetime keeps only microseconds.
+        whole, _, fraction = stamp.rstrip("Z").partition(".")
+        seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc).timestamp()
+        return int(seconds) * 1_000_000_000 + int((fraction or "0")[:9].ljust(9, "0"))
+    if fallback is not None:
+        return int(fallback.timestamp()) * 1_000_000_000 + fallback.microsecond * 1000
+    return 0
+
+
+class _End:
+    """Queue item that ends the iteration."""
+
+
+_END: Final = _End()
+
+_Item = Entry | CaughtUp | StorageError | _End
+
+
+class KVWatcher:
+    """One supervised ordered push consumer on a KV bucket, read through ``events()``."""
+
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        bucket: str,
+        *,
+        after: int | None,
+        stats: dict[str, int],
+        timeout: float = 5.0,
+    ) -> None:
+        self.bucket = bucket
+        self._nc = nc
+        self._js = js
+        self._stream = f"KV_{bucket}"
+        self._prefix = f"$KV.{bucket}."
+        self._after = after
+        self._stats = stats
+        self._timeout = timeout
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
+        # Revision of the last entry put in the queue: the resume point, and the floor below which
+        # a recreated consumer's messages are skipped.
+        self._floor = after or 0
+        self._target: int | None = None
+        self._caught_up = False
+        self._generation = 0
+        self._sub: Subscription | None = None
+        self._consumer: str | None = None
+        self._delivered = 0
+        self._reconnects = 0
+        self._last_activity = 0.0
+        self._blocked = False
+        self._idle_seen = False
+        self._trouble: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._deletions: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"after revision {self._floor}"
+        return f"<KVWatcher {self.bucket} {state}, consumer {self._consumer}>"
+
+    async def events(self) -> AsyncGenerator[WatchEvent, None]:
+        """The watch events; closing this iterator (or cancelling its reader) stops the watcher."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._supervise(), name=f"brainless-watch-{self.bucket}")
+        last_yielded = self._after or 0
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, _End):
+                    return
+                if isinstance(item, StorageError):
+                    raise item
+                if isinstance(item, Entry):
+                    # A callback of a torn-down consumer may still finish one put: never repeat.
+                    if item.revision <= last_yielded:
+                        continue
+                    last_yielded = item.revision
+                yield item
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop supervising, delete the consumer (best effort) and end the iteration."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._teardown()
+        await asyncio.gather(*self._deletions)
+        self._finish(None)
+
+    def _finish(self, error: StorageError | None) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if error is not None:
+            self._queue.put_nowait(error)
+        self._queue.put_nowait(_END)
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = BACKOFF_MIN
+        try:
+            while not self._closed:
+                if self._nc.is_closed:
+                    self._closed = True
+                    await self._teardown()
+                    self._finish(StorageError(f"watch of {self.bucket!r} ended: the connection is closed"))
+                    return
+                if not self._nc.is_connected:
+                    await asyncio.sleep(CHECK_INTERVAL)
+                    continue
+                started = loop.time()
+                try:
+                    await self._start_consumer()
+                except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                    reason = f"consumer creation failed: {exc!r}"
+                else:
+                    reason = await self._monitor()
+                    if loop.time() - started > HEALTHY_AFTER:
+                        backoff = BACKOFF_MIN
+                if self._closed:
+                    return
+                self._stats["restarts"] = self._stats.get("restarts", 0) + 1
+                delay = backoff * random.uniform(0.5, 1.0)
+                logger.warning(
+                    "watch of %s restarts after revision %d in %.2fs: %s",
+                    self.bucket,
+                    self._floor,
+                    delay,
+                    reason,
+                )
+                await self._teardown()
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        except Exception as exc:
+            # Never die silently: the reader gets the error and the log has the traceback.
+            logger.exception("watch of %s failed", self.bucket)
+            self._closed = True
+            self._finish(StorageError(f"watch of {self.bucket!r} failed: {exc!r}"))
+
+    async def _start_consumer(self) -> None:
+        if self._target is None:
+            state = (await self._js.stream_info(self._stream)).state
+            self._target = state.last_seq
+            if self._after is not None and state.last_seq < self._after:
+                logger.warning(
+                    "bucket %s ends at revision %d, before the requested %d: was it recreated?",
+                    self.bucket,
+                    state.last_seq,
+                    self._after,
+                )
+            if state.messages == 0 or state.last_seq <= self._floor:
+                await self._mark_caught_up()
+        self._generation += 1
+        generation = self._generation
+        self._delivered = 0
+        self._trouble = None
+        self._idle_seen = False
+        self._reconnects = self._nc.stats["reconnects"]
+        self._last_activity = asyncio.get_running_loop().time()
+
+        async def on_message(msg: Msg) -> None:
+            if generation == self._generation and not self._closed:
+                await self._on_message(msg)
+
+        inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(inbox, cb=on_message)
+        replaying_lasts = self._after is None and not self._caught_up
+        policy = DeliverPolicy.LAST_PER_SUBJECT if replaying_lasts else DeliverPolicy.BY_START_SEQUENCE
+        config = ConsumerConfig(
+            name=f"brainless_{secrets.token_hex(8)}",
+            deliver_subject=inbox,
+            # Until caught up, a recreated consumer replays the last entry per key again and skips those
+            # at or below the floor: older revisions of a key need not be delivered.
+            deliver_policy=policy,
+            opt_start_seq=None if replaying_lasts else self._floor + 1,
+            ack_policy=AckPolicy.NONE,
+            flow_control=True,
+            idle_heartbeat=HEARTBEAT,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=INACTIVE_THRESHOLD,
+            filter_subject=f"{self._prefix}>",
+            replay_policy=ReplayPolicy.INSTANT,
+            headers_only=False,
+        )
+        # Named here, so that a creation that timed out (and may still happen) can be deleted too.
+        self._consumer = config.name
+        await self._js.add_consumer(self._stream, config, timeout=min(self._timeout, CREATE_TIMEOUT))
+        logger.debug("watch of %s: consumer %s after revision %d", self.bucket, config.name, self._floor)
+
+    async def _monitor(self) -> str:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(CHECK_INTERVAL)
+            if self._trouble is not None:
+                return self._trouble
+            if self._nc.is_closed or self._nc.stats["reconnects"] != self._reconnects:
+                return "the client reconnected"
+            silent = loop.time() - self._last_activity
+            if not self._blocked and silent > HEARTBEAT * MISSED_HEARTBEATS:
+                return f"no message nor heartbeat for {silent:.1f}s"
+            if self._idle_seen and not self._caught_up:
+                await self._probe_caught_up()
+        return "stopped"
+
+    async def _probe_caught_up(self) -> None:
+        # The normal end of the replay is an entry at or above the target. Should that entry be gone
+        # (a subject purged by an operator), an idle consumer with nothing pending has delivered all.
+        self._idle_seen = False
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            info = await self._js.consumer_info(self._stream, consumer, timeout=self._timeout)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            return
+        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+        if info.num_pending == 0 and delivered == self._delivered and consumer == self._consumer:
+            await self._mark_caught_up()
+
+    async def _mark_caught_up(self) -> None:
+        if not self._caught_up and self._target is not None:
+            self._caught_up = True
+            await self._queue.put(CaughtUp(self._target))
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+        headers = msg.headers
+        if headers is not None and STATUS in headers:
+            await self._on_status(msg, headers)
+            return
+        meta = parse_ack_reply(msg.reply)
+        if meta is None:
+            self._trouble = f"message without JetStream metadata on {msg.subject!r}"
+            return
+        if meta.consumer_seq != self._delivered + 1:
+            self._trouble = f"consumer sequence gap: {self._delivered} then {meta.consumer_seq}"
+            return
+        self._delivered = meta.consumer_seq
+        if meta.stream_seq > self._floor:
+            entry = Entry(
+                key=msg.subject[len(self._prefix) :],
+                revision=meta.stream_seq,
+                value=msg.data,
+                op=operation_of(headers),
+                time_ns=meta.time_ns,
+            )
+            self._blocked = True
+            try:
+                await self._queue.put(entry)
+            finally:
+                self._blocked = False
+            self._floor = meta.stream_seq
+            self._last_activity = asyncio.get_running_loop().time()
+        if self._target is not None and meta.stream_seq >= self._target:
+            await self._mark_caught_up()
+
+    async def _on_status(self, msg: Msg, headers: dict[str, str]) -> None:
+        if headers[STATUS] != StatusCode.CONTROL_MESSAGE:
+            self._trouble = f"status {headers[STATUS]} from the consumer"
+            return
+        # A flow-control request carries its reply subject; a heartbeat may carry one for a stalled
+        # flow control. Answering is what lets the server send more.
+        reply = msg.reply or headers.get(CONSUMER_STALLED)
+        if reply:
+            with contextlib.suppress(nats.errors.Error):
+                await self._nc.publish(reply)
+        if msg.reply:
+            return
+        last = headers.get(LAST_CONSUMER)
+        if last is not None and last.isdigit() and int(last) != self._delivered:
+            self._trouble = f"heartbeat says consumer sequence {last}, received {self._delivered}"
+            return
+        self._idle_seen = True
+
+    async def _teardown(self) -> None:
+        self._generation += 1
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None and self._nc.is_connected:
+            # In the background, so that a restart during a leader election does not wait for it;
+            # stop() waits. Best effort: the server drops an abandoned consumer after INACTIVE_THRESHOLD.
+            task = asyncio.create_task(self._delete_consumer(consumer))
+            self._deletions.add(task)
+            task.add_done_callback(self._deletions.discard)
+
+    async def _delete_consumer(self, consumer: str) -> None:
+        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+            await asyncio.wait_for(self._js.delete_consumer(self._stream, consumer), DELETE_TIMEOUT)
