@@ -14,6 +14,7 @@ through brainlessdb wins over it).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any, Final
 
@@ -43,8 +44,12 @@ def encode_record(record: Record) -> bytes:
     if overrides:
         envelope["t"] = overrides
     try:
+        _check_json(record.data)
+    except RecursionError as exc:
+        raise EncodeError("entity data is nested too deeply to store as JSON") from exc
+    try:
         return _encoder.encode(envelope)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode entity data as JSON: {exc}") from exc
 
 
@@ -57,14 +62,14 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     """The entity version stored in a KV value written at ``time_ns`` (nanoseconds since the epoch)."""
     try:
         obj = _decoder.decode(value)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
     if "_v" not in obj:
         foreign = (hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE)
         return Record(data=obj, stamps=dict.fromkeys(obj, foreign))
-    if obj["_v"] != FORMAT_VERSION:
+    if not _is_current_version(obj["_v"]):
         raise DecodeError(f"unsupported format version {obj['_v']!r}")
     if "x" in obj:
         return Record(deleted=_stamp(obj["x"]))
@@ -84,9 +89,9 @@ def decode_delete(value: bytes, *, time_ns: int) -> Record:
     if value:
         try:
             obj = _decoder.decode(value)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             obj = None
-        if isinstance(obj, dict) and obj.get("_v") == FORMAT_VERSION and "x" in obj:
+        if isinstance(obj, dict) and _is_current_version(obj.get("_v")) and "x" in obj:
             return Record(deleted=_stamp(obj["x"]))
     return Record(deleted=(hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE))
 
@@ -103,8 +108,38 @@ def decode_json(value: bytes) -> Any:
     """Plain JSON from bytes."""
     try:
         return _decoder.decode(value)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
+
+
+def _is_current_version(version: Any) -> bool:
+    # ``type() is int``: JSON ``true`` and ``1.0`` are == 1 in Python but are not the version number.
+    return type(version) is int and version == FORMAT_VERSION
+
+
+def _check_json(value: Any) -> None:
+    """Raise ``EncodeError`` for a value that JSON cannot hold and msgspec would store as something else.
+
+    msgspec writes sets as arrays, bytes as base64, datetimes as strings and infinities as ``null``: the
+    value would come back changed. Tuples are arrays (the schema types them as lists).
+    """
+    if value is None or isinstance(value, (str, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EncodeError(f"{value!r} cannot be stored as JSON")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json(item)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodeError(f"a JSON object key must be a string, not {type(key).__name__}")
+            _check_json(item)
+        return
+    raise EncodeError(f"a {type(value).__name__} cannot be stored as JSON")
 
 
 def _stamp(raw: Any) -> Stamp:

@@ -47,9 +47,13 @@ def field_wins(stamp: Stamp, value: Any, other_stamp: Stamp, other_value: Any) -
     """True when ``(stamp, value)`` beats ``(other_stamp, other_value)`` for one field."""
     if stamp != other_stamp:
         return stamp > other_stamp
-    if value == other_value:
-        return False
+    # Not ``value == other_value``: Python finds 0 == False == 0.0 == -0.0, which JSON tells apart.
     return bool(_canonical.encode(value) > _canonical.encode(other_value))
+
+
+def _same_value(value: Any, other: Any) -> bool:
+    """True when two field values are the same JSON value (``1``, ``1.0`` and ``True`` all differ)."""
+    return bool(_canonical.encode(value) == _canonical.encode(other))
 
 
 def merge_records(a: Record, b: Record) -> Record:
@@ -78,7 +82,7 @@ def merge_into(data: dict[str, Any], stamps: dict[str, Stamp], incoming: Record)
         mine = stamps.get(name)
         value = incoming.data.get(name)
         if mine is None or field_wins(stamp, value, mine, data.get(name)):
-            if mine is None or data.get(name) != value or type(data.get(name)) is not type(value):
+            if mine is None or not _same_value(data.get(name), value):
                 changed[name] = data.get(name, MISSING)
             data[name] = value
             stamps[name] = stamp
@@ -87,7 +91,12 @@ def merge_into(data: dict[str, Any], stamps: dict[str, Stamp], incoming: Record)
 
 def dominates(local: Record, remote: Record) -> bool:
     """True when ``local`` holds something ``remote`` does not, so it must still be written."""
-    return merge_records(local, remote) != remote
+    merged = merge_records(local, remote)
+    return (
+        merged.deleted != remote.deleted
+        or merged.stamps != remote.stamps
+        or any(not _same_value(value, remote.data.get(name)) for name, value in merged.data.items())
+    )
 
 
 class _Missing:

@@ -1,0 +1,322 @@
+"""Stored values (format v1): versions round-trip, foreign values are accepted, bad bytes fail cleanly."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brainlessdb.codec import (
+    FOREIGN_NODE,
+    decode_delete,
+    decode_value,
+    encode_record,
+    encode_tombstone,
+)
+from brainlessdb.errors import DecodeError, EncodeError
+from brainlessdb.sync.clock import HybridLogicalClock, Stamp, hlc_from_ms
+from brainlessdb.sync.merge import Record
+
+_canonical = msgspec.json.Encoder(order="sorted")
+_plain = msgspec.json.Encoder()
+
+TIME_NS = 1_795_000_000_123_456_789
+TIME_HLC = hlc_from_ms(TIME_NS // 1_000_000)
+
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        int64,
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.text(max_size=6), children, max_size=4),
+    ),
+    max_leaves=10,
+)
+stamps = st.tuples(st.integers(min_value=0, max_value=2**63 - 1), st.text(max_size=10))
+
+
+@st.composite
+def live_records(draw: st.DrawFn) -> Record:
+    """A live version whose fields share a few stamps, so the base stamp and its overrides both occur."""
+    shared = draw(st.lists(stamps, min_size=1, max_size=3))
+    names = draw(st.lists(st.text(max_size=8), min_size=1, max_size=6, unique=True))
+    return Record(
+        data={name: draw(json_values) for name in names},
+        stamps={name: draw(st.sampled_from(shared)) for name in names},
+    )
+
+
+def canon(record: Record) -> tuple[Stamp | None, list[tuple[str, Stamp]], bytes]:
+    """A record as a comparable value that tells ``1``, ``1.0`` and ``True`` apart."""
+    return record.deleted, sorted(record.stamps.items()), _canonical.encode(record.data)
+
+
+def assert_valid(record: Any) -> None:
+    """What every successful decode returns: a deleted version, or a live one with a stamp per field."""
+    assert isinstance(record, Record)
+    if record.deleted is not None:
+        assert record.data == {}
+        assert record.stamps == {}
+        found = [record.deleted]
+    else:
+        assert isinstance(record.data, dict)
+        assert set(record.data) == set(record.stamps)
+        found = list(record.stamps.values())
+    for stamp in found:
+        assert isinstance(stamp, tuple)
+        assert len(stamp) == 2
+        assert type(stamp[0]) is int
+        assert isinstance(stamp[1], str)
+
+
+# Round trips
+
+
+@settings(max_examples=200)
+@given(live_records())
+def test_a_live_record_round_trips(record: Record) -> None:
+    decoded = decode_value(encode_record(record), time_ns=TIME_NS)
+    assert canon(decoded) == canon(record)
+    assert list(decoded.data) == list(record.data)
+
+
+@given(stamps)
+def test_a_tombstone_round_trips(stamp: Stamp) -> None:
+    assert decode_delete(encode_tombstone(stamp), time_ns=TIME_NS) == Record(deleted=stamp)
+
+
+@given(stamps)
+def test_a_deleted_record_is_stored_as_its_tombstone(stamp: Stamp) -> None:
+    encoded = encode_record(Record(deleted=stamp))
+    assert encoded == encode_tombstone(stamp)
+    assert decode_value(encoded, time_ns=TIME_NS) == Record(deleted=stamp)
+
+
+def test_a_record_with_one_stamp_per_field_stores_no_overrides() -> None:
+    record = Record(data={"a": 1, "b": 2}, stamps={"a": (5, "n"), "b": (5, "n")})
+    assert encode_record(record) == b'{"_v":1,"d":{"a":1,"b":2},"s":[5,"n"]}'
+
+
+def test_a_tuple_is_stored_as_a_json_array() -> None:
+    record = Record(data={"point": (1, 2)}, stamps={"point": (5, "n")})
+    assert decode_value(encode_record(record), time_ns=TIME_NS).data == {"point": [1, 2]}
+
+
+# The documented format (docs/format.md) must not drift
+
+
+PRAGUE = "prague-1"
+BRNO = "brno-1"
+T0 = 117637120000000000
+
+
+def test_the_documented_value_of_a_new_entity_is_byte_exact() -> None:
+    record = Record(
+        data={"channel_id": "chan-1", "state": "ringing", "agent_id": None},
+        stamps=dict.fromkeys(("channel_id", "state", "agent_id"), (T0, PRAGUE)),
+    )
+    assert encode_record(record) == (
+        b'{"_v":1,"d":{"channel_id":"chan-1","state":"ringing","agent_id":null},'
+        b'"s":[117637120000000000,"prague-1"]}'
+    )
+
+
+def test_the_documented_value_with_field_stamps_is_byte_exact_and_decodes_back() -> None:
+    stored = (
+        b'{"_v":1,"d":{"channel_id":"chan-1","state":"ringing","agent_id":7},'
+        b'"s":[117637120000000000,"prague-1"],"t":{"agent_id":[117637120015728640,"brno-1"]}}'
+    )
+    record = Record(
+        data={"channel_id": "chan-1", "state": "ringing", "agent_id": 7},
+        stamps={
+            "channel_id": (T0, PRAGUE),
+            "state": (T0, PRAGUE),
+            "agent_id": (T0 + (240 << 16), BRNO),
+        },
+    )
+    assert encode_record(record) == stored
+    assert canon(decode_value(stored, time_ns=TIME_NS)) == canon(record)
+
+
+def test_the_documented_tombstone_is_byte_exact() -> None:
+    assert encode_tombstone((117637120058982400, BRNO)) == b'{"_v":1,"x":[117637120058982400,"brno-1"]}'
+
+
+# Values written by other clients
+
+
+def test_a_foreign_json_object_is_data_stamped_with_the_entry_time_and_no_node() -> None:
+    record = decode_value(b'{"state": "idle", "queue": 3}', time_ns=TIME_NS)
+    assert record == Record(
+        data={"state": "idle", "queue": 3},
+        stamps={"state": (TIME_HLC, FOREIGN_NODE), "queue": (TIME_HLC, FOREIGN_NODE)},
+    )
+    assert FOREIGN_NODE == ""
+
+
+@given(st.dictionaries(st.text(max_size=6).filter(lambda name: name != "_v"), json_values, max_size=5))
+def test_any_foreign_json_object_is_taken_as_the_entity_data(obj: dict[str, Any]) -> None:
+    record = decode_value(_plain.encode(obj), time_ns=TIME_NS)
+    assert _canonical.encode(record.data) == _canonical.encode(obj)
+    assert set(record.stamps.values()) <= {(TIME_HLC, FOREIGN_NODE)}
+
+
+def test_a_change_made_through_brainlessdb_in_the_same_millisecond_beats_a_foreign_write() -> None:
+    foreign = decode_value(b'{"state": "idle"}', time_ns=TIME_NS).stamps["state"]
+    clock = HybridLogicalClock("a", now_ms=lambda: TIME_NS // 1_000_000)
+    assert clock.tick() > foreign
+
+
+@pytest.mark.parametrize("body", [b"", b"garbage", b"{}", b'{"_v": 1}'])
+def test_a_foreign_delete_marker_is_a_delete_stamped_with_its_time(body: bytes) -> None:
+    assert decode_delete(body, time_ns=TIME_NS) == Record(deleted=(TIME_HLC, FOREIGN_NODE))
+
+
+# Malformed values
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b'{"a": 1',
+        b"[1, 2]",
+        b'"text"',
+        b"42",
+        b"null",
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, "n"]}',
+        b'{"_v": "1", "d": {"a": 1}, "s": [1, "n"]}',
+        b'{"_v": true, "d": {"a": 1}, "s": [1, "n"]}',
+        b'{"_v": 1.0, "d": {"a": 1}, "s": [1, "n"]}',
+        b'{"_v": null}',
+        b'{"_v": 1}',
+        b'{"_v": 1, "d": [1], "s": [1, "n"]}',
+        b'{"_v": 1, "d": {"a": 1}}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [1]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [1, "n", 2]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": ["1", "n"]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [true, "n"]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [1.5, "n"]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [1, 2]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": {"hlc": 1, "node": "n"}}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [1, "n"], "t": [[1, "n"]]}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [1, "n"], "t": {"a": [1]}}',
+        b'{"_v": 1, "x": [1]}',
+        b'{"_v": 1, "x": null}',
+        b"[" * DEEP,
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"a":' * DEEP,
+        b'{"_v": 1, "d": {"a": ' + b"[" * DEEP + b"]" * DEEP + b'}, "s": [1, "n"]}',
+    ],
+    ids=lambda value: repr(value[:40]),
+)
+def test_a_malformed_value_raises_decode_error(value: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_value(value, time_ns=TIME_NS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"_v": 1, "x": [1]}', b'{"_v": 1, "x": "soon"}', b'{"_v": 1, "x": [true, "n"]}'],
+)
+def test_a_delete_marker_with_a_malformed_stamp_raises_decode_error(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_delete(body, time_ns=TIME_NS)
+
+
+def test_a_deeply_nested_delete_marker_body_is_a_foreign_delete() -> None:
+    body = b"[" * DEEP + b"]" * DEEP
+    assert decode_delete(body, time_ns=TIME_NS) == Record(deleted=(TIME_HLC, FOREIGN_NODE))
+
+
+def decodes_to_a_valid_record_or_decode_error(value: bytes, *, delete: bool) -> None:
+    try:
+        record = decode_delete(value, time_ns=TIME_NS) if delete else decode_value(value, time_ns=TIME_NS)
+    except DecodeError:
+        return
+    assert_valid(record)
+    if delete:
+        assert record.is_deleted
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64), st.booleans())
+def test_random_bytes_give_a_valid_record_or_decode_error(value: bytes, delete: bool) -> None:
+    decodes_to_a_valid_record_or_decode_error(value, delete=delete)
+
+
+envelope_parts = st.one_of(json_values, stamps.map(list), st.lists(st.one_of(int64, st.text()), max_size=3))
+envelopes = st.fixed_dictionaries(
+    {"_v": st.one_of(st.sampled_from([1, 1, 1, 2, 0, True, 1.0, "1", None]), json_values)},
+    optional={
+        "d": st.one_of(st.dictionaries(st.text(max_size=3), json_values, max_size=3), json_values),
+        "s": envelope_parts,
+        "t": st.one_of(st.dictionaries(st.text(max_size=3), envelope_parts, max_size=3), envelope_parts),
+        "x": envelope_parts,
+    },
+)
+
+
+@settings(max_examples=300)
+@given(st.one_of(json_values, envelopes), st.booleans())
+def test_random_json_gives_a_valid_record_or_decode_error(obj: Any, delete: bool) -> None:
+    decodes_to_a_valid_record_or_decode_error(_plain.encode(obj), delete=delete)
+
+
+# Values that JSON cannot hold
+
+
+class Point:
+    pass
+
+
+def deeply_nested_list() -> list[Any]:
+    value: list[Any] = []
+    for _ in range(DEEP):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1, 2},
+        frozenset({1}),
+        object(),
+        Point(),
+        b"bytes",
+        datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        [1, {2}],
+        {"nested": {"deeper": {3}}},
+        {1: "a key that is not a string"},
+        "\ud800",
+        pytest.param(deeply_nested_list(), id="deeply nested list"),
+    ],
+    ids=repr,
+)
+def test_a_value_json_cannot_hold_raises_encode_error(value: Any) -> None:
+    with pytest.raises(EncodeError):
+        encode_record(Record(data={"f": value}, stamps={"f": (1, "n")}))
+
+
+def test_a_live_record_without_fields_raises_encode_error() -> None:
+    with pytest.raises(EncodeError):
+        encode_record(Record())

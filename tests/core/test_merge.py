@@ -1,0 +1,286 @@
+"""The merge of entity versions is a join: commutative, associative, idempotent, and deletes absorb."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brainlessdb.sync.clock import Stamp
+from brainlessdb.sync.merge import MISSING, Record, dominates, field_wins, merge_into, merge_records
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+FIELDS = ("a", "b", "c", "d")
+
+# A small stamp space, so that equal stamps (with different values) happen often.
+stamps = st.tuples(st.integers(min_value=1, max_value=3), st.sampled_from(("n1", "n2")))
+
+# Values that Python's == confuses although JSON tells them apart, in classes of "equal" values.
+CONFUSABLE = (
+    (False, 0, 0.0, -0.0),
+    (True, 1, 1.0),
+    ([0], [False], [0.0]),
+    ({"k": 1}, {"k": 1.0}, {"k": True}),
+)
+scalars = st.one_of(
+    st.none(),
+    st.sampled_from([value for group in CONFUSABLE for value in group]),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.text(max_size=2), children, max_size=3),
+    ),
+    max_leaves=6,
+)
+values = json_values
+
+
+@st.composite
+def families(draw: st.DrawFn, size: int, *, live: bool = False) -> list[Record]:
+    """``size`` versions of one entity, built so that a field often holds different values under one stamp.
+
+    Each field has a stamp shared by many of its writes and a class of values that are == but not the
+    same, the hardest case for a deterministic tie-break.
+    """
+    shared = {name: draw(stamps) for name in FIELDS}
+    group = {name: draw(st.sampled_from(CONFUSABLE)) for name in FIELDS}
+    family = []
+    for _ in range(size):
+        if not live and draw(st.integers(min_value=0, max_value=3)) == 0:
+            family.append(Record(deleted=draw(stamps)))
+            continue
+        record = Record()
+        for name in FIELDS:
+            kind = draw(st.sampled_from(("tie", "absent", "any")))
+            if kind == "absent":
+                continue
+            if kind == "tie":
+                record.stamps[name] = shared[name]
+            else:
+                record.stamps[name] = draw(stamps)
+            record.data[name] = draw(st.one_of(st.sampled_from(group[name]), values))
+        family.append(record)
+    return family
+
+
+@st.composite
+def live_records(draw: st.DrawFn) -> Record:
+    """One live version with independently drawn fields."""
+    chosen = draw(st.dictionaries(st.sampled_from(FIELDS), st.tuples(stamps, values), max_size=len(FIELDS)))
+    return Record(
+        data={name: value for name, (_, value) in chosen.items()},
+        stamps={name: stamp for name, (stamp, _) in chosen.items()},
+    )
+
+
+deleted_records = stamps.map(lambda stamp: Record(deleted=stamp))
+records = st.one_of(live_records(), deleted_records)
+
+
+def canon(record: Record) -> tuple[Stamp | None, list[tuple[str, Stamp]], bytes]:
+    """A record as a comparable value that tells ``1``, ``1.0`` and ``True`` apart."""
+    assert set(record.data) == set(record.stamps)
+    return record.deleted, sorted(record.stamps.items()), _canonical.encode(record.data)
+
+
+def same_value(left: Any, right: Any) -> bool:
+    return _canonical.encode(left) == _canonical.encode(right)
+
+
+# Laws
+
+
+@given(families(2))
+def test_merge_records_is_commutative(family: list[Record]) -> None:
+    a, b = family
+    assert canon(merge_records(a, b)) == canon(merge_records(b, a))
+
+
+@given(families(3))
+def test_merge_records_is_associative(family: list[Record]) -> None:
+    a, b, c = family
+    assert canon(merge_records(a, merge_records(b, c))) == canon(merge_records(merge_records(a, b), c))
+
+
+@given(records)
+def test_merge_records_is_idempotent(a: Record) -> None:
+    assert canon(merge_records(a, a)) == canon(a)
+
+
+@given(records, records)
+def test_merge_of_independent_versions_is_commutative(a: Record, b: Record) -> None:
+    assert canon(merge_records(a, b)) == canon(merge_records(b, a))
+
+
+@given(families(2))
+def test_merge_records_leaves_its_inputs_unchanged(family: list[Record]) -> None:
+    a, b = family
+    before = canon(a), canon(b)
+    merge_records(a, b)
+    assert (canon(a), canon(b)) == before
+
+
+@given(families(2))
+def test_merge_result_is_an_upper_bound_of_both_inputs(family: list[Record]) -> None:
+    a, b = family
+    merged = merge_records(a, b)
+    assert canon(merge_records(merged, a)) == canon(merged)
+    assert canon(merge_records(merged, b)) == canon(merged)
+
+
+@given(records, deleted_records)
+def test_a_deleted_record_absorbs_everything(a: Record, tombstone: Record) -> None:
+    for merged in (merge_records(a, tombstone), merge_records(tombstone, a)):
+        assert merged.is_deleted
+        assert merged.data == {}
+        assert merged.stamps == {}
+        assert merged.deleted == max(s for s in (a.deleted, tombstone.deleted) if s is not None)
+
+
+@settings(max_examples=200)
+@given(families(2, live=True))
+def test_merge_into_agrees_with_merge_records_and_reports_exactly_the_changed_fields(
+    family: list[Record],
+) -> None:
+    local, incoming = family
+    data = dict(local.data)
+    field_stamps = dict(local.stamps)
+    changed = merge_into(data, field_stamps, incoming)
+    expected = merge_records(local, incoming)
+    assert canon(Record(data=data, stamps=field_stamps)) == canon(expected)
+    really_changed = {
+        name
+        for name, value in expected.data.items()
+        if name not in local.data or not same_value(local.data[name], value)
+    }
+    assert set(changed) == really_changed
+    for name, old in changed.items():
+        if name in local.data:
+            assert same_value(old, local.data[name])
+        else:
+            assert old is MISSING
+
+
+@settings(max_examples=200)
+@given(families(2))
+def test_dominates_iff_merging_local_into_remote_changes_remote(family: list[Record]) -> None:
+    local, remote = family
+    changes_remote = canon(merge_records(local, remote)) != canon(remote)
+    assert dominates(local, remote) is changes_remote
+
+
+# Examples
+
+
+def test_concurrent_edits_of_different_fields_both_survive() -> None:
+    base = Record(data={"state": "idle", "queue": 1}, stamps={"state": (10, "a"), "queue": (10, "a")})
+    left = Record(data={**base.data, "state": "ringing"}, stamps={**base.stamps, "state": (20, "a")})
+    right = Record(data={**base.data, "queue": 2}, stamps={**base.stamps, "queue": (15, "b")})
+    merged = merge_records(left, right)
+    assert merged.data == {"state": "ringing", "queue": 2}
+    assert merged.stamps == {"state": (20, "a"), "queue": (15, "b")}
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [
+        ((10, "z"), (11, "a")),  # the clock value decides first
+        ((10, "a"), (10, "b")),  # then the node name
+    ],
+)
+def test_the_greater_stamp_wins_a_field_in_either_order(older: Stamp, newer: Stamp) -> None:
+    old = Record(data={"state": "old"}, stamps={"state": older})
+    new = Record(data={"state": "new"}, stamps={"state": newer})
+    assert merge_records(old, new).data == {"state": "new"}
+    assert merge_records(new, old).data == {"state": "new"}
+    assert merge_records(old, new).stamps == {"state": newer}
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ("x", "y"),
+        (1, True),
+        (0, False),
+        (1, 1.0),
+        (0.0, -0.0),
+        ([1], [True]),
+        ({"k": 1}, {"k": 1.0}),
+        (None, "null"),
+    ],
+)
+def test_a_tie_on_the_stamp_picks_the_same_winner_in_either_order(left: Any, right: Any) -> None:
+    stamp = (7, "a")
+    one = Record(data={"f": left}, stamps={"f": stamp})
+    two = Record(data={"f": right}, stamps={"f": stamp})
+    first, second = merge_records(one, two), merge_records(two, one)
+    assert same_value(first.data["f"], second.data["f"])
+    assert field_wins(stamp, left, stamp, right) != field_wins(stamp, right, stamp, left)
+
+
+def test_a_delete_beats_a_later_update() -> None:
+    deleted = Record(deleted=(5, "a"))
+    update = Record(data={"state": "back"}, stamps={"state": (9, "b")})
+    for merged in (merge_records(deleted, update), merge_records(update, deleted)):
+        assert merged.is_deleted
+        assert merged.deleted == (5, "a")
+        assert merged.data == {}
+
+
+def test_the_later_of_two_deletes_is_kept() -> None:
+    merged = merge_records(Record(deleted=(5, "a")), Record(deleted=(3, "b")))
+    assert merged.deleted == (5, "a")
+
+
+def test_merge_into_reports_a_new_field_as_missing_before() -> None:
+    data: dict[str, Any] = {"a": 1}
+    field_stamps: dict[str, Stamp] = {"a": (1, "n")}
+    changed = merge_into(data, field_stamps, Record(data={"b": 2}, stamps={"b": (1, "n")}))
+    assert changed == {"b": MISSING}
+    assert data == {"a": 1, "b": 2}
+
+
+def test_merge_into_ignores_an_older_value() -> None:
+    data: dict[str, Any] = {"a": 1}
+    field_stamps: dict[str, Stamp] = {"a": (5, "n")}
+    assert merge_into(data, field_stamps, Record(data={"a": 2}, stamps={"a": (4, "n")})) == {}
+    assert data == {"a": 1}
+    assert field_stamps == {"a": (5, "n")}
+
+
+def test_merge_into_takes_a_newer_stamp_of_the_same_value_without_reporting_a_change() -> None:
+    data: dict[str, Any] = {"a": 1}
+    field_stamps: dict[str, Stamp] = {"a": (5, "n")}
+    assert merge_into(data, field_stamps, Record(data={"a": 1}, stamps={"a": (6, "n")})) == {}
+    assert field_stamps == {"a": (6, "n")}
+
+
+def test_merge_into_reports_a_change_of_type_as_a_change() -> None:
+    data: dict[str, Any] = {"a": 1, "b": [0]}
+    field_stamps: dict[str, Stamp] = {"a": (5, "n"), "b": (5, "n")}
+    incoming = Record(data={"a": True, "b": [False]}, stamps={"a": (6, "n"), "b": (6, "n")})
+    assert merge_into(data, field_stamps, incoming) == {"a": 1, "b": [0]}
+    assert data == {"a": True, "b": [False]}
+
+
+def test_dominates_is_false_for_the_same_version_and_true_for_a_newer_one() -> None:
+    remote = Record(data={"a": 1}, stamps={"a": (5, "n")})
+    assert not dominates(Record(data={"a": 1}, stamps={"a": (5, "n")}), remote)
+    assert not dominates(Record(data={"a": 0}, stamps={"a": (4, "n")}), remote)
+    assert dominates(Record(data={"a": 2}, stamps={"a": (6, "n")}), remote)
+    assert dominates(Record(deleted=(1, "n")), remote)
+
+
+def test_max_stamp_is_the_newest_field_stamp_or_the_delete_stamp() -> None:
+    assert Record().max_stamp() is None
+    assert Record(data={"a": 1, "b": 2}, stamps={"a": (3, "n"), "b": (4, "m")}).max_stamp() == (4, "m")
+    assert Record(deleted=(2, "n")).max_stamp() == (2, "n")
