@@ -13,6 +13,7 @@ import inspect
 import logging
 import re
 import socket
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -56,6 +57,7 @@ class Brainless:
         replicas: int = 1,
         history: int = 1,
         stop_timeout: float = 10.0,
+        delete_retention: float = 86400.0,
     ) -> None:
         if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
             raise InvalidNameError("namespace", str(namespace))
@@ -67,6 +69,9 @@ class Brainless:
         self.replicas = replicas
         self.history = history
         self.stop_timeout = stop_timeout
+        if delete_retention <= 0:
+            raise ValueError("delete_retention must be > 0 seconds")
+        self.delete_retention = delete_retention
         self.clock = HybridLogicalClock(self.location)
         self.uuid_node = location_node(self.location)
         self._source = nats
@@ -78,6 +83,7 @@ class Brainless:
         self._schema_watch: Replicator | None = None
         self._flusher: Flusher | None = None
         self._callbacks: set[asyncio.Task[Any]] = set()
+        self._housekeeper: asyncio.Task[None] | None = None
         self._state = "new"
         self.callback_errors = 0
 
@@ -102,6 +108,7 @@ class Brainless:
             self._attach(collection)
         await asyncio.gather(*(self.ready(c) for c in list(self._collections.values())))
         self._flusher.start()
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="brainlessdb-housekeeping")
         if any(c.replica.has_pending() for c in self._collections.values()):
             self._flusher.wake()
         return self
@@ -133,6 +140,8 @@ class Brainless:
         self._state = "stopping"
         assert self._flusher is not None
         assert self._storage is not None
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
         try:
             await self._flusher.stop()
             await asyncio.wait_for(
@@ -212,7 +221,14 @@ class Brainless:
     async def _watch(self, collection: Collection[Any]) -> None:
         assert self._storage is not None
         bucket = await self._bucket(collection)
-        replicator = Replicator(self._storage, bucket, collection.replica.apply)
+        replica = collection.replica
+        replicator = Replicator(
+            self._storage,
+            bucket,
+            replica.apply,
+            resync=(replica.begin_resync, replica.end_resync),
+            resync_after=self.delete_retention,
+        )
         self._replicators[collection.name] = replicator
         replicator.start()
         await replicator.caught_up.wait()
@@ -244,6 +260,47 @@ class Brainless:
             replica.schema_stored(stored, entry.revision)
         else:
             replica.schema_revision = entry.revision
+
+    # -- housekeeping: old delete markers, and resyncs after long outages -------------------------
+
+    async def _housekeeping(self) -> None:
+        interval = max(0.05, min(self.delete_retention / 4, 600.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_deletes()
+            except Exception:
+                logger.exception("removing old delete markers failed; retrying later")
+
+    @property
+    def resyncs(self) -> int:
+        """How many full replays of a bucket this node made (after outages longer than the retention)."""
+        return sum(replicator.resyncs for replicator in self._replicators.values())
+
+    async def resync(self) -> None:
+        """Replay every collection's bucket in full and drop what is no longer there."""
+        await asyncio.gather(*(replicator.resync() for replicator in list(self._replicators.values())))
+
+    async def expire_deletes(self) -> int:
+        """Remove delete markers older than ``delete_retention`` from the buckets; returns how many."""
+        assert self._storage is not None
+        cutoff_ms = int((time.time() - self.delete_retention) * 1000)
+        removed = 0
+        for collection in list(self._collections.values()):
+            if collection.name not in self._replicators:
+                continue
+            bucket = self.bucket_name(collection.name)
+            for uuid, revision in collection.replica.expired_tombstones(cutoff_ms):
+                entry = await self._storage.get(bucket, uuid)
+                if entry is not None and (
+                    entry.op is Op.PUT or (revision is not None and entry.revision > revision)
+                ):
+                    continue  # written again since: the replica deals with it as it arrives
+                if entry is not None:
+                    await self._storage.forget(bucket, uuid)
+                collection.replica.forget_tombstone(uuid)
+                removed += 1
+        return removed
 
     # -- what collections ask of the database (the Host protocol) --------------------------------
 

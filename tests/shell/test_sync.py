@@ -319,3 +319,77 @@ async def test_nodes_keep_syncing_when_a_cluster_server_dies(nats_cluster: Any, 
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_delete_markers_past_their_retention_are_removed(make_db: MakeDb) -> None:
+    a = await make_db("prague-1", delete_retention=0.2)
+    call = a.call.add(n=1)
+    await a.flush()
+    del a.call[call]
+    await a.flush()
+    bucket = a.bucket_name("call")
+    marker = await a._storage.get(bucket, call.uuid)  # type: ignore[union-attr]
+    assert marker is not None and marker.op.name == "DELETE"
+
+    async def gone() -> bool:
+        return await a._storage.get(bucket, call.uuid) is None  # type: ignore[union-attr]
+
+    for _ in range(100):
+        if await gone():
+            break
+        await asyncio.sleep(0.05)
+    assert await gone()
+    assert not a.call.replica.is_deleted(call.uuid)
+    late = await make_db("late-1")
+    assert call.uuid not in late.call
+
+
+async def test_a_resync_drops_what_was_deleted_and_forgotten_while_away(make_db: MakeDb) -> None:
+    a = await make_db("prague-1", flush_interval=60, delete_retention=3600)
+    b = await make_db("brno-1", flush_interval=60, delete_retention=3600)
+    gone = a.call.add(n=1)
+    kept = a.call.add(n=2)
+    await a.flush()
+    await b.call.load()
+    assert gone.uuid in b.call
+
+    await b._replicators["call"].stop()  # b is away
+    del a.call[gone]
+    await a.flush()
+    a.delete_retention = 0.001
+    await asyncio.sleep(0.01)
+    assert await a.expire_deletes() == 1
+    unflushed = b.call.add(n=3)
+
+    await b.resync()
+    await b.call.load()
+    assert gone.uuid not in b.call
+    assert kept.uuid in b.call
+    assert unflushed.uuid in b.call
+    await b.flush()
+    await a.call.load()
+    assert unflushed.uuid in a.call
+
+
+async def test_an_outage_longer_than_the_retention_resyncs_and_keeps_what_is_live(
+    own_server: Any, namespace: str
+) -> None:
+    options: dict[str, Any] = {"namespace": namespace, "flush_interval": 0.02, "delete_retention": 0.5}
+    a = Brainless(own_server.url, location="prague-1", **options)
+    b = Brainless(own_server.url, location="brno-1", **options)
+    await a.start()
+    await b.start()
+    try:
+        stored = [a.call.add(n=i) for i in range(5)]
+        await eventually(lambda: all(c.uuid in b.call for c in stored), timeout=10)
+        own_server.kill()
+        offline = b.call.add(n=99)
+        await asyncio.sleep(1.5)
+        own_server.start()
+        await eventually(lambda: b.resyncs >= 1, timeout=20)
+        after = a.call.add(n=100)
+        await eventually(lambda: after.uuid in b.call and offline.uuid in a.call, timeout=20)
+        assert all(c.uuid in b.call for c in stored)
+    finally:
+        await a.stop()
+        await b.stop()

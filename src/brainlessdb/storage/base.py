@@ -39,6 +39,18 @@ class CaughtUp:
 
 
 @dataclass(frozen=True, slots=True)
+class Resumed:
+    """Watch event: the watch was not live for ``stalled_for`` seconds and now resumes after ``after``.
+
+    Entries written meanwhile are delivered next, unless they were removed from the bucket meanwhile
+    (delete markers past their retention): a reader that cares compares ``stalled_for`` with that.
+    """
+
+    after: int
+    stalled_for: float
+
+
+@dataclass(frozen=True, slots=True)
 class Write:
     """One compare-and-set write.
 
@@ -52,7 +64,7 @@ class Write:
     delete: bool = False
 
 
-WatchEvent = Entry | CaughtUp
+WatchEvent = Entry | CaughtUp | Resumed
 
 
 class Storage(Protocol):
@@ -88,6 +100,10 @@ class Storage(Protocol):
 
     async def purge(self, bucket: str, key: str) -> None:
         """Remove every entry of ``key`` (used to drop delete markers past their retention)."""
+        ...
+
+    async def forget(self, bucket: str, key: str) -> None:
+        """Remove every entry of ``key`` without leaving a marker (old delete markers, past retention)."""
         ...
 
     async def close(self) -> None:

@@ -141,6 +141,11 @@ class MemoryStorage:
             raise error
         data.append(key, b"", Op.PURGE)
 
+    async def forget(self, bucket: str, key: str) -> None:
+        """Remove every entry of ``key``, leaving nothing behind (as a NATS stream purge by subject)."""
+        data = self._bucket(bucket)
+        data.entries.pop(key, None)
+
     async def watch(self, bucket: str, *, after: int | None = None) -> AsyncGenerator[WatchEvent, None]:
         """Entries of ``bucket`` forever: first a replay, then a ``CaughtUp``, then live changes.
 

@@ -391,6 +391,17 @@ class NatsKVStorage:
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc, key) from exc
 
+    async def forget(self, bucket: str, key: str) -> None:
+        """Remove every message of ``key`` from the bucket's stream, leaving no marker behind."""
+        await self._bucket(bucket)
+        error = check_key(key)
+        if error is not None:
+            raise error
+        try:
+            await self._js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise translate_error(exc, key) from exc
+
     async def watch(self, bucket: str, *, after: int | None = None) -> AsyncGenerator[WatchEvent, None]:
         """Entries of ``bucket`` forever: first a replay, then a ``CaughtUp``, then live changes.
 

@@ -30,7 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy, StatusCode
 
 from brainlessdb.errors import StorageError
-from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchEvent
+from brainlessdb.storage.base import CaughtUp, Entry, Op, Resumed, WatchEvent
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class _End:
 
 _END: Final = _End()
 
-_Item = Entry | CaughtUp | StorageError | _End
+_Item = Entry | CaughtUp | Resumed | StorageError | _End
 
 
 class KVWatcher:
@@ -215,6 +215,7 @@ class KVWatcher:
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = BACKOFF_MIN
+        stalled_since: float | None = None
         try:
             while not self._closed:
                 if self._nc.is_closed:
@@ -231,11 +232,17 @@ class KVWatcher:
                 except (nats.errors.Error, asyncio.TimeoutError) as exc:
                     reason = f"consumer creation failed: {exc!r}"
                 else:
+                    if stalled_since is not None:
+                        await self._queue.put(Resumed(self._floor, loop.time() - stalled_since))
+                        stalled_since = None
                     reason = await self._monitor()
                     if loop.time() - started > HEALTHY_AFTER:
                         backoff = BACKOFF_MIN
                 if self._closed:
                     return
+                if stalled_since is None:
+                    # Live until the last message or heartbeat: the gap starts there.
+                    stalled_since = min(self._last_activity, loop.time())
                 self._stats["restarts"] = self._stats.get("restarts", 0) + 1
                 delay = backoff * random.uniform(0.5, 1.0)
                 logger.warning(

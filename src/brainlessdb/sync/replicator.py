@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Final
 
-from brainlessdb.storage.base import CaughtUp, Entry, Storage
+from brainlessdb.storage.base import CaughtUp, Entry, Resumed, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +27,43 @@ BACKOFF_MAX: Final = 5.0
 class Replicator:
     """One supervised watch of one bucket, applied through ``apply``."""
 
-    def __init__(self, storage: Storage, bucket: str, apply: Callable[[Entry], None]) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        bucket: str,
+        apply: Callable[[Entry], None],
+        resync: tuple[Callable[[], None], Callable[[], object]] | None = None,
+        resync_after: float | None = None,
+    ) -> None:
         self.bucket = bucket
         self._storage = storage
         self._apply = apply
+        self._resync = resync
+        self.resync_after = resync_after
+        self.resyncs = 0
         self.applied = 0
         self.restarts = 0
         self.caught_up = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self, *, after: int | None = None) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"brainlessdb-watch-{self.bucket}")
+            self._task = asyncio.create_task(self._run(after), name=f"brainlessdb-watch-{self.bucket}")
+
+    async def resync(self) -> None:
+        """Replay the whole bucket again, and drop what it no longer holds (after a long outage)."""
+        if self._resync is None:
+            return
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._begin_resync()
+        self._task = asyncio.create_task(
+            self._run(None, resyncing=True), name=f"brainlessdb-resync-{self.bucket}"
+        )
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -60,13 +84,31 @@ class Replicator:
         self._waiters.append((revision, waiter))
         await waiter
 
-    async def _run(self) -> None:
+    async def _run(self, after: int | None, *, resyncing: bool = False) -> None:
         backoff = BACKOFF_START
-        after: int | None = None
         while True:
+            restart_now = False
             try:
                 async for event in self._storage.watch(self.bucket, after=after):
+                    if isinstance(event, Resumed):
+                        if self._needs_resync(event):
+                            # Deletes may have been forgotten while the watch was down: replay it all.
+                            logger.warning(
+                                "%s: watch was down %.0fs, longer than deletes are kept: resyncing",
+                                self.bucket,
+                                event.stalled_for,
+                            )
+                            self._begin_resync()
+                            resyncing, after, restart_now = True, None, True
+                            break
+                        continue
                     if isinstance(event, CaughtUp):
+                        if resyncing and self._resync is not None:
+                            resyncing = False
+                            self._resync[1]()
+                        # Everything up to the bucket's last revision is in, even revisions whose
+                        # entries are gone (overwritten or removed).
+                        self.applied = max(self.applied, event.revision)
                         self.caught_up.set()
                         self._wake_waiters()
                         continue
@@ -85,9 +127,27 @@ class Replicator:
                 raise
             except Exception:
                 logger.exception("%s: watch failed; restarting", self.bucket)
+            if restart_now:
+                continue
+            if resyncing:
+                # A resync must see the whole bucket in one replay, or it would drop what it missed.
+                self._begin_resync()
+                after = None
             self.restarts += 1
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _needs_resync(self, event: Resumed) -> bool:
+        return (
+            self._resync is not None
+            and self.resync_after is not None
+            and event.stalled_for > self.resync_after
+        )
+
+    def _begin_resync(self) -> None:
+        if self._resync is not None:
+            self.resyncs += 1
+            self._resync[0]()
 
     def _wake_waiters(self) -> None:
         if not self.caught_up.is_set():
