@@ -44,7 +44,9 @@ class Brainless:
     """A database of collections kept in memory and synced through NATS JetStream KV.
 
     ``nats`` is a connected nats-py client, a server URL or list of URLs (the connection is then opened
-    and closed here), or ``None`` for a purely in-memory database.
+    and closed here, with ``nats_options`` passed to ``nats.connect``: credentials, TLS...), or ``None``
+    for a purely in-memory database. ``replicas`` and ``history`` apply to buckets created here;
+    delete markers are removed ``delete_retention`` seconds after the delete.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class Brainless:
         history: int = 1,
         stop_timeout: float = 10.0,
         delete_retention: float = 86400.0,
+        nats_options: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
             raise InvalidNameError("namespace", str(namespace))
@@ -72,6 +75,7 @@ class Brainless:
         if delete_retention <= 0:
             raise ValueError("delete_retention must be > 0 seconds")
         self.delete_retention = delete_retention
+        self._nats_options = dict(nats_options or {})
         self.clock = HybridLogicalClock(self.location)
         self.uuid_node = location_node(self.location)
         self._source = nats
@@ -123,7 +127,9 @@ class Brainless:
             isinstance(source, Sequence) and all(isinstance(u, str) for u in source)
         ):
             servers = source if isinstance(source, str) else list(source)
-            storage = await NatsKVStorage.connect(servers, replicas=self.replicas, history=self.history)
+            storage = await NatsKVStorage.connect(
+                servers, replicas=self.replicas, history=self.history, **self._nats_options
+            )
             return storage, True
         if not callable(getattr(source, "jetstream", None)):
             raise TypeError(f"expected a nats client, a URL, a list of URLs or None, got {source!r}")
