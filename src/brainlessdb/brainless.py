@@ -15,15 +15,17 @@ import re
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from brainlessdb.codec import decode_json
+from brainlessdb.codec import decode_json, encode_json
 from brainlessdb.collection import Collection
-from brainlessdb.errors import DecodeError, InvalidNameError, NotStartedError, SchemaError
+from brainlessdb.errors import BrainlessError, DecodeError, InvalidNameError, NotStartedError, SchemaError
 from brainlessdb.events import Event, Listener
 from brainlessdb.flush import Flusher
 from brainlessdb.ids import location_node
+from brainlessdb.journal import SCHEMA_KEY, Journal
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.memory import MemoryStorage
@@ -61,6 +63,7 @@ class Brainless:
         stop_timeout: float = 10.0,
         delete_retention: float = 86400.0,
         nats_options: dict[str, Any] | None = None,
+        journal: str | Path | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
             raise InvalidNameError("namespace", str(namespace))
@@ -76,6 +79,8 @@ class Brainless:
             raise ValueError("delete_retention must be > 0 seconds")
         self.delete_retention = delete_retention
         self._nats_options = dict(nats_options or {})
+        self._journal_path = journal
+        self._journal: Journal | None = None
         self.clock = HybridLogicalClock(self.location)
         self.uuid_node = location_node(self.location)
         self._source = nats
@@ -100,8 +105,15 @@ class Brainless:
         if self._state == "stopped":
             raise NotStartedError("a stopped database cannot be started again; make a new one")
         self._storage, self._owns_storage = await self._open_storage()
+        if self._journal_path is not None:
+            self._journal = Journal(self._journal_path)
         self._flusher = Flusher(
-            self._storage, self._collections.values, self._bucket, self._schema_bucket, self.flush_interval
+            self._storage,
+            self._collections.values,
+            self._bucket,
+            self._schema_bucket,
+            self.flush_interval,
+            on_written=self._settle_journal,
         )
         schema_bucket = await self._schema_bucket()
         self._schema_watch = Replicator(self._storage, schema_bucket, self._apply_schema)
@@ -111,6 +123,8 @@ class Brainless:
         for collection in list(self._collections.values()):
             self._attach(collection)
         await asyncio.gather(*(self.ready(c) for c in list(self._collections.values())))
+        if self._journal is not None:
+            await self._restore_journal(self._journal)
         self._flusher.start()
         self._housekeeper = asyncio.create_task(self._housekeeping(), name="brainlessdb-housekeeping")
         if any(c.replica.has_pending() for c in self._collections.values()):
@@ -161,6 +175,8 @@ class Brainless:
             await asyncio.gather(*(w.stop() for w in watches), return_exceptions=True)
             for task in list(self._callbacks):
                 task.cancel()
+            if self._journal is not None:
+                self._journal.close()
             if self._owns_storage:
                 await self._storage.close()
 
@@ -267,6 +283,44 @@ class Brainless:
         else:
             replica.schema_revision = entry.revision
 
+    # -- the journal -----------------------------------------------------------------------------
+
+    def _journal_change(self, journal: Journal, collection: Collection[Any], uuid: str | None) -> None:
+        if uuid is None:
+            if collection.schema is not None:
+                journal.record(collection.name, SCHEMA_KEY, encode_json(collection.schema.to_json()), False)
+            return
+        pending = collection.replica.pending_value(uuid)
+        if pending is None:
+            journal.settle(collection.name, [uuid])
+        else:
+            journal.record(collection.name, uuid, *pending)
+
+    def _settle_journal(self, collection: Collection[Any], keys: list[str]) -> None:
+        if self._journal is None:
+            return
+        settled = collection.replica.settled(keys)
+        if not collection.replica.schema_pending:
+            settled.append(SCHEMA_KEY)
+        self._journal.settle(collection.name, settled)
+
+    async def _restore_journal(self, journal: Journal) -> None:
+        entries = journal.entries()
+        for entry in entries:
+            try:
+                collection = self.collection(entry.collection)
+                await self.ready(collection)
+                if entry.uuid == SCHEMA_KEY:
+                    if collection.schema is None:
+                        collection.adopt_schema(Schema.from_json(decode_json(entry.value)))
+                        collection.replica.schema_changed()
+                else:
+                    collection.replica.restore(entry.uuid, entry.value, entry.deleted)
+            except BrainlessError as exc:
+                logger.error("journal entry %s/%s cannot be restored: %s", entry.collection, entry.uuid, exc)
+        if entries:
+            logger.info("restored %d pending change(s) from the journal %s", len(entries), journal.path)
+
     # -- housekeeping: old delete markers, and resyncs after long outages -------------------------
 
     async def _housekeeping(self) -> None:
@@ -310,7 +364,9 @@ class Brainless:
 
     # -- what collections ask of the database (the Host protocol) --------------------------------
 
-    def changed(self, collection: Collection[Any]) -> None:
+    def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
+        if self._journal is not None:
+            self._journal_change(self._journal, collection, uuid)
         if self._flusher is not None:
             self._flusher.wake()
 

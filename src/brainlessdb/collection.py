@@ -37,8 +37,8 @@ class Host(Protocol):
     clock: HybridLogicalClock
     uuid_node: int
 
-    def changed(self, collection: Collection[Any]) -> None:
-        """A local change is waiting to be flushed."""
+    def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
+        """A local change (of entity ``uuid``, or of the schema if None) is waiting to be flushed."""
 
     def emit(self, listener: Listener, event: Event) -> None:
         """Deliver an event to a listener."""
@@ -114,7 +114,7 @@ class Collection(Generic[T]):
         self._entities[uuid] = entity
         self._indexes.on_add(uuid, values)
         self.replica.local_change(entity)
-        self._host.changed(self)
+        self._host.changed(self, uuid)
         if self._listeners:
             changes = {name: (MISSING, value) for name, value in values.items()}
             self._emit(Change(self.name, uuid, self._result(entity), changes, "local", created=True))
@@ -228,7 +228,7 @@ class Collection(Generic[T]):
             return False
         self._indexes.on_remove(key, entity._data)
         self.replica.local_delete(entity, self._host.clock.tick())
-        self._host.changed(self)
+        self._host.changed(self, key)
         if self._listeners:
             self._emit(Delete(self.name, key, self._result(entity), "local"))
         return True
@@ -304,7 +304,7 @@ class Collection(Generic[T]):
         entity._stamps[name] = self._host.clock.tick()
         self._indexes.on_change(entity._uuid, name, old, new)
         self.replica.local_change(entity)
-        self._host.changed(self)
+        self._host.changed(self, entity._uuid)
         if self._listeners:
             self._emit(Change(self.name, entity._uuid, self._result(entity), {name: (old, new)}, "local"))
 

@@ -41,12 +41,14 @@ class Flusher:
         bucket_of: Callable[[Collection[Any]], Awaitable[str]],
         schema_bucket: Callable[[], Awaitable[str]],
         interval: float,
+        on_written: Callable[[Collection[Any], list[str]], None] | None = None,
     ) -> None:
         self._storage = storage
         self._collections = collections
         self._bucket_of = bucket_of
         self._schema_bucket = schema_bucket
         self.interval = interval
+        self._on_written = on_written
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -149,6 +151,8 @@ class Flusher:
                 logger.warning("%s/%s not written: %s", collection.name, write.key, result)
             else:
                 replica.written(write, result)
+        if self._on_written is not None:
+            self._on_written(collection, [w.key for w in writes])
         if not conflicts:
             return False
         self.stats["conflicts"] += len(conflicts)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -229,6 +230,55 @@ class Replica:
         entity = self._collection.entities.get(uuid)
         if entity is not None and entity._revision is not None:
             self._drop(uuid, entity, Tombstone(self._collection._host.clock.tick(), None, written=True))
+
+    # -- the journal: pending changes kept on local disk ------------------------------------------
+
+    def pending_value(self, uuid: str) -> tuple[bytes, bool] | None:
+        """The encoded pending version of ``uuid`` and whether it is a delete (None if nothing pending)."""
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            return None if tomb.written else (encode_tombstone(tomb.stamp), True)
+        entity = self._dirty.get(uuid)
+        if entity is None:
+            return None
+        try:
+            return encode_record(Record(entity._data, entity._stamps)), False
+        except EncodeError:
+            return None
+
+    def settled(self, uuids: Iterable[str]) -> list[str]:
+        """Those of ``uuids`` that have nothing pending any more."""
+        tombstones = self._tombstones
+        return [
+            uuid
+            for uuid in uuids
+            if uuid not in self._dirty and (uuid not in tombstones or tombstones[uuid].written)
+        ]
+
+    def restore(self, uuid: str, value: bytes, deleted: bool) -> None:
+        """Take back a pending change found in the journal after a crash: merge it in, to be written again."""
+        record = decode_delete(value, time_ns=0) if deleted else decode_value(value, time_ns=0)
+        collection = self._collection
+        entity = collection.entities.get(uuid)
+        if record.deleted is not None:
+            if entity is not None:
+                del collection.entities[uuid]
+                collection.indexes.on_remove(uuid, entity._data)
+                self.local_delete(entity, record.deleted)
+            elif uuid not in self._tombstones:
+                self._tombstones[uuid] = Tombstone(record.deleted, None, written=False)
+            return
+        if uuid in self._tombstones:
+            return  # deleted meanwhile: the delete wins
+        if entity is None:
+            entity = Entity(collection, uuid, record.data, record.stamps)
+            collection.entities[uuid] = entity
+            collection.indexes.on_add(uuid, record.data)
+        else:
+            changed = merge_into(entity._data, entity._stamps, record)
+            for name, old in changed.items():
+                collection.indexes.on_change(uuid, name, old, entity._data[name])
+        self.local_change(entity)
 
     # -- delete markers past their retention, and full resyncs -----------------------------------
 
