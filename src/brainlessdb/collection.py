@@ -9,7 +9,7 @@ which the shell drives; the collection only tells it about each local change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from brainlessdb import convert
 from brainlessdb.entity import Entity, FieldOwner
@@ -23,9 +23,6 @@ from brainlessdb.replica import Replica
 from brainlessdb.schema import Schema, check_field_name, check_json
 from brainlessdb.sync.clock import HybridLogicalClock
 from brainlessdb.tracked import untrack
-
-if TYPE_CHECKING:
-    from brainlessdb.query import Condition
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -199,18 +196,9 @@ class Collection(Generic[T]):
         candidates = self._indexes.candidates(conditions, self._scan_source)
         if candidates is None:
             return [entity for uuid, entity in self._entities.items() if matches(uuid, entity._data)]
-        return self._check_candidates(candidates, conditions, matches)
-
-    def _check_candidates(
-        self, candidates: Iterable[str], conditions: tuple[Condition, ...], matches: Any
-    ) -> list[Entity]:
-        entities = self._entities
-        found = []
-        for uuid in candidates:
-            entity = entities.get(uuid)
-            if entity is not None and matches(uuid, entity._data):
-                found.append(entity)
-        return found
+        # Candidates may name uuids this collection no longer holds, and other conditions still apply.
+        found = (self._entities.get(uuid) for uuid in candidates)
+        return [entity for entity in found if entity is not None and matches(entity._uuid, entity._data)]
 
     def _scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
         return ((uuid, entity._data) for uuid, entity in self._entities.items())

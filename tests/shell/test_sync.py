@@ -248,13 +248,12 @@ async def test_change_events_report_remote_changes(make_db: MakeDb) -> None:
     assert call.uuid not in b.call
 
 
-async def test_a_foreign_json_object_is_accepted_as_data(backend: str, make_db: MakeDb, request: Any) -> None:
-    if backend != "nats":
-        pytest.skip("a foreign client writes through NATS")
-    a = await make_db("prague-1")
+async def test_a_foreign_json_object_is_accepted_as_data(nats_server: Any, namespace: str) -> None:
+    a = Brainless(nats_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
+    await a.start()
     a.call.add(channel_id="1", state="new")
     await a.flush()
-    client = await nats.connect(request.getfixturevalue("nats_server").url)
+    client = await nats.connect(nats_server.url)
     try:
         kv = await client.jetstream().key_value(a.bucket_name("call"))
         await kv.put(
@@ -268,6 +267,7 @@ async def test_a_foreign_json_object_is_accepted_as_data(backend: str, make_db: 
     assert a.call["8a6b1f5e-0000-1000-8000-000000000001"].state == "x"
     await eventually(lambda: a.call.replica.dead_letter_count == 2)
     assert len(a.call) == 2
+    await a.stop()
 
 
 async def test_a_watch_survives_a_server_restart(own_server: Any, namespace: str) -> None:
