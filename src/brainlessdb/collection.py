@@ -102,10 +102,13 @@ class Collection(Generic[T]):
         uuid = self._new_uuid(values.pop("uuid", None))
         if self._schema is None:
             schema = Schema.infer(values)
-            values = {name: untrack(value) for name, value in values.items()}
             self._set_schema(schema)
         else:
-            values = {name: untrack(value) for name, value in self._schema.check_new(values).items()}
+            values = self._schema.check_new(values)
+        for name, value in values.items():
+            if isinstance(value, (dict, list)):
+                # A private copy: later changes through the caller's own object must not slip in untracked.
+                values[name] = untrack(value)
         stamp = self._host.clock.tick()
         entity = Entity(self, uuid, values, dict.fromkeys(values, stamp))
         self._entities[uuid] = entity

@@ -20,11 +20,21 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_set_slot = object.__setattr__
+
 
 class Entity:
     """An entity of a collection: ``entity.field``, ``entity["field"]``, ``"field" in entity``."""
 
     __slots__ = ("_collection", "_data", "_revision", "_stamps", "_uuid", "_version", "_written")
+
+    _collection: Collection[Any]
+    _uuid: str
+    _data: dict[str, Any]
+    _stamps: dict[str, Stamp]
+    _revision: int | None
+    _version: int
+    _written: int
 
     def __init__(
         self,
@@ -34,13 +44,14 @@ class Entity:
         stamps: dict[str, Stamp],
         revision: int | None = None,
     ) -> None:
-        self._collection = collection
-        self._uuid = uuid
-        self._data = data
-        self._stamps = stamps
-        self._revision = revision
-        self._version = 0
-        self._written = 0
+        # Straight to the slots: this class's __setattr__ is for fields.
+        _set_slot(self, "_collection", collection)
+        _set_slot(self, "_uuid", uuid)
+        _set_slot(self, "_data", data)
+        _set_slot(self, "_stamps", stamps)
+        _set_slot(self, "_revision", revision)
+        _set_slot(self, "_version", 0)
+        _set_slot(self, "_written", 0)
 
     @property
     def uuid(self) -> str:

@@ -7,11 +7,18 @@ ones, so a uuid tells when and where its entity was created, and two locations n
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 import uuid as uuidlib
 from datetime import datetime, timezone
 from typing import Final
 
 _UUID1_EPOCH_OFFSET: Final = 0x01B21DD213814000  # 100-ns ticks from 1582-10-15 to 1970-01-01
+# One random clock sequence per process (RFC 9562 §5.1): with the node, it keeps two processes of one
+# location apart; within the process, timestamps never repeat.
+_CLOCK_SEQ: Final = secrets.randbits(14)
+_suffixes: dict[int, str] = {}
+_last_timestamp = 0
 
 
 def location_node(location: str) -> int:
@@ -21,8 +28,18 @@ def location_node(location: str) -> int:
 
 
 def new_uuid(node: int) -> str:
-    """A fresh uuid1 string for an entity created on ``node``."""
-    return str(uuidlib.uuid1(node=node))
+    """A fresh uuid1 string for an entity created on ``node`` (never the same twice in a process)."""
+    global _last_timestamp
+    timestamp = time.time_ns() // 100 + _UUID1_EPOCH_OFFSET
+    if timestamp <= _last_timestamp:
+        timestamp = _last_timestamp + 1
+    _last_timestamp = timestamp
+    suffix = _suffixes.get(node)
+    if suffix is None:
+        sequence = (_CLOCK_SEQ & 0x3FFF) | 0x8000  # the RFC 4122 variant bits
+        suffix = _suffixes[node] = f"-{sequence:04x}-{node:012x}"
+    high = (timestamp >> 48) & 0x0FFF | 0x1000  # version 1
+    return f"{timestamp & 0xFFFFFFFF:08x}-{(timestamp >> 32) & 0xFFFF:04x}-{high:04x}{suffix}"
 
 
 def parse_uuid(value: str) -> str:

@@ -40,6 +40,9 @@ SCHEMA_KEY: Final = "(schema)"
 
 logger = logging.getLogger(__name__)
 
+# Entities route attribute assignment to their fields; their own slots are set directly.
+_set_slot = object.__setattr__
+
 
 @dataclass(frozen=True, slots=True)
 class PendingWrite:
@@ -91,7 +94,7 @@ class Replica:
     # -- local changes ---------------------------------------------------------------------------
 
     def local_change(self, entity: Entity) -> None:
-        entity._version = entity._version + 1
+        _set_slot(entity, "_version", entity._version + 1)
         self._dirty[entity._uuid] = entity
 
     def local_delete(self, entity: Entity, stamp: Stamp) -> None:

@@ -25,6 +25,7 @@ RESERVED: Final = frozenset({"uuid"})
 SCHEMA_FORMAT: Final = 1
 
 _NO_DEFAULT: Final = object()
+_PLAIN_SCALARS: Final[Mapping[type, str]] = {str: "str", int: "int", bool: "bool"}
 
 _PY_TYPES: Final[Mapping[Any, str]] = {
     str: "str",
@@ -148,19 +149,21 @@ class Schema:
     def check_new(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """The data of a new entity with defaults filled in; ``SchemaError`` if it does not fit."""
         fields = self.fields
-        for name in data:
-            if name not in fields:
-                raise SchemaError(f"unknown field {name!r} (fields: {', '.join(fields)})", field=name)
+        if not fields.keys() >= data.keys():
+            name = next(name for name in data if name not in fields)
+            raise SchemaError(f"unknown field {name!r} (fields: {', '.join(fields)})", field=name)
         out: dict[str, Any] = {}
         for name, spec in fields.items():
-            if name in data:
-                value = data[name]
-                self._check(name, spec, value)
-                out[name] = value
-            elif spec.required:
-                raise SchemaError(f"missing required field {name!r}", field=name, expected=spec.type)
-            else:
+            value = data.get(name, _NO_DEFAULT)
+            if value is _NO_DEFAULT:
+                if spec.required:
+                    raise SchemaError(f"missing required field {name!r}", field=name, expected=spec.type)
                 out[name] = copy.deepcopy(spec.default)
+                continue
+            kind = _PLAIN_SCALARS.get(type(value))
+            if kind is None or (kind != spec.type and spec.type != "any"):
+                self._check(name, spec, value)
+            out[name] = value
         return out
 
     def check_value(self, name: str, value: Any) -> None:
@@ -208,7 +211,14 @@ class Schema:
 
     @staticmethod
     def _check(name: str, spec: FieldSpec, value: Any) -> None:
-        check_json(name, value)
+        kind = _PLAIN_SCALARS.get(type(value))
+        if kind is not None:
+            # The common case, checked without walking the value: a plain str, int or bool.
+            expected = spec.type
+            if expected == kind or expected == "any" or (kind == "int" and expected == "float"):
+                return
+        else:
+            check_json(name, value)
         if not spec.accepts(value):
             got = "None" if value is None else type(value).__name__
             raise SchemaError(
