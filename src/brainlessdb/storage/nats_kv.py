@@ -5,7 +5,9 @@ bucket has (ADR-8) plus direct get, and without the per-message TTL nats-py's ``
 turns on; existing buckets are bound and never reconfigured. Writes are pipelined compare-and-set
 publishes whose acknowledgements are gathered together, reads are direct gets, and watches are
 ``KVWatcher``s (``nats_watch.py``). Every nats exception becomes a ``StorageError``: ``ConflictError`` on a
-revision mismatch, ``UnavailableError`` (retryable) when the server cannot be reached or elects a leader.
+revision mismatch, ``UnavailableError`` (retryable) when the server cannot be reached or elects a leader,
+``PermissionDeniedError`` when the account may not use a bucket (see ``denied_subject``). Credentials never
+reach a log line, a message or a repr: server URLs are shown through ``redact_url``.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
-from typing import Any, Final
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Final, TypeVar
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DEFAULT_PREFIX, DiscardPolicy, Header, StorageType, StreamConfig
+from nats.js.api import DEFAULT_PREFIX, DiscardPolicy, Header, StorageType, StreamConfig, StreamInfo
 
-from brainlessdb.errors import ConflictError, StorageError, UnavailableError
+from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
 from brainlessdb.storage.base import Entry, WatchEvent, Write
 from brainlessdb.storage.memory import check_key, validate_bucket
 from brainlessdb.storage.nats_watch import KV_OPERATION, KVWatcher, operation_of, time_ns_of
@@ -40,6 +43,7 @@ CONFLICT_CODES: Final = frozenset({ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_SEQUE
 DUPLICATE_WINDOW: Final = 120.0  # seconds, as every KV bucket has
 HEADER_OVERHEAD: Final = len(b"NATS/1.0\r\n\r\n")
 CHECK_INTERVAL: Final = 0.25  # how often a waiting write looks whether the connection dropped
+CLOSE_TIMEOUT: Final = 1.0  # seconds to wait for the socket of a connection that could not be made
 
 # Errors after which the same request may well succeed later: nobody answered in time, the client is
 # between servers, or JetStream is electing a leader.
@@ -54,12 +58,71 @@ _RETRYABLE: Final = (
     nats.js.errors.TooManyStalledMsgsError,
 )
 
+# A publish the account may not make is dropped by the server, which tells the client only in text:
+# ``-ERR 'Permissions Violation for Publish to "<subject>"'``. nats-py raises nothing on the publish (a
+# request just never gets its answer); it lowercases that text and hands it to the connection's error
+# callback as a plain ``nats.errors.Error("nats: permissions violation for publish to \"<subject>\"")``. No
+# code or type tells these apart, so ``denied_subject`` reads the text, here and nowhere else, and the
+# storage fails the write or request waiting on that subject at once instead of letting it time out.
+# (A denied subscription is reported the same way; it is only logged: its replies never come, and what
+# waits on them times out as unavailable.)
+PUBLISH_DENIED: Final = "nats: permissions violation for publish to "
+
+T = TypeVar("T")
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+
+
+def denied_subject(exc: BaseException) -> str | None:
+    """The subject of a publish the server denied, if ``exc`` reports one (lowercased, as nats-py has it)."""
+    if type(exc) is not nats.errors.Error or not exc.args or not isinstance(exc.args[0], str):
+        return None
+    text: str = exc.args[0]
+    if not text.startswith(PUBLISH_DENIED):
+        return None
+    quoted = text[len(PUBLISH_DENIED) :]
+    if not quoted.startswith('"') or '"' not in quoted[1:]:
+        return None
+    return quoted[1:].split('"', 1)[0]
+
+
+def api_bucket_of(subject: str) -> str | None:
+    """The bucket a (lowercased) JetStream API subject is about, from its ``kv_<bucket>`` token."""
+    for token in subject.split("."):
+        if token.startswith("kv_") and len(token) > 3:
+            return token[3:]
+    return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user, password or token: ``nats://***@host:4222``."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
+
+
+def redact_servers(servers: str | Sequence[str]) -> str:
+    """The server URL(s) for a message, each without credentials."""
+    if isinstance(servers, str):
+        return redact_url(servers)
+    return ", ".join(redact_url(url) for url in servers)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The outcome of a request abandoned after a denial is of no interest: read it so nobody warns.
+    if not task.cancelled():
+        task.exception()
+
 
 def translate_error(exc: BaseException, key: str | None = None, expected: int | None = None) -> StorageError:
     """The ``StorageError`` that stands for a nats exception (with the original as its cause)."""
     error: StorageError
     if isinstance(exc, nats.js.errors.APIError) and exc.err_code in CONFLICT_CODES and key is not None:
         error = ConflictError(key, expected)
+    elif isinstance(exc, nats.errors.AuthorizationError):
+        error = PermissionDeniedError(f"NATS refused the credentials: {exc!r}")
     elif isinstance(exc, _RETRYABLE) or (
         isinstance(exc, nats.js.errors.APIError) and exc.code == STATUS_UNAVAILABLE
     ):
@@ -70,6 +133,33 @@ def translate_error(exc: BaseException, key: str | None = None, expected: int | 
     return error
 
 
+class _ErrorFanOut:
+    """The error callback of a client connected by the caller: its own callback, and each storage's check.
+
+    nats-py keeps a client's error callback in ``_error_cb``; wrapping it once per client lets the storages
+    over it fail denied publishes fast too, while the caller's callback still sees every error. A client
+    without that attribute is left alone: denied writes then time out as unavailable.
+    """
+
+    def __init__(self, original: ErrorCallback) -> None:
+        self.original = original
+        self.storages: weakref.WeakSet[NatsKVStorage] = weakref.WeakSet()
+
+    @classmethod
+    def install(cls, nc: Client) -> _ErrorFanOut | None:
+        current: ErrorCallback | None = getattr(nc, "_error_cb", None)
+        if isinstance(current, _ErrorFanOut) or current is None:
+            return current
+        fan_out = cls(current)
+        nc._error_cb = fan_out
+        return fan_out
+
+    async def __call__(self, exc: Exception) -> None:
+        for storage in list(self.storages):
+            storage._handle_denial(exc)
+        await self.original(exc)
+
+
 class _AckBatch:
     """The writes of one ``write()`` call and their results as the acknowledgements arrive."""
 
@@ -77,6 +167,7 @@ class _AckBatch:
         self.writes = writes
         self.results: list[int | Exception | None] = [None] * len(writes)
         self.tokens: list[str] = []
+        self.subjects: list[str] = []  # lowercased, one per token: what a permissions violation names
         self.remaining = 0
         self.done = asyncio.Event()
 
@@ -113,6 +204,14 @@ class NatsKVStorage:
         self._ack_counter = 0
         self._watchers: set[KVWatcher] = set()
         self._closed = False
+        # Who waits on a subject the server may deny, by lowercased subject: the tokens of the writes
+        # published to it, and the requests on a bucket (key: the bucket) or on one key (key: its subject).
+        self._write_subjects: dict[str, set[str]] = {}
+        self._guards: dict[str, set[asyncio.Future[str]]] = {}
+        self._chained_error_cb: ErrorCallback | None = None
+        self._fan_out = None if owns_connection else _ErrorFanOut.install(nc)
+        if self._fan_out is not None:
+            self._fan_out.storages.add(self)
 
     @classmethod
     async def connect(
@@ -130,12 +229,13 @@ class NatsKVStorage:
         """
 
         storage = cls(Client(), replicas=replicas, history=history, owns_connection=True, timeout=timeout)
+        storage._chained_error_cb = options.pop("error_cb", None)
         settings: dict[str, Any] = {
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.25,
             "connect_timeout": 2,
-            "error_cb": storage._log_error,
+            "error_cb": storage._on_error,
             "disconnected_cb": storage._log_disconnect,
             "reconnected_cb": storage._log_reconnect,
             "name": "brainlessdb",
@@ -144,11 +244,68 @@ class NatsKVStorage:
         try:
             await storage._nc.connect(servers, **settings)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
-            raise UnavailableError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
+            # nats-py may leave the refused connection's socket open: close it (waiting for the close
+            # only briefly: after a failed TLS handshake it never reports being done).
+            with contextlib.suppress(nats.errors.Error, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(storage._nc.close(), CLOSE_TIMEOUT)
+            message = f"cannot connect to NATS at {redact_servers(servers)}: {exc!r}"
+            if isinstance(exc, nats.errors.AuthorizationError):
+                raise PermissionDeniedError(message) from exc
+            raise UnavailableError(message) from exc
         return storage
 
-    async def _log_error(self, exc: Exception) -> None:
-        logger.warning("NATS connection error: %r", exc)
+    async def _on_error(self, exc: Exception) -> None:
+        """The error callback of a connection opened here: act on it, log it, pass it on."""
+        if not self._handle_denial(exc):
+            logger.warning("NATS connection error: %r", exc)
+        if self._chained_error_cb is not None:
+            await self._chained_error_cb(exc)
+
+    def _handle_denial(self, exc: BaseException) -> bool:
+        """Fail what waits on the subject of a permissions violation; False if ``exc`` is not one."""
+        subject = denied_subject(exc)
+        if subject is None:
+            return False
+        logger.warning("NATS denied publishing to %s: no permission", subject)
+        for token in self._write_subjects.pop(subject, ()):
+            self._deny_write(token, subject)
+        # A key's subject fails only what publishes to that key; an API subject, what asks about its bucket.
+        key = subject if subject.startswith("$kv.") else api_bucket_of(subject)
+        for guard in self._guards.get(key or "", ()):
+            if not guard.done():
+                guard.set_result(subject)
+        return True
+
+    def _deny_write(self, token: str, subject: str) -> None:
+        waiting = self._acks.pop(token, None)
+        if waiting is not None:
+            batch, index = waiting
+            key = batch.writes[index].key
+            batch.resolve(index, PermissionDeniedError(f"no permission to write {key!r} ({subject})"))
+
+    async def _guarded(self, operation: Coroutine[Any, Any, T], *keys: str) -> T:
+        """Run ``operation``, failing it with ``PermissionDeniedError`` as soon as the server denies a
+        publish to one of ``keys`` (a bucket's API subjects, or a key's subject)."""
+        denied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        keys = tuple(key.lower() for key in keys)
+        for key in keys:
+            self._guards.setdefault(key, set()).add(denied)
+        task = asyncio.ensure_future(operation)
+        try:
+            await asyncio.wait((task, denied), return_when=asyncio.FIRST_COMPLETED)
+            if task.done() or not denied.done():
+                return task.result()
+            raise PermissionDeniedError(f"no permission to publish to {denied.result()}")
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_retrieve)
+            for key in keys:
+                waiting = self._guards.get(key)
+                if waiting is not None:
+                    waiting.discard(denied)
+                    if not waiting:
+                        del self._guards[key]
 
     async def _log_disconnect(self) -> None:
         if not self._closed:
@@ -171,26 +328,33 @@ class NatsKVStorage:
             return True  # bound already: spare the round trip (callers may open before every use)
         stream = f"KV_{bucket}"
         try:
-            try:
-                info = await self._js.stream_info(stream)
-            except nats.js.errors.NotFoundError:
-                if not create:
-                    return False
-                try:
-                    info = await self._js.add_stream(self._stream_config(bucket))
-                    if info.did_create:
-                        logger.info("created bucket %s (replicas=%d)", bucket, self.replicas)
-                except nats.js.errors.APIError as exc:
-                    # Another node created it first, with other settings: bind what it made.
-                    if exc.err_code != ERR_STREAM_NAME_IN_USE:
-                        raise
-                    info = await self._js.stream_info(stream)
+            info = await self._guarded(self._bind(bucket, create), bucket)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
+        if info is None:
+            return False
         if info.config.max_msgs_per_subject < 1:
             raise StorageError(f"stream {stream!r} is not a key/value bucket")
         self._direct[bucket] = bool(info.config.allow_direct)
         return True
+
+    async def _bind(self, bucket: str, create: bool) -> StreamInfo | None:
+        stream = f"KV_{bucket}"
+        try:
+            return await self._js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            if not create:
+                return None
+        try:
+            info = await self._js.add_stream(self._stream_config(bucket))
+            if info.did_create:
+                logger.info("created bucket %s (replicas=%d)", bucket, self.replicas)
+            return info
+        except nats.js.errors.APIError as exc:
+            # Another node created it first, with other settings: bind what it made.
+            if exc.err_code != ERR_STREAM_NAME_IN_USE:
+                raise
+            return await self._js.stream_info(stream)
 
     def _stream_config(self, bucket: str) -> StreamConfig:
         return StreamConfig(
@@ -259,7 +423,8 @@ class NatsKVStorage:
                 await self._gather(batch)
             finally:
                 # Also when cancelled: forget the acknowledgements nobody waits for any more.
-                for token in batch.tokens:
+                for token, subject in zip(batch.tokens, batch.subjects, strict=True):
+                    self._forget_subject(subject, token)
                     if (waiting := self._acks.pop(token, None)) is not None:
                         key = writes[waiting[1]].key
                         batch.resolve(waiting[1], UnavailableError(f"no acknowledgement for {key!r} in time"))
@@ -327,19 +492,28 @@ class NatsKVStorage:
             raise StorageError(f"{write.key!r}: {size} bytes, over the {self._nc.max_payload} bytes limit")
         self._ack_counter += 1
         token = str(self._ack_counter)
+        subject = f"$KV.{bucket}.{write.key}"
+        denial_key = subject.lower()
         self._acks[token] = (batch, index)
+        self._write_subjects.setdefault(denial_key, set()).add(token)
         batch.tokens.append(token)
+        batch.subjects.append(denial_key)
         batch.remaining += 1
         batch.done.clear()
         try:
-            await self._nc.publish(
-                f"$KV.{bucket}.{write.key}", write.value, reply=f"{inbox}.{token}", headers=headers or None
-            )
+            await self._nc.publish(subject, write.value, reply=f"{inbox}.{token}", headers=headers or None)
         except BaseException:
             del self._acks[token]
-            batch.tokens.pop()
+            self._forget_subject(batch.subjects.pop(), batch.tokens.pop())
             batch.remaining -= 1
             raise
+
+    def _forget_subject(self, subject: str, token: str) -> None:
+        tokens = self._write_subjects.get(subject)
+        if tokens is not None:
+            tokens.discard(token)
+            if not tokens:
+                del self._write_subjects[subject]
 
     async def _gather(self, batch: _AckBatch) -> None:
         loop = asyncio.get_running_loop()
@@ -355,7 +529,9 @@ class NatsKVStorage:
         if error is not None:
             raise error
         try:
-            msg = await self._js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}", direct=direct)
+            msg = await self._guarded(
+                self._js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}", direct=direct), bucket
+            )
         except nats.js.errors.NotFoundError:
             return None
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
@@ -374,7 +550,7 @@ class NatsKVStorage:
         """The bucket's stream last sequence (0 when it never had an entry)."""
         await self._bucket(bucket)
         try:
-            info = await self._js.stream_info(f"KV_{bucket}")
+            info = await self._guarded(self._js.stream_info(f"KV_{bucket}"), bucket)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
         return info.state.last_seq
@@ -387,7 +563,8 @@ class NatsKVStorage:
             raise error
         headers = {KV_OPERATION: "PURGE", Header.ROLLUP.value: "sub"}
         try:
-            await self._js.publish(f"$KV.{bucket}.{key}", b"", headers=headers)
+            subject = f"$KV.{bucket}.{key}"
+            await self._guarded(self._js.publish(subject, b"", headers=headers), subject)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc, key) from exc
 
@@ -398,7 +575,7 @@ class NatsKVStorage:
         if error is not None:
             raise error
         try:
-            await self._js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
+            await self._guarded(self._js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}"), bucket)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc, key) from exc
 
@@ -426,6 +603,8 @@ class NatsKVStorage:
         if self._closed:
             return
         self._closed = True
+        if self._fan_out is not None:
+            self._fan_out.storages.discard(self)
         await asyncio.gather(*(watcher.stop() for watcher in list(self._watchers)))
         if self._owns_connection and not self._nc.is_closed:
             try:
