@@ -21,7 +21,14 @@ from typing import Any, Final
 
 from brainlessdb.codec import decode_json, encode_json
 from brainlessdb.collection import Collection
-from brainlessdb.errors import BrainlessError, DecodeError, InvalidNameError, NotStartedError, SchemaError
+from brainlessdb.errors import (
+    BrainlessError,
+    DecodeError,
+    InvalidNameError,
+    NotStartedError,
+    SchemaError,
+    UnavailableError,
+)
 from brainlessdb.events import Event, Listener
 from brainlessdb.flush import Flusher
 from brainlessdb.ids import location_node
@@ -29,7 +36,7 @@ from brainlessdb.journal import SCHEMA_KEY, Journal
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.memory import MemoryStorage
-from brainlessdb.storage.nats_kv import NatsKVStorage
+from brainlessdb.storage.nats_kv import NatsKVStorage, redact_url
 from brainlessdb.sync.clock import HybridLogicalClock
 from brainlessdb.sync.replicator import Replicator
 
@@ -64,6 +71,7 @@ class Brainless:
         delete_retention: float = 86400.0,
         nats_options: dict[str, Any] | None = None,
         journal: str | Path | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
             raise InvalidNameError("namespace", str(namespace))
@@ -80,6 +88,7 @@ class Brainless:
         self.delete_retention = delete_retention
         self._nats_options = dict(nats_options or {})
         self._journal_path = journal
+        self.connect_timeout = connect_timeout
         self._journal: Journal | None = None
         self.clock = HybridLogicalClock(self.location)
         self.uuid_node = location_node(self.location)
@@ -122,7 +131,14 @@ class Brainless:
         await self._schema_watch.caught_up.wait()
         for collection in list(self._collections.values()):
             self._attach(collection)
-        await asyncio.gather(*(self.ready(c) for c in list(self._collections.values())))
+        collections = list(self._collections.values())
+        loaded = await asyncio.gather(*(self.ready(c) for c in collections), return_exceptions=True)
+        for collection, result in zip(collections, loaded, strict=True):
+            if isinstance(result, BrainlessError):
+                # This collection fails at its first use; the others work.
+                logger.error("collection %r cannot be loaded: %s", collection.name, result)
+            elif isinstance(result, BaseException):
+                raise result
         if self._journal is not None:
             await self._restore_journal(self._journal)
         self._flusher.start()
@@ -141,9 +157,17 @@ class Brainless:
             isinstance(source, Sequence) and all(isinstance(u, str) for u in source)
         ):
             servers = source if isinstance(source, str) else list(source)
-            storage = await NatsKVStorage.connect(
+            connecting = NatsKVStorage.connect(
                 servers, replicas=self.replicas, history=self.history, **self._nats_options
             )
+            try:
+                storage = await asyncio.wait_for(connecting, self.connect_timeout)
+            except asyncio.TimeoutError:
+                # Reconnecting for ever is right once connected, not for the first connection.
+                raise UnavailableError(
+                    f"no NATS server of {redact_url(servers) if isinstance(servers, str) else len(servers)} "
+                    f"accepted a connection within {self.connect_timeout}s"
+                ) from None
             return storage, True
         if not callable(getattr(source, "jetstream", None)):
             raise TypeError(f"expected a nats client, a URL, a list of URLs or None, got {source!r}")

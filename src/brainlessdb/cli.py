@@ -23,6 +23,7 @@ from pathlib import Path
 
 from brainlessdb.brainless import Brainless
 from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.storage.nats_kv import redact_url
 
 
 @dataclass
@@ -158,7 +159,7 @@ async def late_joiner(url: str, namespace: str) -> None:
 async def run_demo(url: str, namespace: str, restart: EmbeddedServer | None) -> None:
     db = Brainless(url, namespace=namespace, location="prague-1")
     await db.start()
-    say(f"connected to {url}; namespace {namespace!r}, location {db.location!r}")
+    say(f"connected to {redact_url(url)}; namespace {namespace!r}, location {db.location!r}")
     await queue_management(db)
     await session_storage(db)
     call = await call_tracking(db)

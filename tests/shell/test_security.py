@@ -468,13 +468,6 @@ async def test_a_denied_bucket_fails_fast_and_the_others_keep_working(
         assert all(isinstance(error, PermissionDeniedError) for error in info.value.errors.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PermissionDeniedError,
-    reason="Brainless.start() waits for every stored collection to attach, and one whose bucket the user "
-    "may not read fails the whole start (brainless.py: start() should leave that collection failing at "
-    "its first use instead)",
-)
 async def test_a_node_starts_when_another_user_made_a_collection_it_may_not_read(
     restricted_server: EmbeddedServer,
 ) -> None:
