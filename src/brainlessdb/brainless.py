@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 NAMESPACE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
 COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 SCHEMA_SUFFIX: Final = "--schema"
+# A bucket is the stream KV_<bucket>, and NATS refuses stream names over 255 characters.
+MAX_BUCKET_NAME: Final = 252
 
 NatsSource = Any  # a connected nats-py client, a URL or list of URLs, a Storage, or None
 
@@ -73,7 +75,11 @@ class Brainless:
         journal: str | Path | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
-        if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
+        if (
+            not isinstance(namespace, str)
+            or not NAMESPACE_PATTERN.fullmatch(namespace)
+            or len(namespace) + len(SCHEMA_SUFFIX) > MAX_BUCKET_NAME
+        ):
             raise InvalidNameError("namespace", str(namespace))
         if flush_interval < 0:
             raise ValueError("flush_interval must be >= 0")
@@ -223,7 +229,11 @@ class Brainless:
         found = self._collections.get(name)
         if found is not None:
             return found
-        if not isinstance(name, str) or not COLLECTION_PATTERN.fullmatch(name):
+        if (
+            not isinstance(name, str)
+            or not COLLECTION_PATTERN.fullmatch(name)
+            or len(self.bucket_name(name)) > MAX_BUCKET_NAME
+        ):
             raise InvalidNameError("collection", str(name))
         collection: Collection[Any] = Collection(self, name)
         self._collections[name] = collection

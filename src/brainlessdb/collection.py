@@ -100,6 +100,9 @@ class Collection(Generic[T]):
         values = convert.fields_of(data)
         values.update(fields)
         uuid = self._new_uuid(values.pop("uuid", None))
+        if not values and (self._schema is None or not self._schema.fields):
+            # A version without fields has no stamp to store: it could never be written.
+            raise SchemaError("an entity needs at least one field")
         if self._schema is None:
             schema = Schema.infer(values)
             self._set_schema(schema)

@@ -161,7 +161,7 @@ class Schema:
                 out[name] = copy.deepcopy(spec.default)
                 continue
             kind = _PLAIN_SCALARS.get(type(value))
-            if kind is None or (kind != spec.type and spec.type != "any"):
+            if kind is None or (kind != spec.type and spec.type != "any") or _non_ascii(value):
                 self._check(name, spec, value)
             out[name] = value
         return out
@@ -212,7 +212,7 @@ class Schema:
     @staticmethod
     def _check(name: str, spec: FieldSpec, value: Any) -> None:
         kind = _PLAIN_SCALARS.get(type(value))
-        if kind is not None:
+        if kind is not None and not _non_ascii(value):
             # The common case, checked without walking the value: a plain str, int or bool.
             expected = spec.type
             if expected == kind or expected == "any" or (kind == "int" and expected == "float"):
@@ -247,7 +247,11 @@ def json_type(value: Any) -> str:
 
 def check_json(name: str, value: Any, _depth: int = 0) -> None:
     """``SchemaError`` unless ``value`` is JSON-like all the way down (str keys, no NaN, finite depth)."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        if not _utf8(value):
+            raise SchemaError(f"field {name!r}: a string with lone surrogates cannot be stored", field=name)
         return
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -257,7 +261,7 @@ def check_json(name: str, value: Any, _depth: int = 0) -> None:
         raise SchemaError(f"field {name!r} is nested too deeply", field=name)
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
+            if not isinstance(key, str) or not _utf8(key):
                 raise SchemaError(f"field {name!r}: dict keys must be strings, got {key!r}", field=name)
             check_json(name, item, _depth + 1)
         return
@@ -270,9 +274,25 @@ def check_json(name: str, value: Any, _depth: int = 0) -> None:
     )
 
 
+def _non_ascii(value: Any) -> bool:
+    """True for a str with non-ASCII characters (whose UTF-8 encoding needs a check)."""
+    return type(value) is str and not value.isascii()
+
+
+def _utf8(text: str) -> bool:
+    """False for a string UTF-8 cannot encode (lone surrogates): JSON could not store it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_field_name(name: Any) -> None:
     """``SchemaError`` for a field name that cannot be an entity attribute."""
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or not _utf8(name):
         raise SchemaError(f"field names must be non-empty strings, got {name!r}")
     if name in RESERVED:
         raise SchemaError(f"{name!r} is the entity's own key, not a field", field=name)
