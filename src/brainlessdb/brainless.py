@@ -24,6 +24,7 @@ from brainlessdb.collection import Collection
 from brainlessdb.errors import (
     BrainlessError,
     DecodeError,
+    FlushError,
     InvalidNameError,
     NotStartedError,
     SchemaError,
@@ -33,6 +34,7 @@ from brainlessdb.events import Event, Listener
 from brainlessdb.flush import Flusher
 from brainlessdb.ids import location_node
 from brainlessdb.journal import SCHEMA_KEY, Journal
+from brainlessdb.replica import SCHEMA_KEY as SCHEMA_ERROR_KEY
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.memory import MemoryStorage
@@ -192,11 +194,13 @@ class Brainless:
         assert self._storage is not None
         if self._housekeeper is not None:
             self._housekeeper.cancel()
+        budget = timeout if timeout is not None else self.stop_timeout
         try:
             await self._flusher.stop()
-            await asyncio.wait_for(
-                self._flusher.flush(), timeout if timeout is not None else self.stop_timeout
-            )
+            try:
+                await asyncio.wait_for(self._flusher.flush(), budget)
+            except asyncio.TimeoutError:
+                raise self._unwritten(budget) from None
         finally:
             self._state = "stopped"
             for task in self._attaching.values():
@@ -209,6 +213,19 @@ class Brainless:
                 self._journal.close()
             if self._owns_storage:
                 await self._storage.close()
+
+    def _unwritten(self, budget: float) -> FlushError:
+        """The ``FlushError`` of a flush cut short by the stop timeout: every change still pending."""
+        errors: dict[str, BaseException] = {}
+        for collection in self._collections.values():
+            replica = collection.replica
+            keys = replica.pending_keys() + ([SCHEMA_ERROR_KEY] if replica.schema_pending else [])
+            for key in keys:
+                cause = replica.errors.get(key)
+                if not isinstance(cause, Exception):  # none yet, or the cancelled write itself
+                    cause = UnavailableError(f"not acknowledged within the stop timeout ({budget}s)")
+                errors[f"{collection.name}/{key}"] = cause
+        return FlushError(f"{len(errors)} change(s) not written within {budget}s of stop()", errors)
 
     async def flush(self) -> None:
         """Write every collection's pending changes now; ``FlushError`` if some cannot be written."""

@@ -20,7 +20,7 @@ from typing import Any, Final
 from brainlessdb.codec import decode_json, encode_json
 from brainlessdb.collection import Collection
 from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError, StorageError
-from brainlessdb.replica import PendingWrite
+from brainlessdb.replica import SCHEMA_KEY, PendingWrite
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Storage, Write
 
@@ -107,6 +107,11 @@ class Flusher:
             replica = collection.replica
             for key, error in replica.errors.items():
                 errors[f"{collection.name}/{key}"] = error
+            schema_error = replica.errors.get(SCHEMA_KEY)
+            if schema_error is not None:
+                # Nothing of a collection is written before its schema is stored.
+                for key in replica.pending_keys():
+                    errors.setdefault(f"{collection.name}/{key}", schema_error)
         if errors and raise_errors:
             first = next(iter(errors.values()))
             raise FlushError(f"{len(errors)} change(s) could not be written; first: {first}", errors)

@@ -153,6 +153,11 @@ class Replica:
     def has_pending(self) -> bool:
         return self.schema_pending or self.pending_count() > 0
 
+    def pending_keys(self) -> list[str]:
+        """The uuids of the entities and deletes not yet acknowledged by NATS."""
+        unwritten = [uuid for uuid, tomb in self._tombstones.items() if not tomb.written]
+        return [*self._dirty, *unwritten]
+
     def clear(self) -> None:
         self._dirty.clear()
         self._inflight.clear()

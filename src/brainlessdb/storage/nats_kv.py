@@ -44,6 +44,8 @@ DUPLICATE_WINDOW: Final = 120.0  # seconds, as every KV bucket has
 HEADER_OVERHEAD: Final = len(b"NATS/1.0\r\n\r\n")
 CHECK_INTERVAL: Final = 0.25  # how often a waiting write looks whether the connection dropped
 CLOSE_TIMEOUT: Final = 1.0  # seconds to wait for the socket of a connection that could not be made
+# A server that does not answer a ping within this long is not drained: nats-py would wait 10-30 s.
+DRAIN_PING_TIMEOUT: Final = 1  # nats-py takes whole seconds
 
 # Errors after which the same request may well succeed later: nobody answered in time, the client is
 # between servers, or JetStream is electing a leader.
@@ -608,6 +610,8 @@ class NatsKVStorage:
         await asyncio.gather(*(watcher.stop() for watcher in list(self._watchers)))
         if self._owns_connection and not self._nc.is_closed:
             try:
+                if self._nc.is_connected:
+                    await self._nc.flush(timeout=DRAIN_PING_TIMEOUT)
                 await self._nc.drain()
             except (nats.errors.Error, asyncio.TimeoutError) as exc:
                 logger.warning("NATS drain failed, closing: %r", exc)
