@@ -9,22 +9,33 @@ which the shell drives; the collection only tells it about each local change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast
+from operator import attrgetter
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from brainlessdb import convert
 from brainlessdb.entity import Entity, FieldOwner
 from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
 from brainlessdb.events import Callback, Change, Delete, Event, Listener
 from brainlessdb.ids import new_uuid, parse_uuid
-from brainlessdb.index import IndexSet
+from brainlessdb.index import INDEXED_LOOKUPS, IndexSet
 from brainlessdb.lookups import MISSING
-from brainlessdb.query import compile_filter, order, parse_criteria, parse_order
+from brainlessdb.query import (
+    Condition,
+    Plan,
+    bind_criteria,
+    compile_filter,
+    order,
+    parse_order,
+    plan_criteria,
+)
 from brainlessdb.replica import Replica
 from brainlessdb.schema import Schema, check_field_name, check_json
 from brainlessdb.sync.clock import HybridLogicalClock
 from brainlessdb.tracked import untrack
 
 T = TypeVar("T")
+
+PLANS_KEPT: Final = 256
 U = TypeVar("U")
 
 
@@ -62,6 +73,8 @@ class Collection(Generic[T]):
         self._indexes = IndexSet()
         self._listeners: list[Listener] = []
         self._nested_old: dict[tuple[str, str], Any] = {}
+        self._fields: dict[str, str] | None = None
+        self._plans: dict[tuple[str, ...], Plan] = {}
         self.replica = Replica(self)
 
     # -- schema and type -------------------------------------------------------------------------
@@ -85,13 +98,15 @@ class Collection(Generic[T]):
         return cast("Collection[U]", self)
 
     def _set_schema(self, schema: Schema) -> None:
-        self._schema = schema
+        self.adopt_schema(schema)
         self.replica.schema_changed()
         self._host.changed(self)
 
     def adopt_schema(self, schema: Schema) -> None:
         """Take a schema stored by another node (the shell calls this)."""
         self._schema = schema
+        self._fields = schema.field_types()
+        self._plans.clear()
 
     # -- adding ----------------------------------------------------------------------------------
 
@@ -154,20 +169,19 @@ class Collection(Generic[T]):
     async def filter(self, **criteria: Any) -> list[T]:
         """Every entity matching every criterion (``field=value``, ``caller__city=...``, ``age__gt=...``)."""
         await self._host.ready(self)
-        return [self._result(entity) for entity in self._select(criteria)]
+        return self._results(self._select(criteria))
 
     async def all(self) -> list[T]:
         """Every entity, in the order they were added or loaded."""
         await self._host.ready(self)
-        return [self._result(entity) for entity in self._entities.values()]
+        return self._results(self._entities.values())
 
     async def order_by(self, *keys: str, **criteria: Any) -> list[T]:
         """The entities matching ``criteria``, sorted by ``keys`` (``"-key"`` for descending)."""
         await self._host.ready(self)
         order_keys = parse_order(keys, self._field_types())
         selected = list(self._select(criteria))
-        ordered = order(selected, order_keys, _uuid_and_data)
-        return [self._result(entity) for entity in ordered]
+        return self._results(order(selected, order_keys, _data_of, _uuid_of))
 
     def count(self, **criteria: Any) -> int:
         """The number of entities (matching ``criteria``, if given)."""
@@ -197,20 +211,34 @@ class Collection(Generic[T]):
     def _select(self, criteria: Mapping[str, Any]) -> Iterable[Entity]:
         if not criteria:
             return self._entities.values()
-        conditions = parse_criteria(criteria, self._field_types())
-        matches = compile_filter(conditions)
+        conditions = self._conditions(criteria)
         candidates = self._indexes.candidates(conditions, self._scan_source)
         if candidates is None:
+            matches = compile_filter(conditions)
             return [entity for uuid, entity in self._entities.items() if matches(uuid, entity._data)]
-        # Candidates may name uuids this collection no longer holds, and other conditions still apply.
-        found = (self._entities.get(uuid) for uuid in candidates)
-        return [entity for entity in found if entity is not None and matches(entity._uuid, entity._data)]
+        # Candidates may name uuids this collection no longer holds; the index answered exact and in
+        # conditions exactly, so only the others remain to check.
+        found = [entity for entity in map(self._entities.get, candidates) if entity is not None]
+        rest = [c for c in conditions if c.lookup not in INDEXED_LOOKUPS]
+        if not rest:
+            return found
+        matches = compile_filter(rest)
+        return [entity for entity in found if matches(entity._uuid, entity._data)]
 
     def _scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
         return ((uuid, entity._data) for uuid, entity in self._entities.items())
 
     def _field_types(self) -> dict[str, str] | None:
-        return None if self._schema is None else self._schema.field_types()
+        return self._fields
+
+    def _conditions(self, criteria: Mapping[str, Any]) -> tuple[Condition, ...]:
+        keys = tuple(criteria)
+        plan = self._plans.get(keys)
+        if plan is None:
+            if len(self._plans) >= PLANS_KEPT:
+                self._plans.clear()
+            plan = self._plans[keys] = plan_criteria(keys, self._fields)
+        return bind_criteria(plan, criteria)
 
     # -- deleting --------------------------------------------------------------------------------
 
@@ -324,6 +352,11 @@ class Collection(Generic[T]):
     def _view(self, entity: Entity, cls: type[U]) -> U:
         return convert.make_view(cls, entity)
 
+    def _results(self, entities: Iterable[Entity]) -> list[T]:
+        if self._type is None:
+            return cast("list[T]", list(entities))
+        return [convert.make_view(self._type, entity) for entity in entities]
+
     def _result(self, entity: Entity) -> T:
         if self._type is None:
             return cast("T", entity)
@@ -356,5 +389,5 @@ class Collection(Generic[T]):
         return f"<Collection {self.name}: {len(self._entities)} entities, {dirty} pending, indexes=[{paths}]>"
 
 
-def _uuid_and_data(entity: Entity) -> tuple[str, Mapping[str, Any]]:
-    return entity._uuid, entity._data
+_data_of = attrgetter("_data")
+_uuid_of = attrgetter("_uuid")

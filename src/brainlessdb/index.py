@@ -12,10 +12,13 @@ unique, and a one-element set costs some 200 bytes where the string costs none (
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from brainlessdb.lookups import LOOKUP_SEP, MISSING, freeze
 from brainlessdb.query import UUID_FIELD, Condition, resolve_in
+
+INDEXED_LOOKUPS: Final = frozenset({"exact", "in"})
+"""Lookups that ``candidates`` answers exactly: conditions using them need no further check."""
 
 Path: TypeAlias = tuple[str, ...]
 Bucket: TypeAlias = str | set[str]

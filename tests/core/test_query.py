@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,7 +62,7 @@ def matching(
 
 
 def ordered(entities: Sequence[Entity], *keys: str) -> list[str]:
-    return [uuid for uuid, _ in order(entities, parse_order(keys, None), lambda entity: entity)]
+    return [uuid for uuid, _ in order(entities, parse_order(keys, None), itemgetter(1), itemgetter(0))]
 
 
 class TestResolve:
@@ -352,11 +354,11 @@ class TestOrder:
     def test_order_calls_data_of_once_per_item_and_key(self) -> None:
         calls: list[int] = []
 
-        def data_of(item: int) -> tuple[str, Mapping[str, Any]]:
+        def data_of(item: int) -> Mapping[str, Any]:
             calls.append(item)
-            return str(item), {"a": -item, "b": item % 2}
+            return {"a": -item, "b": item % 2}
 
-        assert order([1, 2, 3], parse_order(["b", "a"], None), data_of) == [2, 3, 1]
+        assert order([1, 2, 3], parse_order(["b", "a"], None), data_of, str) == [2, 3, 1]
         assert sorted(calls) == [1, 1, 2, 2, 3, 3]
 
     @given(
@@ -376,7 +378,7 @@ class TestOrder:
             data = {name: value for name, value in (("a", a), ("b", b)) if value is not MISSING}
             entities.append((f"u{number:02}", data))
         order_keys = parse_order(keys, None)
-        result = order(entities, order_keys, lambda entity: entity)
+        result = order(entities, order_keys, itemgetter(1), itemgetter(0))
         assert sorted(result) == sorted(entities)
         assert [uuid for uuid, _ in result] == [uuid for uuid, _ in reference_order(entities, order_keys)]
 
