@@ -102,6 +102,13 @@ class Flusher:
                 conflicts = await asyncio.gather(*(self._flush_collection(c) for c in busy))
                 if not any(conflicts):
                     break
+            else:
+                # Still meeting newer revisions after every round: reported, and retried later.
+                for collection, keys in zip(busy, conflicts, strict=True):
+                    pending = set(collection.replica.pending_keys())
+                    for key in keys:
+                        if key in pending:
+                            collection.replica.errors.setdefault(key, ConflictError(key, None))
         errors: dict[str, BaseException] = {}
         for collection in chosen:
             replica = collection.replica
@@ -117,8 +124,8 @@ class Flusher:
             raise FlushError(f"{len(errors)} change(s) could not be written; first: {first}", errors)
         return bool(errors)
 
-    async def _flush_collection(self, collection: Collection[Any]) -> bool:
-        """One round for one collection; True if a conflict needs another round."""
+    async def _flush_collection(self, collection: Collection[Any]) -> list[str]:
+        """One round for one collection; the keys whose conflict needs another round."""
         replica = collection.replica
         if replica.schema_pending:
             try:
@@ -127,10 +134,10 @@ class Flusher:
                 replica.schema_failed(exc)
                 stored = False
             if not stored:
-                return False
+                return []
         writes = replica.take_writes()
         if not writes:
-            return False
+            return []
         try:
             bucket = await self._bucket_of(collection)
             results = await self._storage.write(
@@ -143,7 +150,7 @@ class Flusher:
             if isinstance(exc, StorageError):
                 self.stats["errors"] += len(writes)
                 logger.warning("%s: %d change(s) not written: %s", collection.name, len(writes), exc)
-                return False
+                return []
             raise
         self.stats["writes"] += len(writes)
         conflicts: list[PendingWrite] = []
@@ -159,7 +166,7 @@ class Flusher:
         if self._on_written is not None:
             self._on_written(collection, [w.key for w in writes])
         if not conflicts:
-            return False
+            return []
         self.stats["conflicts"] += len(conflicts)
         try:
             currents = await asyncio.gather(
@@ -174,7 +181,7 @@ class Flusher:
                 replica.failed(write, current)
             else:
                 replica.conflicted(write, current)
-        return True
+        return [write.key for write in conflicts]
 
     async def _write_schema(self, collection: Collection[Any]) -> bool:
         """Store the collection's schema (merging with a stored one); False if it cannot be."""

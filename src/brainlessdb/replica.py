@@ -26,7 +26,7 @@ from brainlessdb.codec import decode_delete, decode_value, encode_record, encode
 from brainlessdb.entity import Entity
 from brainlessdb.errors import DecodeError, EncodeError, SchemaError
 from brainlessdb.lookups import MISSING
-from brainlessdb.schema import Schema
+from brainlessdb.schema import Schema, check_field_name
 from brainlessdb.storage.base import Entry, Op
 from brainlessdb.sync.clock import Stamp, wall_ms
 from brainlessdb.sync.merge import Record, merge_into
@@ -228,7 +228,12 @@ class Replica:
         uuid = write.key
         self._inflight.pop(uuid, None)
         if current is not None:
+            letters = self.dead_letter_count
             self.apply(current)
+            if self.dead_letter_count != letters:
+                # What the key holds now cannot be used: write this node's version over it, or the write
+                # would meet the same revision again and again.
+                self._overwrite(uuid, current.revision)
             return
         # The key holds nothing although this node saw it stored: it was deleted and its marker purged.
         tomb = self._tombstones.get(uuid)
@@ -238,6 +243,15 @@ class Replica:
         entity = self._collection.entities.get(uuid)
         if entity is not None and entity._revision is not None:
             self._drop(uuid, entity, Tombstone(self._collection._host.clock.tick(), None, written=True))
+
+    def _overwrite(self, uuid: str, revision: int) -> None:
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            tomb.revision = max(tomb.revision or 0, revision)
+            return
+        entity = self._collection.entities.get(uuid)
+        if entity is not None:
+            entity._revision = max(entity._revision or 0, revision)
 
     # -- the journal: pending changes kept on local disk ------------------------------------------
 
@@ -380,10 +394,13 @@ class Replica:
 
     def _fits_schema(self, entry: Entry, record: Record) -> bool:
         schema = self._collection.schema
-        if schema is None or not any(node == FOREIGN_NODE for _, node in record.stamps.values()):
+        if schema is None:
             return True
         try:
-            schema.check_stored(record.data)
+            if any(node == FOREIGN_NODE for _, node in record.stamps.values()):
+                schema.check_stored(record.data)
+            else:
+                _check_stored_types(schema, record.data)
         except SchemaError as exc:
             self._dead_letter(entry, f"does not fit the schema: {exc}")
             return False
@@ -434,6 +451,38 @@ class Replica:
             entry.revision,
             reason,
         )
+
+
+# The exact types decoded JSON values have, by schema type (None: a null).
+_JSON_TYPES: Final[dict[type, str | None]] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    dict: "dict",
+    list: "list",
+    type(None): None,
+}
+
+
+def _check_stored_types(schema: Schema, data: dict[str, Any]) -> None:
+    """``SchemaError`` for a value of the stored format whose type its field does not take (one lookup
+    per field). A field the schema does not know is let through if its name is valid: another node may
+    have extended the schema, and this node may not have seen the extension yet."""
+    fields = schema.fields
+    for name, value in data.items():
+        spec = fields.get(name)
+        if spec is None:
+            check_field_name(name)
+            continue
+        kind = _JSON_TYPES.get(type(value), "?")
+        expected = spec.type
+        if kind == expected or expected == "any" or (kind == "int" and expected == "float"):
+            continue
+        if kind is None and spec.nullable:
+            continue
+        got = "None" if value is None else type(value).__name__
+        raise SchemaError(f"field {name!r} expects {expected}, got {got}", field=name, expected=expected)
 
 
 def _same_stamps(stamps: dict[str, Stamp], record: Record) -> bool:

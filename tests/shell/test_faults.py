@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import logging
 import os
+import random
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import nats
@@ -21,13 +24,12 @@ import nats.errors
 import nats.js.errors
 import pytest
 
-from brainlessdb import Brainless, FlushError, StorageError, UnavailableError
+from brainlessdb import Brainless, ConflictError, FlushError, StorageError, UnavailableError
 from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.storage.base import Write
+from brainlessdb.storage.memory import MemoryStorage
 
 from .conftest import eventually
-
-pytestmark = pytest.mark.nats
-
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -59,29 +61,35 @@ async def raw_bucket(url: str | list[str], bucket: str) -> tuple[dict[str, Any],
                 if operation in ("DEL", "PURGE"):
                     deleted.add(key)
                 else:
-                    live[key] = json.loads(msg.data)["d"]
+                    live[key] = readable_data(msg.data)
         return live, deleted
     finally:
         await client.close()
 
 
-async def history_of(url: str, bucket: str) -> dict[str, list[dict[str, Any]]]:
-    """Every message the bucket's stream retains, by key, oldest first (needs ``history`` > 1)."""
+def readable_data(value: bytes) -> Any:
+    """The entity data of a stored value of format v1, or the raw bytes of anything else."""
+    try:
+        return json.loads(value)["d"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return value
+
+
+async def history_of(url: str, bucket: str) -> dict[str, list[bytes]]:
+    """Every value the bucket's stream retains, by key, oldest first (needs ``history`` > 1)."""
     client = await nats.connect(url)
     try:
         js = client.jetstream()
         stream = f"KV_{bucket}"
         state = (await js.stream_info(stream)).state
-        found: dict[str, list[dict[str, Any]]] = {}
+        found: dict[str, list[bytes]] = {}
         for seq in range(state.first_seq, state.last_seq + 1):
             try:
                 msg = await js.get_msg(stream, seq)
             except nats.js.errors.NotFoundError:
                 continue
             key = (msg.subject or "").split(".", 2)[2]
-            body = json.loads(msg.data) if msg.data else {}
-            body["seq"] = seq
-            found.setdefault(key, []).append(body)
+            found.setdefault(key, []).append(msg.data or b"")
         return found
     finally:
         await client.close()
@@ -128,9 +136,7 @@ def frozen(server: EmbeddedServer) -> Iterator[None]:
 async def nodes(own_server: EmbeddedServer, namespace: str) -> AsyncIterator[list[Brainless]]:
     """Three nodes on the test's own server, flushing every 20 ms, keeping 64 revisions per key."""
     started = [
-        Brainless(
-            own_server.url, namespace=namespace, location=f"node-{i}", flush_interval=0.02, history=64
-        )
+        Brainless(own_server.url, namespace=namespace, location=f"node-{i}", flush_interval=0.02, history=64)
         for i in range(3)
     ]
     for node in started:
@@ -144,6 +150,7 @@ async def nodes(own_server: EmbeddedServer, namespace: str) -> AsyncIterator[lis
 # -- graceful shutdown ---------------------------------------------------------------------------
 
 
+@pytest.mark.nats
 async def test_stop_writes_everything_pending_within_the_timeout(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
@@ -167,6 +174,7 @@ async def test_stop_writes_everything_pending_within_the_timeout(
     assert deleted == {call.uuid for call in stored[100:150]}
 
 
+@pytest.mark.nats
 async def test_stop_with_nats_dead_returns_at_once_listing_what_it_could_not_write(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
@@ -190,6 +198,7 @@ async def test_stop_with_nats_dead_returns_at_once_listing_what_it_could_not_wri
     assert all(isinstance(error, UnavailableError) for error in raised.value.errors.values())
 
 
+@pytest.mark.nats
 async def test_stop_with_nats_frozen_returns_within_the_timeout_listing_what_it_could_not_write(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
@@ -211,3 +220,363 @@ async def test_stop_with_nats_frozen_returns_within_the_timeout_listing_what_it_
     assert elapsed < 1.5 + 2.5, elapsed
     assert set(raised.value.errors) == {f"call/{c.uuid}" for c in [kept, *added]}
     assert all(isinstance(error, StorageError) for error in raised.value.errors.values())
+
+
+# -- NATS outages --------------------------------------------------------------------------------
+
+
+@pytest.mark.nats
+async def test_an_outage_loses_nothing_and_writes_nothing_twice(
+    own_server: EmbeddedServer, nodes: list[Brainless]
+) -> None:
+    url = own_server.url
+    bucket = nodes[0].bucket_name("call")
+    shared = nodes[0].call.add(owner="shared", n=0, info={"v": 0}, f0=0, f1=0, f2=0)
+    await settle(nodes)
+    owned = {
+        node.location: [
+            node.call.add(owner=node.location, n=0, info={"v": 0}, f0=0, f1=0, f2=0) for _ in range(10)
+        ]
+        for node in nodes
+    }
+    await settle(nodes)
+    before = {key: len(revisions) for key, revisions in (await history_of(url, bucket)).items()}
+
+    own_server.kill()
+    changed, deleted, added = set(), set(), set()
+    for i, node in enumerate(nodes):
+        mine = owned[node.location]
+        for entity in mine[:5]:
+            for _ in range(3):
+                entity.n += 1
+            entity.info["v"] = 5
+            changed.add(entity.uuid)
+        for entity in mine[5:7]:
+            del node.call[entity]
+            deleted.add(entity.uuid)
+        for _ in range(3):
+            added.add(node.call.add(owner=node.location, n=7, info={}, f0=0, f1=0, f2=0).uuid)
+        setattr(node.call[shared.uuid], f"f{i}", 100 + i)
+    for node in nodes:
+        with pytest.raises(FlushError) as raised:
+            await node.flush()
+        assert all(isinstance(error, UnavailableError) for error in raised.value.errors.values())
+    await asyncio.sleep(0.5)  # the background flushers keep failing meanwhile
+
+    # Every read answers from memory during the outage.
+    for i, node in enumerate(nodes):
+        assert len(node.call) == 1 + 10 * len(nodes) - 2 + 3
+        assert len(await node.call.filter(owner=node.location)) == 10 - 2 + 3
+        assert len(await node.call.filter(owner=node.location, n=3)) == 5
+        assert (await node.call.order_by("-n", owner=node.location))[0].n == 7
+        assert await node.call.get(owned[node.location][5].uuid) is None
+        assert (await node.call.get(shared.uuid)).f0 == (100 if i == 0 else 0)
+        assert node.stats()["collections"]["call"]["pending"] == 5 + 2 + 3 + 1
+
+    own_server.start()
+    await settle(nodes)
+
+    expected: dict[str, Any] = {}
+    for node in nodes:
+        expected.update({u: d for u, d in memory_of(node).items() if d["owner"] == node.location})
+    expected[shared.uuid] = {"owner": "shared", "n": 0, "info": {"v": 0}, "f0": 100, "f1": 101, "f2": 102}
+    for node in nodes:
+        assert memory_of(node) == expected
+        assert node.stats()["storage"]["restarts"] >= 1  # the watch resumed
+        assert node.call.replica.dead_letter_count == 0
+    assert await fresh_load(url, nodes[0].namespace) == expected
+    live, markers = await raw_bucket(url, bucket)
+    assert live == expected
+    assert markers == deleted
+
+    # Nothing written twice: each new revision of a key holds a change the one before did not.
+    history = await history_of(url, bucket)
+    for key, revisions in history.items():
+        new = len(revisions) - before.get(key, 0)
+        for older, newer in itertools.pairwise(revisions):
+            assert older != newer, f"{key} written twice"
+        if key in changed or key in deleted or key in added:
+            assert new == 1, f"{key}: {new} revisions for one batch of changes"
+        elif key == shared.uuid:
+            assert 1 <= new <= len(nodes)
+        else:
+            assert new == 0, f"{key} rewritten although unchanged"
+
+    # And the nodes go on syncing.
+    after = nodes[2].call.add(owner="after", n=1, info={}, f0=0, f1=0, f2=0)
+    await eventually(lambda: all(after.uuid in node.call for node in nodes), timeout=10)
+
+
+class Model:
+    """What the nodes must end with: every field has one writer, so its last write is its final value.
+
+    A node writes the fields of the entities it added (``owner``, ``n``, ``info``) and deletes them; on
+    any entity it knows, it also writes its own field ``f<i>``. A delete wins over every write.
+    """
+
+    def __init__(self) -> None:
+        self.expected: dict[str, dict[str, Any]] = {}
+        self.deleted: set[str] = set()
+        self.operations = 0
+
+    def final(self) -> dict[str, dict[str, Any]]:
+        return {uuid: data for uuid, data in self.expected.items() if uuid not in self.deleted}
+
+
+async def random_changes(
+    node: Brainless, index: int, model: Model, rng: random.Random, stop: asyncio.Event
+) -> None:
+    """Random reads and writes on one node until ``stop`` is set (they never touch the network)."""
+    field = f"f{index}"
+    calls = node.call
+    while not stop.is_set():
+        mine = [e for e in calls.entities.values() if e.owner == node.location]
+        roll = rng.random()
+        if roll < 0.25 or not mine:
+            entity = calls.add(owner=node.location, n=0, info={"v": 0}, f0=0, f1=0, f2=0)
+            model.expected[entity.uuid] = entity.data
+        elif roll < 0.5:
+            entity = rng.choice(mine)
+            entity.n += 1
+            model.expected[entity.uuid]["n"] = entity.n
+        elif roll < 0.6:
+            entity = rng.choice(mine)
+            entity.info["v"] = rng.randrange(1000)
+            model.expected[entity.uuid]["info"] = entity.info.copy()
+        elif roll < 0.68:
+            entity = rng.choice(mine)
+            del calls[entity]
+            model.deleted.add(entity.uuid)
+        elif roll < 0.85:
+            entity = rng.choice(list(calls.entities.values()))
+            value = rng.randrange(10**6)
+            setattr(entity, field, value)
+            model.expected[entity.uuid][field] = value
+        else:
+            everything = await calls.all()
+            assert len(everything) == len(calls) == calls.count()
+            assert all(e.owner == node.location for e in await calls.filter(owner=node.location))
+            ordered = await calls.order_by("-n", owner=node.location)
+            assert [e.n for e in ordered] == sorted((e.n for e in ordered), reverse=True)
+        model.operations += 1
+        await asyncio.sleep(rng.uniform(0, 0.01))
+
+
+@pytest.mark.nats
+async def test_random_kills_and_restarts_under_concurrent_changes_lose_nothing(
+    own_server: EmbeddedServer, nodes: list[Brainless]
+) -> None:
+    rng = random.Random(20261127)
+    model = Model()
+    seed = nodes[0].call.add(owner="seed", n=0, info={"v": 0}, f0=0, f1=0, f2=0)
+    model.expected[seed.uuid] = seed.data
+    await settle(nodes)
+    stop = asyncio.Event()
+    workers = [
+        asyncio.create_task(random_changes(node, i, model, random.Random(rng.random()), stop))
+        for i, node in enumerate(nodes)
+    ]
+    try:
+        for _ in range(4):
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+            own_server.kill()
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            await asyncio.to_thread(own_server.start)
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+    await settle(nodes, timeout=60)
+    expected = model.final()
+    assert model.operations > 300 and len(expected) > 50
+    for node in nodes:
+        assert memory_of(node) == expected, node.location
+    assert await fresh_load(own_server.url, nodes[0].namespace) == expected
+    live, markers = await raw_bucket(own_server.url, nodes[0].bucket_name("call"))
+    assert live == expected
+    assert not markers & set(expected)
+
+
+# -- bad data in NATS ------------------------------------------------------------------------------
+
+UNREADABLE = {
+    "not JSON": b"not json",
+    "empty": b"",
+    "not UTF-8": b"\xff\xfe{",
+    "a JSON list": b"[1, 2]",
+    "a JSON string": b'"text"',
+    "an unknown format version": b'{"_v": 99}',
+    "a bool as version": b'{"_v": true, "d": {"n": 1}, "s": [1, "x"]}',
+    "a malformed stamp": b'{"_v": 1, "d": {"n": 1}, "s": "yesterday"}',
+    "a malformed field stamp": b'{"_v": 1, "d": {"n": 1}, "s": [1, "x"], "t": {"n": 5}}',
+    "no data": b'{"_v": 1, "s": [1, "x"]}',
+    "nested too deep": b"[" * 5000 + b"]" * 5000,
+    "a number out of range": b'{"n": 1e400}',
+}
+AGAINST_THE_SCHEMA = {
+    "a wrong type": b'{"n": "seven", "state": "x"}',
+    "an unknown field": b'{"n": 1, "state": "x", "colour": "red"}',
+    "a private field name": b'{"n": 1, "_secret": 1}',
+    "a wrong type in format v1": b'{"_v": 1, "d": {"n": "seven", "state": "x"}, "s": [1, "x"]}',
+    "a wrong nested type in format v1": b'{"_v": 1, "d": {"n": 1, "state": ["x"]}, "s": [1, "x"]}',
+    "an invalid field name in format v1": b'{"_v": 1, "d": {"n": 1, "a__b": 1}, "s": [1, "x"]}',
+}
+GOOD_FOREIGN = b'{"n": 42, "state": "from a foreign writer"}'
+
+
+def foreign_key(i: int) -> str:
+    return f"8a6b1f5e-0000-1000-8000-{i:012d}"
+
+
+async def put_foreign(url: str, bucket: str, values: dict[str, bytes], first: int) -> dict[str, str]:
+    """Write values with a plain nats-py client; returns ``{key: what the value is}``."""
+    client = await nats.connect(url)
+    try:
+        kv = await client.jetstream().key_value(bucket)
+        keys = {}
+        for i, (what, value) in enumerate(values.items(), start=first):
+            await kv.put(foreign_key(i), value)
+            keys[foreign_key(i)] = what
+        return keys
+    finally:
+        await client.close()
+
+
+@pytest.mark.nats
+async def test_bad_values_in_a_bucket_are_set_aside_at_load(
+    own_server: EmbeddedServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
+    await a.start()
+    try:
+        good = [a.call.add(n=i, state="new") for i in range(5)]
+        await a.flush()
+        bucket = a.bucket_name("call")
+        bad = await put_foreign(own_server.url, bucket, {**UNREADABLE, **AGAINST_THE_SCHEMA}, first=1)
+        await put_foreign(own_server.url, bucket, {"good": GOOD_FOREIGN}, first=100)
+
+        caplog.set_level(logging.WARNING, logger="brainlessdb")
+        fresh = Brainless(own_server.url, namespace=namespace, location="fresh-1", flush_interval=0.02)
+        await fresh.start()
+        try:
+            assert set(memory_of(fresh)) == {c.uuid for c in good} | {foreign_key(100)}
+            assert fresh.call[foreign_key(100)].state == "from a foreign writer"
+            replica = fresh.call.replica
+            assert replica.dead_letter_count == len(bad)
+            assert {letter.key for letter in replica.dead_letters} == set(bad)
+            assert fresh.stats()["collections"]["call"]["dead_letters"] == len(bad)
+            for key in bad:
+                assert any(key in record.getMessage() for record in caplog.records), f"{bad[key]} not logged"
+            for entity in fresh.call.entities.values():
+                fresh.call.schema.check_stored(entity._data)  # type: ignore[union-attr]
+            # The node works as usual: it writes, and the others see it.
+            added = fresh.call.add(n=99, state="after")
+            await eventually(lambda: added.uuid in a.call, timeout=10)
+            assert fresh.stats()["collections"]["call"]["watch_restarts"] == 0
+        finally:
+            await fresh.stop()
+    finally:
+        await a.stop()
+
+
+@pytest.mark.nats
+async def test_bad_values_arriving_through_the_watch_are_set_aside(
+    own_server: EmbeddedServer, namespace: str
+) -> None:
+    a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
+    b = Brainless(own_server.url, namespace=namespace, location="brno-1", flush_interval=0.02)
+    await a.start()
+    await b.start()
+    try:
+        known = a.call.add(n=1, state="new")
+        await eventually(lambda: known.uuid in b.call, timeout=10)
+        bucket = a.bucket_name("call")
+        bad = await put_foreign(own_server.url, bucket, {**UNREADABLE, **AGAINST_THE_SCHEMA}, first=1)
+        # A bad value over an entity both nodes hold: set aside too; the entity keeps its last good version.
+        client = await nats.connect(own_server.url)
+        try:
+            kv = await client.jetstream().key_value(bucket)
+            await kv.put(known.uuid, b"garbage")
+        finally:
+            await client.close()
+        await put_foreign(own_server.url, bucket, {"good": GOOD_FOREIGN}, first=100)
+        later = a.call.add(n=2, state="later")
+        for node in (a, b):
+            await eventually(
+                lambda node=node: foreign_key(100) in node.call and later.uuid in node.call, timeout=10
+            )
+            await eventually(
+                lambda node=node: node.call.replica.dead_letter_count == len(bad) + 1, timeout=10
+            )
+            assert node.call[known.uuid].n == 1
+            assert set(memory_of(node)) == {known.uuid, later.uuid, foreign_key(100)}
+            assert node.stats()["collections"]["call"]["watch_restarts"] == 0
+            for entity in node.call.entities.values():
+                node.call.schema.check_stored(entity._data)  # type: ignore[union-attr]
+        # A change made after the garbage writes a good version over it again.
+        known.state = "repaired"
+        await eventually(lambda: b.call[known.uuid].state == "repaired", timeout=10)
+        live, _ = await raw_bucket(own_server.url, bucket)
+        assert live[known.uuid] == {"n": 1, "state": "repaired"}
+        # And a delete over garbage is written too.
+        await put_foreign(own_server.url, bucket, {"garbage again": b"garbage"}, first=200)
+        client = await nats.connect(own_server.url)
+        try:
+            kv = await client.jetstream().key_value(bucket)
+            await kv.put(known.uuid, b"\x00garbage again")
+        finally:
+            await client.close()
+        await eventually(lambda: b.call.replica.dead_letter_count == len(bad) + 3, timeout=10)
+        del b.call[known]
+        await eventually(lambda: known.uuid not in a.call and not b.call.replica.has_pending(), timeout=10)
+        _, markers = await raw_bucket(own_server.url, bucket)
+        assert known.uuid in markers
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+# -- endless conflicts ----------------------------------------------------------------------------
+
+
+class Contended(MemoryStorage):
+    """Buckets in memory where another writer rewrites a key right before each write of this node."""
+
+    def __init__(self, shared: MemoryStorage) -> None:
+        super().__init__()
+        self._buckets = shared._buckets
+        self.contended = True
+
+    async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
+        if self.contended and bucket.endswith("-call"):
+            for write in writes:
+                current = await self.get(bucket, write.key)
+                if current is not None and not write.delete:
+                    await super().write(bucket, [Write(write.key, current.value, None)])
+        return await super().write(bucket, writes)
+
+
+async def test_a_change_that_keeps_conflicting_is_reported_and_retried(namespace: str) -> None:
+    store = MemoryStorage()
+    contended = Contended(store)
+    db = Brainless(contended, namespace=namespace, location="prague-1", flush_interval=0.02)
+    await db.start()
+    try:
+        call = db.call.add(n=1)
+        await db.flush()
+        contended.contended = True
+        call.n = 2
+        # Every write meets a newer revision: after its rounds of merge-and-retry, flush() says so.
+        with pytest.raises(FlushError) as raised:
+            await db.flush()
+        assert set(raised.value.errors) == {f"call/{call.uuid}"}
+        assert isinstance(raised.value.errors[f"call/{call.uuid}"], ConflictError)
+        assert call.dirty
+        # The background flusher keeps trying, and writes it once the contention is over.
+        contended.contended = False
+        await eventually(lambda: not call.dirty, timeout=10)
+        entry = await store.get(db.bucket_name("call"), call.uuid)
+        assert entry is not None and b'"n":2' in entry.value
+    finally:
+        await db.stop()
