@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from sys import intern
 from typing import Any, Final
 
 import msgspec
@@ -77,10 +78,14 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     if not isinstance(data, dict):
         raise DecodeError("missing entity data ('d')")
     base = _stamp(obj.get("s"))
-    overrides = obj.get("t") or {}
-    if not isinstance(overrides, dict):
-        raise DecodeError("malformed field stamps ('t')")
-    stamps = {name: _stamp(overrides[name]) if name in overrides else base for name in data}
+    stamps = dict.fromkeys(data, base)
+    overrides = obj.get("t")
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise DecodeError("malformed field stamps ('t')")
+        for name, raw in overrides.items():
+            if name in stamps:
+                stamps[name] = _stamp(raw)
     return Record(data=data, stamps=stamps)
 
 
@@ -143,14 +148,9 @@ def _check_json(value: Any) -> None:
 
 
 def _stamp(raw: Any) -> Stamp:
-    if (
-        isinstance(raw, list)
-        and len(raw) == 2
-        and isinstance(raw[0], int)
-        and not isinstance(raw[0], bool)
-        and isinstance(raw[1], str)
-    ):
-        return (raw[0], raw[1])
+    if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str:
+        # Interned: a handful of node names stand in thousands of stamps, one string each is enough.
+        return (raw[0], intern(raw[1]))
     raise DecodeError(f"malformed stamp {raw!r}")
 
 

@@ -20,6 +20,7 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncGenerator
+from time import monotonic
 from typing import Final, NamedTuple
 
 import nats.errors
@@ -213,7 +214,6 @@ class KVWatcher:
         self._queue.put_nowait(_END)
 
     async def _supervise(self) -> None:
-        loop = asyncio.get_running_loop()
         backoff = BACKOFF_MIN
         stalled_since: float | None = None
         try:
@@ -226,23 +226,23 @@ class KVWatcher:
                 if not self._nc.is_connected:
                     await asyncio.sleep(CHECK_INTERVAL)
                     continue
-                started = loop.time()
+                started = monotonic()
                 try:
                     await self._start_consumer()
                 except (nats.errors.Error, asyncio.TimeoutError) as exc:
                     reason = f"consumer creation failed: {exc!r}"
                 else:
                     if stalled_since is not None:
-                        await self._queue.put(Resumed(self._floor, loop.time() - stalled_since))
+                        await self._queue.put(Resumed(self._floor, monotonic() - stalled_since))
                         stalled_since = None
                     reason = await self._monitor()
-                    if loop.time() - started > HEALTHY_AFTER:
+                    if monotonic() - started > HEALTHY_AFTER:
                         backoff = BACKOFF_MIN
                 if self._closed:
                     return
                 if stalled_since is None:
                     # Live until the last message or heartbeat: the gap starts there.
-                    stalled_since = min(self._last_activity, loop.time())
+                    stalled_since = min(self._last_activity, monotonic())
                 self._stats["restarts"] = self._stats.get("restarts", 0) + 1
                 delay = backoff * random.uniform(0.5, 1.0)
                 logger.warning(
@@ -280,7 +280,7 @@ class KVWatcher:
         self._trouble = None
         self._idle_seen = False
         self._reconnects = self._nc.stats["reconnects"]
-        self._last_activity = asyncio.get_running_loop().time()
+        self._last_activity = monotonic()
 
         async def on_message(msg: Msg) -> None:
             if generation == self._generation and not self._closed:
@@ -313,14 +313,13 @@ class KVWatcher:
         logger.debug("watch of %s: consumer %s after revision %d", self.bucket, config.name, self._floor)
 
     async def _monitor(self) -> str:
-        loop = asyncio.get_running_loop()
         while not self._closed:
             await asyncio.sleep(CHECK_INTERVAL)
             if self._trouble is not None:
                 return self._trouble
             if self._nc.is_closed or self._nc.stats["reconnects"] != self._reconnects:
                 return "the client reconnected"
-            silent = loop.time() - self._last_activity
+            silent = monotonic() - self._last_activity
             if not self._blocked and silent > HEARTBEAT * MISSED_HEARTBEATS:
                 return f"no message nor heartbeat for {silent:.1f}s"
             if self._idle_seen and not self._caught_up:
@@ -348,7 +347,7 @@ class KVWatcher:
             await self._queue.put(CaughtUp(self._target))
 
     async def _on_message(self, msg: Msg) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        self._last_activity = monotonic()
         headers = msg.headers
         if headers is not None and STATUS in headers:
             await self._on_status(msg, headers)
@@ -375,7 +374,7 @@ class KVWatcher:
             finally:
                 self._blocked = False
             self._floor = meta.stream_seq
-            self._last_activity = asyncio.get_running_loop().time()
+            self._last_activity = monotonic()
         if self._target is not None and meta.stream_seq >= self._target:
             await self._mark_caught_up()
 
