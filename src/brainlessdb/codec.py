@@ -63,7 +63,7 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     """The entity version stored in a KV value written at ``time_ns`` (nanoseconds since the epoch)."""
     try:
         obj = _decoder.decode(value)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
@@ -94,7 +94,7 @@ def decode_delete(value: bytes, *, time_ns: int) -> Record:
     if value:
         try:
             obj = _decoder.decode(value)
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             obj = None
         if isinstance(obj, dict) and _is_current_version(obj.get("_v")) and "x" in obj:
             return Record(deleted=_stamp(obj["x"]))
@@ -113,7 +113,7 @@ def decode_json(value: bytes) -> Any:
     """Plain JSON from bytes."""
     try:
         return _decoder.decode(value)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
 
 

@@ -81,6 +81,7 @@ class Replica:
         self._collection = collection
         self._dirty: dict[str, Entity] = {}
         self._inflight: dict[str, int] = {}
+        self._sent: dict[str, bytes] = {}
         self._tombstones: dict[str, Tombstone] = {}
         self.errors: dict[str, BaseException] = {}
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
@@ -161,6 +162,7 @@ class Replica:
     def clear(self) -> None:
         self._dirty.clear()
         self._inflight.clear()
+        self._sent.clear()
         self._tombstones.clear()
         self._rejected.clear()
         self.errors.clear()
@@ -189,6 +191,7 @@ class Replica:
                 continue
             expected = 0 if entity._revision is None else entity._revision
             inflight[uuid] = entity._version
+            self._sent[uuid] = value
             writes.append(PendingWrite(uuid, value, expected, entity._version))
         for uuid, tomb in self._tombstones.items():
             if tomb.written or uuid in inflight:
@@ -202,6 +205,7 @@ class Replica:
         """NATS stored ``write`` at ``revision``."""
         uuid = write.key
         self._inflight.pop(uuid, None)
+        self._sent.pop(uuid, None)
         self.errors.pop(uuid, None)
         tomb = self._tombstones.get(uuid)
         if tomb is not None:
@@ -221,12 +225,14 @@ class Replica:
     def failed(self, write: PendingWrite, error: BaseException) -> None:
         """``write`` failed; it stays pending and is retried by a later flush."""
         self._inflight.pop(write.key, None)
+        self._sent.pop(write.key, None)
         self.errors[write.key] = error
 
     def conflicted(self, write: PendingWrite, current: Entry | None) -> None:
         """``write`` found another revision; ``current`` is what the bucket holds now."""
         uuid = write.key
         self._inflight.pop(uuid, None)
+        self._sent.pop(uuid, None)
         if current is not None:
             letters = self.dead_letter_count
             self.apply(current)
@@ -349,6 +355,8 @@ class Replica:
             self.last_revision = entry.revision
         if self._resync_seen is not None:
             self._resync_seen.add(entry.key)
+        if entry.op is Op.PUT and self._known(entry):
+            return
         try:
             if entry.op is Op.PUT:
                 record = decode_value(entry.value, time_ns=entry.time_ns)
@@ -378,6 +386,22 @@ class Replica:
         if entity._revision is not None and entry.revision <= entity._revision:
             return
         self._merge(entity, record, entry.revision)
+
+    def _known(self, entry: Entry) -> bool:
+        """True for a put this node has already seen: its own write coming back, or an older revision.
+
+        Checked before decoding, since a node's own writes come back through its watch in bulk.
+        """
+        entity = self._collection.entities.get(entry.key)
+        if entity is None or entry.key in self._tombstones:
+            return False
+        if entity._revision is not None and entry.revision <= entity._revision:
+            return True
+        if self._sent.get(entry.key) == entry.value:
+            # Our own write, seen before its acknowledgement: it tells the revision and nothing new.
+            _set_slot(entity, "_revision", entry.revision)
+            return True
+        return False
 
     def _apply_to_tombstone(self, tomb: Tombstone, entry: Entry, record: Record) -> None:
         if tomb.revision is not None and entry.revision <= tomb.revision:
