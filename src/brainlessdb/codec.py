@@ -122,12 +122,24 @@ def _is_current_version(version: Any) -> bool:
     return type(version) is int and version == FORMAT_VERSION
 
 
+_PLAIN: Final = frozenset({str, int, bool})
+
+
 def _check_json(value: Any) -> None:
     """Raise ``EncodeError`` for a value that JSON cannot hold and msgspec would store as something else.
 
     msgspec writes sets as arrays, bytes as base64, datetimes as strings and infinities as ``null``: the
     value would come back changed. Tuples are arrays (the schema types them as lists).
     """
+    if type(value) is dict:
+        # The common case, an entity's fields, without a call per plain value.
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodeError(f"a JSON object key must be a string, not {type(key).__name__}")
+            if item is None or type(item) in _PLAIN:
+                continue
+            _check_json(item)
+        return
     if value is None or isinstance(value, (str, int)):
         return
     if isinstance(value, float):
