@@ -15,7 +15,6 @@ through brainlessdb wins over it).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from sys import intern
 from typing import Any, Final
 
@@ -167,7 +166,7 @@ def _stamp(raw: Any) -> Stamp:
 
 
 def _most_common(stamps: dict[str, Stamp]) -> Stamp:
-    first = next(iter(stamps.values()))
-    if all(stamp == first for stamp in stamps.values()):
-        return first
-    return Counter(stamps.values()).most_common(1)[0][0]
+    counts: dict[Stamp, int] = {}
+    for stamp in stamps.values():
+        counts[stamp] = counts.get(stamp, 0) + 1
+    return max(counts, key=counts.__getitem__)

@@ -288,6 +288,11 @@ class Collection(Generic[T]):
         self._listeners.append(Listener(Delete, callback, local=local, remote=remote))
         return callback
 
+    @property
+    def has_listeners(self) -> bool:
+        """True when some callback listens to this collection's changes."""
+        return bool(self._listeners)
+
     def _emit(self, event: Event) -> None:
         for listener in self._listeners:
             if listener.wants(event):

@@ -421,7 +421,9 @@ class Replica:
         if schema is None:
             return True
         try:
-            if any(node == FOREIGN_NODE for _, node in record.stamps.values()):
+            # A foreign value is stamped all alike by the decoder: its first stamp tells.
+            first = next(iter(record.stamps.values()), None)
+            if first is not None and first[1] == FOREIGN_NODE:
                 schema.check_stored(record.data)
             else:
                 _check_stored_types(schema, record.data)
@@ -435,8 +437,9 @@ class Replica:
         entity = Entity(collection, uuid, record.data, record.stamps, revision)
         collection.entities[uuid] = entity
         collection.indexes.on_add(uuid, record.data)
-        changes = {name: (MISSING, value) for name, value in record.data.items()}
-        collection.emit_remote_change(entity, changes, created=True)
+        if collection.has_listeners:
+            changes = {name: (MISSING, value) for name, value in record.data.items()}
+            collection.emit_remote_change(entity, changes, created=True)
 
     def _merge(self, entity: Entity, record: Record, revision: int) -> None:
         uuid = entity._uuid
