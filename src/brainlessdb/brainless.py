@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from brainlessdb.codec import decode_json, encode_json
+from brainlessdb.codec import decode_json
 from brainlessdb.collection import Collection
 from brainlessdb.errors import (
     BrainlessError,
@@ -33,7 +33,7 @@ from brainlessdb.errors import (
 from brainlessdb.events import Event, Listener
 from brainlessdb.flush import Flusher
 from brainlessdb.ids import location_node
-from brainlessdb.journal import SCHEMA_KEY, Journal
+from brainlessdb.journal import Journal
 from brainlessdb.replica import SCHEMA_KEY as SCHEMA_ERROR_KEY
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op, Storage
@@ -130,7 +130,7 @@ class Brainless:
             self._bucket,
             self._schema_bucket,
             self.flush_interval,
-            on_written=self._settle_journal,
+            on_written=None if self._journal is None else self._journal.settle_written,
         )
         schema_bucket = await self._schema_bucket()
         self._schema_watch = Replicator(self._storage, schema_bucket, self._apply_schema)
@@ -148,7 +148,7 @@ class Brainless:
             elif isinstance(result, BaseException):
                 raise result
         if self._journal is not None:
-            await self._restore_journal(self._journal)
+            await self._journal.restore(self._open_collection)
         self._flusher.start()
         self._housekeeper = asyncio.create_task(self._housekeeping(), name="brainlessdb-housekeeping")
         if any(c.replica.has_pending() for c in self._collections.values()):
@@ -334,43 +334,10 @@ class Brainless:
         else:
             replica.schema_revision = entry.revision
 
-    # -- the journal -----------------------------------------------------------------------------
-
-    def _journal_change(self, journal: Journal, collection: Collection[Any], uuid: str | None) -> None:
-        if uuid is None:
-            if collection.schema is not None:
-                journal.record(collection.name, SCHEMA_KEY, encode_json(collection.schema.to_json()), False)
-            return
-        pending = collection.replica.pending_value(uuid)
-        if pending is None:
-            journal.settle(collection.name, [uuid])
-        else:
-            journal.record(collection.name, uuid, *pending)
-
-    def _settle_journal(self, collection: Collection[Any], keys: list[str]) -> None:
-        if self._journal is None:
-            return
-        settled = collection.replica.settled(keys)
-        if not collection.replica.schema_pending:
-            settled.append(SCHEMA_KEY)
-        self._journal.settle(collection.name, settled)
-
-    async def _restore_journal(self, journal: Journal) -> None:
-        entries = journal.entries()
-        for entry in entries:
-            try:
-                collection = self.collection(entry.collection)
-                await self.ready(collection)
-                if entry.uuid == SCHEMA_KEY:
-                    if collection.schema is None:
-                        collection.adopt_schema(Schema.from_json(decode_json(entry.value)))
-                        collection.replica.schema_changed()
-                else:
-                    collection.replica.restore(entry.uuid, entry.value, entry.deleted)
-            except BrainlessError as exc:
-                logger.error("journal entry %s/%s cannot be restored: %s", entry.collection, entry.uuid, exc)
-        if entries:
-            logger.info("restored %d pending change(s) from the journal %s", len(entries), journal.path)
+    async def _open_collection(self, name: str) -> Collection[Any]:
+        collection = self.collection(name)
+        await self.ready(collection)
+        return collection
 
     # -- housekeeping: old delete markers, and resyncs after long outages -------------------------
 
@@ -417,7 +384,7 @@ class Brainless:
 
     def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
         if self._journal is not None:
-            self._journal_change(self._journal, collection, uuid)
+            self._journal.note(collection, uuid)
         if self._flusher is not None:
             self._flusher.wake()
 

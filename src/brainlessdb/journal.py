@@ -11,12 +11,19 @@ process (it is in the operating system's buffers), but not necessarily a power l
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from brainlessdb.errors import StorageError
+from brainlessdb.codec import decode_json, encode_json
+from brainlessdb.collection import Collection
+from brainlessdb.errors import BrainlessError, StorageError
+from brainlessdb.schema import Schema
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_KEY = ""
 
@@ -74,6 +81,42 @@ class Journal:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write the journal {self.path}: {exc}") from exc
+
+    def note(self, collection: Collection[Any], uuid: str | None) -> None:
+        """Keep what is now pending for entity ``uuid`` (or the collection's schema, for None)."""
+        if uuid is None:
+            if collection.schema is not None:
+                self.record(collection.name, SCHEMA_KEY, encode_json(collection.schema.to_json()), False)
+            return
+        pending = collection.replica.pending_value(uuid)
+        if pending is None:
+            self.settle(collection.name, [uuid])
+        else:
+            self.record(collection.name, uuid, *pending)
+
+    def settle_written(self, collection: Collection[Any], keys: list[str]) -> None:
+        """After a flush round: forget what of ``keys`` (and the schema) has nothing pending any more."""
+        settled = collection.replica.settled(keys)
+        if not collection.replica.schema_pending:
+            settled.append(SCHEMA_KEY)
+        self.settle(collection.name, settled)
+
+    async def restore(self, open_collection: Callable[[str], Awaitable[Collection[Any]]]) -> None:
+        """Merge every pending change back into its (loaded) collection, to be written again."""
+        entries = self.entries()
+        for entry in entries:
+            try:
+                collection = await open_collection(entry.collection)
+                if entry.uuid == SCHEMA_KEY:
+                    if collection.schema is None:
+                        collection.adopt_schema(Schema.from_json(decode_json(entry.value)))
+                        collection.replica.schema_changed()
+                else:
+                    collection.replica.restore(entry.uuid, entry.value, entry.deleted)
+            except BrainlessError as exc:
+                logger.error("journal entry %s/%s cannot be restored: %s", entry.collection, entry.uuid, exc)
+        if entries:
+            logger.info("restored %d pending change(s) from the journal %s", len(entries), self.path)
 
     def entries(self) -> list[JournalEntry]:
         """Every pending change, schemas first."""
