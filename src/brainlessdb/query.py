@@ -226,6 +226,18 @@ def _compile_condition(condition: Condition) -> Predicate:
 
         return on_field
 
+    if len(path) == 2:
+        outer, inner = path
+
+        # The commonest nested criterion (caller__city=...): the walk of resolve_in, unrolled.
+        def on_pair(uuid: str, data: Mapping[str, Any]) -> bool:
+            value = data.get(outer, MISSING)
+            if type(value) is dict or isinstance(value, Mapping):
+                return test(value.get(inner, MISSING))
+            return test(MISSING)
+
+        return on_pair
+
     def on_path(uuid: str, data: Mapping[str, Any]) -> bool:
         return test(resolve_in(data, path))
 
