@@ -161,7 +161,11 @@ class Schema:
                 out[name] = copy.deepcopy(spec.default)
                 continue
             kind = _PLAIN_SCALARS.get(type(value))
-            if kind is None or (kind != spec.type and spec.type != "any") or _non_ascii(value):
+            if (
+                kind is None
+                or (kind != spec.type and spec.type != "any")
+                or (kind == "str" and not value.isascii())
+            ):
                 self._check(name, spec, value)
             out[name] = value
         return out
@@ -212,7 +216,7 @@ class Schema:
     @staticmethod
     def _check(name: str, spec: FieldSpec, value: Any) -> None:
         kind = _PLAIN_SCALARS.get(type(value))
-        if kind is not None and not _non_ascii(value):
+        if kind is not None and (kind != "str" or value.isascii()):
             # The common case, checked without walking the value: a plain str, int or bool.
             expected = spec.type
             if expected == kind or expected == "any" or (kind == "int" and expected == "float"):
@@ -272,11 +276,6 @@ def check_json(name: str, value: Any, _depth: int = 0) -> None:
     raise SchemaError(
         f"field {name!r}: {type(value).__name__} values cannot be stored (use JSON types)", field=name
     )
-
-
-def _non_ascii(value: Any) -> bool:
-    """True for a str with non-ASCII characters (whose UTF-8 encoding needs a check)."""
-    return type(value) is str and not value.isascii()
 
 
 def _utf8(text: str) -> bool:
