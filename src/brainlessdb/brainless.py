@@ -49,6 +49,8 @@ COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 SCHEMA_SUFFIX: Final = "--schema"
 # A bucket is the stream KV_<bucket>, and NATS refuses stream names over 255 characters.
 MAX_BUCKET_NAME: Final = 252
+ATTACH_RETRY_START: Final = 0.1  # seconds before opening a collection's bucket again after an outage
+ATTACH_RETRY_MAX: Final = 5.0
 
 NatsSource = Any  # a connected nats-py client, a URL or list of URLs, a Storage, or None
 
@@ -285,14 +287,26 @@ class Brainless:
         await self._storage.open_bucket(bucket)
         return bucket
 
-    def _attach(self, collection: Collection[Any]) -> None:
-        if collection.name not in self._attaching:
-            self._attaching[collection.name] = asyncio.create_task(
-                self._watch(collection), name=f"brainlessdb-attach-{collection.name}"
+    def _attach(self, collection: Collection[Any], delay: float = 0.0) -> None:
+        if delay or collection.name not in self._attaching:
+            task = asyncio.create_task(
+                self._watch(collection, delay), name=f"brainlessdb-attach-{collection.name}"
             )
+            task.add_done_callback(lambda done: self._attached(collection, done, delay))
+            self._attaching[collection.name] = task
 
-    async def _watch(self, collection: Collection[Any]) -> None:
+    def _attached(self, collection: Collection[Any], task: asyncio.Task[None], delay: float) -> None:
+        if task.cancelled() or self._state != "started":
+            return
+        if isinstance(task.exception(), UnavailableError):
+            # An outage or an election, not a lasting failure: try again until the bucket opens (a read
+            # of the collection meanwhile raises the error, or waits for the next attempt).
+            self._attach(collection, min(max(delay * 2, ATTACH_RETRY_START), ATTACH_RETRY_MAX))
+
+    async def _watch(self, collection: Collection[Any], delay: float = 0.0) -> None:
         assert self._storage is not None
+        if delay:
+            await asyncio.sleep(delay)
         bucket = await self._bucket(collection)
         replica = collection.replica
         replicator = Replicator(

@@ -25,7 +25,7 @@ import nats.js.errors
 import pytest
 
 from brainlessdb import Brainless, ConflictError, FlushError, StorageError, UnavailableError
-from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.embedded import EmbeddedCluster, EmbeddedServer
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
 
@@ -398,6 +398,22 @@ async def test_random_kills_and_restarts_under_concurrent_changes_lose_nothing(
     assert not markers & set(expected)
 
 
+@pytest.mark.nats
+async def test_a_collection_first_used_during_an_outage_syncs_once_nats_is_back(
+    own_server: EmbeddedServer, nodes: list[Brainless]
+) -> None:
+    a, b = nodes[0], nodes[1]
+    own_server.kill()
+    made = a.other.add(n=1)  # a new bucket, which cannot be opened now
+    a.other.add(n=0)
+    await asyncio.sleep(0.3)
+    own_server.start()
+    answered = b.other.add(n=2)
+    await eventually(lambda: made.uuid in b.other and answered.uuid in a.other, timeout=20)
+    assert {e.n for e in await a.other.all()} == {0, 1, 2}
+    assert len(await a.other.filter(n__gte=1)) == 2
+
+
 # -- bad data in NATS ------------------------------------------------------------------------------
 
 UNREADABLE = {
@@ -580,3 +596,86 @@ async def test_a_change_that_keeps_conflicting_is_reported_and_retried(namespace
         assert entry is not None and b'"n":2' in entry.value
     finally:
         await db.stop()
+
+
+# -- cluster failover ------------------------------------------------------------------------------
+
+
+async def stream_leader(url: str, stream: str) -> str:
+    """The name of the server leading a stream (``n1``..``n3`` in an ``EmbeddedCluster``)."""
+    client = await nats.connect(url)
+    try:
+        for _ in range(100):
+            info = await client.jetstream().stream_info(stream)
+            if info.cluster is not None and info.cluster.leader:
+                return info.cluster.leader
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{stream} has no leader")
+    finally:
+        await client.close()
+
+
+async def retrying(what: Any, timeout: float = 30.0) -> Any:
+    """``await what()`` until it stops raising a storage error (an election may be under way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await what()
+        except (StorageError, nats.errors.Error, asyncio.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_killing_the_stream_leader_in_the_middle_of_a_large_flush_loses_nothing(
+    nats_cluster: EmbeddedCluster, namespace: str
+) -> None:
+    urls = nats_cluster.urls
+    options: dict[str, Any] = {"namespace": namespace, "flush_interval": 0.05, "replicas": 3}
+    a = Brainless(urls, location="prague-1", **options)
+    b = Brainless(list(reversed(urls)), location="brno-1", **options)
+    await a.start()
+    await b.start()
+    try:
+        first = a.call.add(n=-1, note="")
+        await retrying(a.flush)  # the new replicated bucket elects its first leader
+        await eventually(lambda: first.uuid in b.call, timeout=20)
+        stream = f"KV_{a.bucket_name('call')}"
+        leader = await stream_leader(urls[0], stream)
+        victim = nats_cluster.servers[int(leader[1:]) - 1]
+        watcher = await nats.connect([u for u in urls if u != victim.url])
+        js = watcher.jetstream()
+
+        calls = [a.call.add(n=i, note="x" * 2000) for i in range(5000)]
+        flush = asyncio.create_task(a.flush())
+        stored = 0
+        while stored < 500:  # the flush is under way: the server holds some of it, not all
+            stored = (await js.stream_info(stream)).state.messages
+        victim.kill()
+        assert stored < len(calls) + 1
+        during = [b.call.add(n=10_000 + i, note="during the election") for i in range(50)]
+        try:
+            await flush
+            failed: dict[str, BaseException] = {}
+        except FlushError as exc:
+            failed = exc.errors
+        acknowledged = {c.uuid for c in calls if not c.dirty}
+        assert all(isinstance(error, UnavailableError) for error in failed.values())
+        assert len(acknowledged) + len(failed) == len(calls)
+        assert a.stats()["flush"]["errors"] > 0  # some writes were refused or timed out, and retried
+
+        await settle([a, b], timeout=60)
+        expected = memory_of(a)
+        assert len(expected) == 1 + len(calls) + len(during)
+        assert {c.uuid: c.data for c in [*calls, *during]}.items() <= expected.items()
+        survivors = [u for u in urls if u != victim.url]
+        live, _ = await retrying(lambda: raw_bucket(survivors, a.bucket_name("call")))
+        assert live == expected
+        assert acknowledged <= set(live)
+        assert await retrying(lambda: fresh_load(survivors, namespace)) == expected
+        await watcher.close()
+    finally:
+        await a.stop(timeout=10)
+        await b.stop(timeout=10)
