@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from operator import itemgetter
-
 import functools
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import msgspec
