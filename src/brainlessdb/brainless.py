@@ -38,7 +38,8 @@ from brainlessdb.replica import SCHEMA_KEY as SCHEMA_ERROR_KEY
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.memory import MemoryStorage
-from brainlessdb.storage.nats_kv import NatsKVStorage, redact_url
+from brainlessdb.storage.nats_errors import redact_url
+from brainlessdb.storage.nats_kv import NatsKVStorage
 from brainlessdb.sync.clock import HybridLogicalClock
 from brainlessdb.sync.replicator import Replicator
 
@@ -424,8 +425,11 @@ class Brainless:
         if self._state != "started":
             return
         task = self._attaching.get(collection.name)
-        if task is not None:
-            await asyncio.shield(task)
+        if task is None:
+            return
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return  # loaded long ago: the common case, answered without suspending
+        await asyncio.shield(task)
 
     async def flush_collection(self, collection: Collection[Any]) -> None:
         await self._require_flusher().flush([collection])

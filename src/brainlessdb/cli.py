@@ -23,7 +23,7 @@ from pathlib import Path
 
 from brainlessdb.brainless import Brainless
 from brainlessdb.embedded import EmbeddedServer
-from brainlessdb.storage.nats_kv import redact_url
+from brainlessdb.storage.nats_errors import redact_url
 
 
 @dataclass
