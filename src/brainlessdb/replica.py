@@ -26,7 +26,7 @@ from brainlessdb.codec import decode_delete, decode_value, encode_record, encode
 from brainlessdb.entity import Entity
 from brainlessdb.errors import DecodeError, EncodeError, SchemaError
 from brainlessdb.lookups import MISSING
-from brainlessdb.schema import Schema, check_field_name
+from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op
 from brainlessdb.sync.clock import Stamp, wall_ms
 from brainlessdb.sync.merge import Record, merge_into
@@ -426,7 +426,7 @@ class Replica:
             if first is not None and first[1] == FOREIGN_NODE:
                 schema.check_stored(record.data)
             else:
-                _check_stored_types(schema, record.data)
+                schema.check_stored_types(record.data)
         except SchemaError as exc:
             self._dead_letter(entry, f"does not fit the schema: {exc}")
             return False
@@ -478,38 +478,6 @@ class Replica:
             entry.revision,
             reason,
         )
-
-
-# The exact types decoded JSON values have, by schema type (None: a null).
-_JSON_TYPES: Final[dict[type, str | None]] = {
-    str: "str",
-    int: "int",
-    float: "float",
-    bool: "bool",
-    dict: "dict",
-    list: "list",
-    type(None): None,
-}
-
-
-def _check_stored_types(schema: Schema, data: dict[str, Any]) -> None:
-    """``SchemaError`` for a value of the stored format whose type its field does not take (one lookup
-    per field). A field the schema does not know is let through if its name is valid: another node may
-    have extended the schema, and this node may not have seen the extension yet."""
-    fields = schema.fields
-    for name, value in data.items():
-        spec = fields.get(name)
-        if spec is None:
-            check_field_name(name)
-            continue
-        kind = _JSON_TYPES.get(type(value), "?")
-        expected = spec.type
-        if kind == expected or expected == "any" or (kind == "int" and expected == "float"):
-            continue
-        if kind is None and spec.nullable:
-            continue
-        got = "None" if value is None else type(value).__name__
-        raise SchemaError(f"field {name!r} expects {expected}, got {got}", field=name, expected=expected)
 
 
 def _same_stamps(stamps: dict[str, Stamp], record: Record) -> bool:

@@ -27,6 +27,17 @@ SCHEMA_FORMAT: Final = 1
 _NO_DEFAULT: Final = object()
 _PLAIN_SCALARS: Final[Mapping[type, str]] = {str: "str", int: "int", bool: "bool"}
 
+# The exact types of decoded JSON values, by schema type (None: a null).
+_DECODED_TYPES: Final[Mapping[type, str | None]] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    dict: "dict",
+    list: "list",
+    type(None): None,
+}
+
 _PY_TYPES: Final[Mapping[Any, str]] = {
     str: "str",
     int: "int",
@@ -185,6 +196,27 @@ class Schema:
             if spec is None:
                 raise SchemaError(f"unknown field {name!r}", field=name)
             self._check(name, spec, value)
+
+    def check_stored_types(self, data: Mapping[str, Any]) -> None:
+        """``SchemaError`` for a value in the stored format whose type its field does not take.
+
+        One lookup per field, for loads and watches. A field the schema does not know is let through if
+        its name is valid: another node may have extended the schema before this node saw it.
+        """
+        fields = self.fields
+        for name, value in data.items():
+            spec = fields.get(name)
+            if spec is None:
+                check_field_name(name)
+                continue
+            kind = _DECODED_TYPES.get(type(value), "?")
+            expected = spec.type
+            if kind == expected or expected == "any" or (kind == "int" and expected == "float"):
+                continue
+            if kind is None and spec.nullable:
+                continue
+            got = "None" if value is None else type(value).__name__
+            raise SchemaError(f"field {name!r} expects {expected}, got {got}", field=name, expected=expected)
 
     def extend(self, newer: Schema) -> Schema:
         """This schema grown by ``newer``'s extra optional fields; ``SchemaError`` if incompatible."""
