@@ -136,6 +136,7 @@ async def two_nodes(url: str, namespace: str, call_uuid: str) -> None:
         await asyncio.gather(prague.call.load(), brno.call.load())
         states = f"{prague.call[call_uuid].state!r} / {brno.call[call_uuid].state!r}"
         say(f"both set state at once; both now say {states}")
+        say("(the newer stamp wins; within one clock tick, the node name decides)")
     finally:
         await prague.stop()
         await brno.stop()
