@@ -385,6 +385,12 @@ class Brainless:
             bucket = self.bucket_name(collection.name)
             for uuid, revision in collection.replica.expired_tombstones(cutoff_ms):
                 entry = await self._storage.get(bucket, uuid)
+                if entry is not None and entry.op is Op.PUT and entry.revision < (revision or 0):
+                    # A version older than the delete: NATS brought it back (a hard kill of nats-server after
+                    # another node removed the marker, see docs/reliability.md). Delete it again.
+                    collection.replica.delete_again(uuid, entry.revision)
+                    self.changed(collection, uuid)
+                    continue
                 if entry is not None and (
                     entry.op is Op.PUT or (revision is not None and entry.revision > revision)
                 ):

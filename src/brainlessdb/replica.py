@@ -318,6 +318,13 @@ class Replica:
             if tomb.written and wall_ms(tomb.stamp[0]) < before_ms
         ]
 
+    def delete_again(self, uuid: str, revision: int) -> None:
+        """Write the delete of ``uuid`` once more, over the older version the bucket holds at ``revision``."""
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None and uuid not in self._inflight:
+            tomb.revision = revision
+            tomb.written = False
+
     def forget_tombstone(self, uuid: str) -> None:
         """Forget a delete whose marker was removed from the bucket."""
         tomb = self._tombstones.get(uuid)
