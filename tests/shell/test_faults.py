@@ -26,7 +26,7 @@ import pytest
 
 from brainlessdb import Brainless, ConflictError, FlushError, StorageError, UnavailableError
 from brainlessdb.embedded import EmbeddedCluster, EmbeddedServer
-from brainlessdb.storage.base import Write
+from brainlessdb.storage.base import WatchEvent, Write
 from brainlessdb.storage.memory import MemoryStorage
 
 from .conftest import eventually
@@ -764,3 +764,60 @@ async def test_killing_the_stream_leader_in_the_middle_of_a_large_flush_loses_no
     finally:
         await a.stop(timeout=10)
         await b.stop(timeout=10)
+
+
+@pytest.mark.nats
+async def test_a_socket_that_breaks_under_a_publish_fails_the_writes_and_stop_still_returns(
+    own_server: EmbeddedServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nats-py's publish sometimes flushes its buffer inline, and then raises the socket's own error
+    # (BrokenPipeError, ConnectionResetError) when the server has just gone away.
+    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=3600)
+    await db.start()
+    calls = [db.call.add(n=i) for i in range(3)]
+    await db.flush()
+    client = db._storage._nc  # type: ignore[union-attr]
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    for call in calls:
+        call.n += 1
+    monkeypatch.setattr(client, "publish", broken)
+    with pytest.raises(FlushError) as raised:
+        await db.flush()
+    assert set(raised.value.errors) == {f"call/{c.uuid}" for c in calls}
+    assert all(isinstance(error, UnavailableError) for error in raised.value.errors.values())
+    monkeypatch.undo()
+    await db.flush()
+    assert not any(call.dirty for call in calls)
+
+    # Stopping while every request breaks the same way (deleting the watches' consumers too).
+    calls[0].n = 10
+    monkeypatch.setattr(client, "publish", broken)
+    with pytest.raises(FlushError) as raised:
+        await asyncio.wait_for(db.stop(timeout=2), 10)
+    assert set(raised.value.errors) == {f"call/{calls[0].uuid}"}
+
+
+class FailingTeardown(MemoryStorage):
+    """Buckets in memory whose watches raise an error of their own while being closed."""
+
+    def __init__(self, shared: MemoryStorage) -> None:
+        super().__init__()
+        self._buckets = shared._buckets
+
+    async def watch(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchEvent]:
+        try:
+            async for event in super().watch(bucket, after=after):
+                yield event
+        finally:
+            raise RuntimeError("the connection broke while the watch was being closed")
+
+
+async def test_stop_returns_even_when_closing_a_watch_fails(namespace: str) -> None:
+    db = Brainless(FailingTeardown(MemoryStorage()), namespace=namespace, location="prague-1")
+    await db.start()
+    db.call.add(n=1)
+    await db.flush()
+    await asyncio.wait_for(db.stop(timeout=2), 10)

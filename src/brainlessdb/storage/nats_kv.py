@@ -345,6 +345,9 @@ class NatsKVStorage:
                         batch.results[index] = exc
                     except (nats.errors.Error, asyncio.TimeoutError) as exc:
                         batch.results[index] = translate_error(exc, write.key, write.expected_revision)
+                    except OSError as exc:
+                        # nats-py flushes its buffer inline at times, and the broken socket's error comes out.
+                        batch.results[index] = UnavailableError(f"NATS connection lost: {exc!r}")
                 await self._gather(batch)
             finally:
                 # Also when cancelled: forget the acknowledgements nobody waits for any more.

@@ -400,7 +400,7 @@ class KVWatcher:
         self._generation += 1
         sub, self._sub = self._sub, None
         if sub is not None:
-            with contextlib.suppress(nats.errors.Error):
+            with contextlib.suppress(nats.errors.Error, OSError):
                 await sub.unsubscribe()
         consumer, self._consumer = self._consumer, None
         if consumer is not None and self._nc.is_connected:
@@ -411,5 +411,6 @@ class KVWatcher:
             task.add_done_callback(self._deletions.discard)
 
     async def _delete_consumer(self, consumer: str) -> None:
-        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+        # OSError: a socket that broke under nats-py's publish; best effort, like the rest.
+        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError, OSError):
             await asyncio.wait_for(self._js.delete_consumer(self._stream, consumer), DELETE_TIMEOUT)

@@ -126,6 +126,10 @@ class Replicator:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._task is not asyncio.current_task():
+                    # Stopped (or replaced by a resync), and closing the watch raised instead of the
+                    # cancellation: end here, never restart a watch nobody wants.
+                    return
                 logger.exception("%s: watch failed; restarting", self.bucket)
             if restart_now:
                 continue
