@@ -22,7 +22,7 @@ import msgspec
 
 from brainlessdb.errors import DecodeError, EncodeError
 from brainlessdb.sync.clock import Stamp, hlc_from_ms
-from brainlessdb.sync.merge import Record
+from brainlessdb.sync.merge import Record, Stamps
 
 FORMAT_VERSION: Final = 1
 FOREIGN_NODE: Final = ""
@@ -32,19 +32,28 @@ _decoder = msgspec.json.Decoder()
 
 
 def encode_record(record: Record) -> bytes:
-    """The stored bytes of a live entity version."""
+    """The stored bytes of an entity version."""
     if record.deleted is not None:
         return encode_tombstone(record.deleted)
-    stamps = record.stamps
-    if not stamps:
-        raise EncodeError("an entity version without stamps cannot be stored")
-    base = _most_common(stamps)
-    envelope: dict[str, Any] = {"_v": FORMAT_VERSION, "d": record.data, "s": base}
-    overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
+    return encode_entity(record.data, record.stamps)
+
+
+def encode_entity(data: dict[str, Any], stamps: Stamps) -> bytes:
+    """The stored bytes of a live entity: its fields and their stamps (one, or one per field)."""
+    if isinstance(stamps, dict):
+        if not stamps:
+            raise EncodeError("an entity version without stamps cannot be stored")
+        base = _most_common(stamps)
+        overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
+    else:
+        if not data:
+            raise EncodeError("an entity version without stamps cannot be stored")
+        base, overrides = stamps, None
+    envelope: dict[str, Any] = {"_v": FORMAT_VERSION, "d": data, "s": base}
     if overrides:
         envelope["t"] = overrides
     try:
-        _check_json(record.data)
+        _check_json(data)
     except RecursionError as exc:
         raise EncodeError("entity data is nested too deeply to store as JSON") from exc
     try:
@@ -68,7 +77,7 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
     if "_v" not in obj:
         foreign = (hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE)
-        return Record(data=obj, stamps=dict.fromkeys(obj, foreign))
+        return Record(data=obj, stamps=dict.fromkeys(obj, foreign), shared=foreign)
     if not _is_current_version(obj["_v"]):
         raise DecodeError(f"unsupported format version {obj['_v']!r}")
     if "x" in obj:
@@ -79,12 +88,13 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     base = _stamp(obj.get("s"))
     stamps = dict.fromkeys(data, base)
     overrides = obj.get("t")
-    if overrides:
-        if not isinstance(overrides, dict):
-            raise DecodeError("malformed field stamps ('t')")
-        for name, raw in overrides.items():
-            if name in stamps:
-                stamps[name] = _stamp(raw)
+    if not overrides:
+        return Record(data=data, stamps=stamps, shared=base)
+    if not isinstance(overrides, dict):
+        raise DecodeError("malformed field stamps ('t')")
+    for name, raw in overrides.items():
+        if name in stamps:
+            stamps[name] = _stamp(raw)
     return Record(data=data, stamps=stamps)
 
 

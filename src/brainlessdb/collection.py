@@ -128,7 +128,7 @@ class Collection(Generic[T]):
                 # A private copy: later changes through the caller's own object must not slip in untracked.
                 values[name] = untrack(value)
         stamp = self._host.clock.tick()
-        entity = Entity(self, uuid, values, dict.fromkeys(values, stamp))
+        entity = Entity(self, uuid, values, stamp)
         self._entities[uuid] = entity
         self._indexes.on_add(uuid, values)
         self.replica.local_change(entity)
@@ -328,7 +328,14 @@ class Collection(Generic[T]):
         self._changed_field(entity, name, old, value)
 
     def _changed_field(self, entity: Entity, name: str, old: Any, new: Any) -> None:
-        entity._stamps[name] = self._host.clock.tick()
+        stamp = self._host.clock.tick()
+        stamps = entity._stamps
+        if isinstance(stamps, dict):
+            stamps[name] = stamp
+        else:
+            stamps = dict.fromkeys(entity._data, stamps)
+            stamps[name] = stamp
+            _set_slot(entity, "_stamps", stamps)
         self._indexes.on_change(entity._uuid, name, old, new)
         self.replica.local_change(entity)
         self._host.changed(self, entity._uuid)
@@ -394,5 +401,6 @@ class Collection(Generic[T]):
         return f"<Collection {self.name}: {len(self._entities)} entities, {dirty} pending, indexes=[{paths}]>"
 
 
+_set_slot = object.__setattr__
 _data_of = attrgetter("_data")
 _uuid_of = attrgetter("_uuid")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from brainlessdb.sync.clock import Stamp
+from brainlessdb.sync.merge import Stamps
 from brainlessdb.tracked import TrackedDict, TrackedList, track, untrack
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class Entity:
     _collection: Collection[Any]
     _uuid: str
     _data: dict[str, Any]
-    _stamps: dict[str, Stamp]
+    _stamps: Stamps
     _revision: int | None
     _version: int
     _written: int
@@ -41,7 +41,7 @@ class Entity:
         collection: Collection[Any],
         uuid: str,
         data: dict[str, Any],
-        stamps: dict[str, Stamp],
+        stamps: Stamps,
         revision: int | None = None,
     ) -> None:
         # Straight to the slots: this class's __setattr__ is for fields.

@@ -22,14 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from brainlessdb.codec import decode_delete, decode_value, encode_record, encode_tombstone
+from brainlessdb.codec import decode_delete, decode_value, encode_entity, encode_tombstone
 from brainlessdb.entity import Entity
 from brainlessdb.errors import DecodeError, EncodeError, SchemaError
 from brainlessdb.lookups import MISSING
 from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op
 from brainlessdb.sync.clock import Stamp, wall_ms
-from brainlessdb.sync.merge import Record, merge_into
+from brainlessdb.sync.merge import Record, field_stamps, merge_into
 
 if TYPE_CHECKING:
     from brainlessdb.collection import Collection
@@ -183,9 +183,8 @@ class Replica:
                     continue
                 self._rejected.discard(uuid)
                 self.errors.pop(uuid, None)
-            record = Record(entity._data, entity._stamps)
             try:
-                value = encode_record(record)
+                value = encode_entity(entity._data, entity._stamps)
             except EncodeError as exc:
                 self.errors[uuid] = exc
                 continue
@@ -270,7 +269,7 @@ class Replica:
         if entity is None:
             return None
         try:
-            return encode_record(Record(entity._data, entity._stamps)), False
+            return encode_entity(entity._data, entity._stamps), False
         except EncodeError:
             return None
 
@@ -299,11 +298,11 @@ class Replica:
         if uuid in self._tombstones:
             return  # deleted meanwhile: the delete wins
         if entity is None:
-            entity = Entity(collection, uuid, record.data, record.stamps)
+            entity = Entity(collection, uuid, record.data, record.compact_stamps)
             collection.entities[uuid] = entity
             collection.indexes.on_add(uuid, record.data)
         else:
-            changed = merge_into(entity._data, entity._stamps, record)
+            changed = merge_into(entity._data, _own_stamps(entity), record)
             for name, old in changed.items():
                 collection.indexes.on_change(uuid, name, old, entity._data[name])
         self.local_change(entity)
@@ -441,7 +440,7 @@ class Replica:
 
     def _create(self, uuid: str, record: Record, revision: int) -> None:
         collection = self._collection
-        entity = Entity(collection, uuid, record.data, record.stamps, revision)
+        entity = Entity(collection, uuid, record.data, record.compact_stamps, revision)
         collection.entities[uuid] = entity
         collection.indexes.on_add(uuid, record.data)
         if collection.has_listeners:
@@ -450,12 +449,13 @@ class Replica:
 
     def _merge(self, entity: Entity, record: Record, revision: int) -> None:
         uuid = entity._uuid
-        changed = merge_into(entity._data, entity._stamps, record)
+        stamps = _own_stamps(entity)
+        changed = merge_into(entity._data, stamps, record)
         entity._revision = revision
         indexes = self._collection.indexes
         for name, old in changed.items():
             indexes.on_change(uuid, name, old, entity._data[name])
-        if uuid in self._dirty and uuid not in self._inflight and _same_stamps(entity._stamps, record):
+        if uuid in self._dirty and uuid not in self._inflight and _same_stamps(stamps, record):
             # What is stored already holds everything this node has: nothing left to write.
             entity._written = entity._version
             del self._dirty[uuid]
@@ -485,6 +485,16 @@ class Replica:
             entry.revision,
             reason,
         )
+
+
+def _own_stamps(entity: Entity) -> dict[str, Stamp]:
+    """The entity's stamps one per field, held so from now on (a merge changes them in place)."""
+    stamps = entity._stamps
+    if isinstance(stamps, dict):
+        return stamps
+    stamps = field_stamps(stamps, entity._data)
+    _set_slot(entity, "_stamps", stamps)
+    return stamps
 
 
 def _same_stamps(stamps: dict[str, Stamp], record: Record) -> bool:

@@ -36,11 +36,11 @@ from brainlessdb import (
     SchemaError,
     StorageError,
 )
-from brainlessdb.codec import encode_record
+from brainlessdb.codec import encode_entity
 from brainlessdb.convert import entity_of
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.storage.memory import MemoryStorage
-from brainlessdb.sync.merge import Record
+from brainlessdb.sync.merge import field_stamps
 
 from .conftest import MakeDb
 
@@ -333,7 +333,7 @@ def held_back(coll: Collection[Any]) -> set[str]:
     held = set()
     for entity in coll.entities.values():
         try:
-            encode_record(Record(entity._data, entity._stamps))
+            encode_entity(entity._data, entity._stamps)
         except EncodeError:
             held.add(entity.uuid)
     return held
@@ -347,7 +347,7 @@ async def check_consistent(db: Brainless) -> None:
         schema = coll.schema
         for entity in coll.entities.values():
             assert schema is not None, f"{coll.name} holds entities without a schema"
-            assert set(entity._stamps) == set(entity._data), entity
+            assert set(field_stamps(entity._stamps, entity._data)) == set(entity._data), entity
             for name, value in entity._data.items():
                 spec = schema.fields.get(name)
                 assert spec is not None and spec.accepts(value), f"{coll.name}.{name} = {value!r}"

@@ -15,13 +15,24 @@ arrive late, twice, or in any order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import msgspec
 
 from brainlessdb.sync.clock import Stamp
 
 _canonical = msgspec.json.Encoder(order="sorted")
+
+Stamps: TypeAlias = Stamp | dict[str, Stamp]
+"""The stamps of a live entity's fields as held in memory: one ``Stamp`` when every field has that stamp
+(an entity just added or loaded, the common case, with no dict to hold), else one per field."""
+
+
+def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
+    """The stamp of each field of ``data``: ``stamps`` itself if it is per field (not a copy)."""
+    if isinstance(stamps, dict):
+        return stamps
+    return dict.fromkeys(data, stamps)
 
 
 @dataclass(slots=True)
@@ -31,6 +42,13 @@ class Record:
     data: dict[str, Any] = field(default_factory=dict)
     stamps: dict[str, Stamp] = field(default_factory=dict)
     deleted: Stamp | None = None
+    shared: Stamp | None = field(default=None, compare=False)
+    """Set by the decoder when every field has this one stamp (``stamps`` still has them all)."""
+
+    @property
+    def compact_stamps(self) -> Stamps:
+        """The stamps in the form an entity holds them: ``shared`` when set, else ``stamps``."""
+        return self.stamps if self.shared is None else self.shared
 
     @property
     def is_deleted(self) -> bool:
