@@ -26,16 +26,23 @@ class TypedView:
 
 
 _view_classes: dict[type, type] = {}
+_field_names: dict[type, tuple[str, ...]] = {}  # the field names of dataclasses given to add()
 
 
 def fields_of(obj: Any) -> dict[str, Any]:
     """The fields of whatever ``add()`` was given: a mapping, a dataclass instance or an entity."""
+    if type(obj) is dict:
+        return obj.copy()
     if obj is None:
         return {}
     if isinstance(obj, Mapping):
         return dict(obj)
+    names = _field_names.get(type(obj))
+    if names is not None:
+        return {name: getattr(obj, name) for name in names}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {item.name: getattr(obj, item.name) for item in dataclasses.fields(obj)}
+        names = _field_names[type(obj)] = tuple(item.name for item in dataclasses.fields(obj))
+        return {name: getattr(obj, name) for name in names}
     entity = entity_of(obj)
     if entity is not None:
         return entity.to_dict()
@@ -76,6 +83,10 @@ def view_class(cls: type[T]) -> type[T]:
     return made
 
 
+_entity_of_view = object.__getattribute__
+_ABSENT: Final = object()
+
+
 def make_view(cls: type[T], entity: Entity) -> T:
     """A live instance of ``cls`` backed by ``entity``."""
     view = object.__new__(view_class(cls))
@@ -87,9 +98,11 @@ def _field_property(item: dataclasses.Field[Any]) -> property:
     name = item.name
 
     def read(self: Any) -> Any:
-        entity: Entity = object.__getattribute__(self, ENTITY_ATTRIBUTE)
-        if name in entity:
-            return entity[name]
+        entity: Entity = _entity_of_view(self, ENTITY_ATTRIBUTE)
+        value = entity._data.get(name, _ABSENT)
+        if value is not _ABSENT:
+            # Dicts and lists come back tracked, so changes made inside them are saved.
+            return entity[name] if type(value) is dict or type(value) is list else value
         if item.default is not dataclasses.MISSING:
             return item.default
         if item.default_factory is not dataclasses.MISSING:
@@ -97,8 +110,8 @@ def _field_property(item: dataclasses.Field[Any]) -> property:
         raise AttributeError(f"entity {entity.uuid} has no field {name!r}")
 
     def write(self: Any, value: Any) -> None:
-        entity: Entity = object.__getattribute__(self, ENTITY_ATTRIBUTE)
-        entity[name] = value
+        entity: Entity = _entity_of_view(self, ENTITY_ATTRIBUTE)
+        entity._collection._set_field(entity, name, value)
 
     return property(read, write, doc=f"The entity's {name!r} field.")
 

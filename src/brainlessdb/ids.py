@@ -17,8 +17,10 @@ _UUID1_EPOCH_OFFSET: Final = 0x01B21DD213814000  # 100-ns ticks from 1582-10-15 
 # One random clock sequence per process (RFC 9562 §5.1): with the node, it keeps two processes of one
 # location apart; within the process, timestamps never repeat.
 _CLOCK_SEQ: Final = secrets.randbits(14)
-_suffixes: dict[int, str] = {}
 _last_timestamp = 0
+# The uuid text after its first 8 hex digits, by node: it changes only when the upper timestamp bits
+# do (every 7 minutes), so most uuids are one formatted number and a cached string.
+_tails: dict[int, tuple[int, str]] = {}
 
 
 def location_node(location: str) -> int:
@@ -34,12 +36,13 @@ def new_uuid(node: int) -> str:
     if timestamp <= _last_timestamp:
         timestamp = _last_timestamp + 1
     _last_timestamp = timestamp
-    suffix = _suffixes.get(node)
-    if suffix is None:
+    upper = timestamp >> 32
+    tail = _tails.get(node)
+    if tail is None or tail[0] != upper:
         sequence = (_CLOCK_SEQ & 0x3FFF) | 0x8000  # the RFC 4122 variant bits
-        suffix = _suffixes[node] = f"-{sequence:04x}-{node:012x}"
-    high = (timestamp >> 48) & 0x0FFF | 0x1000  # version 1
-    return f"{timestamp & 0xFFFFFFFF:08x}-{(timestamp >> 32) & 0xFFFF:04x}-{high:04x}{suffix}"
+        high = (upper >> 16) & 0x0FFF | 0x1000  # version 1
+        tail = _tails[node] = (upper, f"-{upper & 0xFFFF:04x}-{high:04x}-{sequence:04x}-{node:012x}")
+    return f"{timestamp & 0xFFFFFFFF:08x}{tail[1]}"
 
 
 def parse_uuid(value: str) -> str:

@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
 from brainlessdb.errors import SchemaError
@@ -25,7 +25,6 @@ RESERVED: Final = frozenset({"uuid"})
 SCHEMA_FORMAT: Final = 1
 
 _NO_DEFAULT: Final = object()
-_PLAIN_SCALARS: Final[Mapping[type, str]] = {str: "str", int: "int", bool: "bool"}
 
 # The exact types of decoded JSON values, by schema type (None: a null).
 _DECODED_TYPES: Final[Mapping[type, str | None]] = {
@@ -91,6 +90,16 @@ class Schema:
     """The locked fields of a collection."""
 
     fields: Mapping[str, FieldSpec]
+    _accepted: tuple[tuple[str, frozenset[type]], ...] = field(init=False, repr=False, compare=False)
+    exact_types: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
+    """Per field, the exact types of the values it takes with at most a cheap check (str: UTF-8 encodable,
+    which ASCII always is; float: finite); values of other types need ``accept()``."""
+
+    def __post_init__(self) -> None:
+        # Per field, the exact types whose values it takes after at most a cheap check (see check_new).
+        accepted = tuple((name, _exact_types(spec)) for name, spec in self.fields.items())
+        object.__setattr__(self, "_accepted", accepted)
+        object.__setattr__(self, "exact_types", dict(accepted))
 
     @classmethod
     def infer(cls, data: Mapping[str, Any]) -> Schema:
@@ -158,35 +167,57 @@ class Schema:
         return {name: spec.type for name, spec in self.fields.items()}
 
     def check_new(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """The data of a new entity with defaults filled in; ``SchemaError`` if it does not fit."""
+        """The data of a new entity, in field order, with defaults filled in and private copies of its
+        dicts and lists; ``SchemaError`` if it does not fit."""
         fields = self.fields
         if not fields.keys() >= data.keys():
             name = next(name for name in data if name not in fields)
             raise SchemaError(f"unknown field {name!r} (fields: {', '.join(fields)})", field=name)
         out: dict[str, Any] = {}
-        for name, spec in fields.items():
+        for name, accepted in self._accepted:
             value = data.get(name, _NO_DEFAULT)
-            if value is _NO_DEFAULT:
+            kind = type(value)
+            if kind in accepted:
+                # A scalar of an exact type the field takes: the common case, with no call. Two checks
+                # remain: text UTF-8 can encode (ASCII always can) and a finite float.
+                if kind is str:
+                    if not value.isascii() and not _utf8(value):
+                        raise _surrogates(name)
+                elif kind is float and value - value != 0.0:
+                    raise _not_finite(name, value)
+                out[name] = value
+            elif value is _NO_DEFAULT:
+                spec = fields[name]
                 if spec.required:
                     raise SchemaError(f"missing required field {name!r}", field=name, expected=spec.type)
                 out[name] = copy.deepcopy(spec.default)
-                continue
-            kind = _PLAIN_SCALARS.get(type(value))
-            if (
-                kind is None
-                or (kind != spec.type and spec.type != "any")
-                or (kind == "str" and not value.isascii())
-            ):
-                self._check(name, spec, value)
-            out[name] = value
+            else:
+                out[name] = self.accept(name, value)
         return out
 
-    def check_value(self, name: str, value: Any) -> None:
-        """``SchemaError`` unless ``value`` may be assigned to field ``name``."""
+    def accept(self, name: str, value: Any) -> Any:
+        """What field ``name`` stores for ``value``: the value, or a plain private copy of a dict or list.
+
+        Raises:
+            SchemaError: an unknown field, a value JSON cannot hold, or one of a type the field does not take.
+        """
         spec = self.fields.get(name)
         if spec is None:
             raise SchemaError(f"unknown field {name!r} (fields: {', '.join(self.fields)})", field=name)
-        self._check(name, spec, value)
+        kind = type(value)
+        if kind in self.exact_types[name] and kind is not str and kind is not float:
+            return value
+        value = copy_json(name, value)
+        if not spec.accepts(value):
+            got = "None" if value is None else type(value).__name__
+            raise SchemaError(
+                f"field {name!r} expects {spec.type}, got {got}", field=name, expected=spec.type
+            )
+        return value
+
+    def check_value(self, name: str, value: Any) -> None:
+        """``SchemaError`` unless ``value`` may be assigned to field ``name``."""
+        self.accept(name, value)
 
     def check_stored(self, data: Mapping[str, Any]) -> None:
         """``SchemaError`` unless data read from storage fits (unknown fields or wrong types)."""
@@ -245,21 +276,35 @@ class Schema:
             fields[name] = other
         return Schema(fields)
 
-    @staticmethod
-    def _check(name: str, spec: FieldSpec, value: Any) -> None:
-        kind = _PLAIN_SCALARS.get(type(value))
-        if kind is not None and (kind != "str" or value.isascii()):
-            # The common case, checked without walking the value: a plain str, int or bool.
-            expected = spec.type
-            if expected == kind or expected == "any" or (kind == "int" and expected == "float"):
-                return
-        else:
-            check_json(name, value)
+    def _check(self, name: str, spec: FieldSpec, value: Any) -> None:
+        kind = type(value)
+        if kind in self.exact_types[name] and (kind is not str or value.isascii()):
+            if kind is float and value - value != 0.0:
+                raise _not_finite(name, value)
+            return
+        check_json(name, value)
         if not spec.accepts(value):
             got = "None" if value is None else type(value).__name__
             raise SchemaError(
                 f"field {name!r} expects {spec.type}, got {got}", field=name, expected=spec.type
             )
+
+
+_EXACT_TYPES: Final[Mapping[str, frozenset[type]]] = {
+    "str": frozenset({str}),
+    "int": frozenset({int}),
+    "float": frozenset({int, float}),
+    "bool": frozenset({bool}),
+    "any": frozenset({str, int, float, bool}),
+    "dict": frozenset(),
+    "list": frozenset(),
+}
+
+
+def _exact_types(spec: FieldSpec) -> frozenset[type]:
+    """The exact scalar types a field takes (``None``'s too if nullable); dicts and lists are walked."""
+    exact = _EXACT_TYPES[spec.type]
+    return exact | {type(None)} if spec.nullable else exact
 
 
 def json_type(value: Any) -> str:
@@ -281,33 +326,58 @@ def json_type(value: Any) -> str:
     raise SchemaError(f"unsupported value type {type(value).__name__}")
 
 
-def check_json(name: str, value: Any, _depth: int = 0) -> None:
+def check_json(name: str, value: Any) -> None:
     """``SchemaError`` unless ``value`` is JSON-like all the way down (str keys, no NaN, finite depth)."""
-    if value is None or isinstance(value, (bool, int)):
-        return
+    copy_json(name, value)
+
+
+def copy_json(name: str, value: Any, _depth: int = 0) -> Any:
+    """A plain deep copy of a JSON-like value (tracked dicts and lists become plain ones); ``SchemaError``
+    unless it is JSON-like all the way down (str keys, no NaN or infinity, no lone surrogates, finite
+    depth). One walk both checks and copies."""
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and not _utf8(value):
+            raise _surrogates(name)
+        return value
+    if value is None or kind is int or kind is bool:
+        return value
+    if isinstance(value, float):
+        if value - value != 0.0:
+            raise _not_finite(name, value)
+        return value
+    if isinstance(value, int):
+        return value  # an int subclass (IntEnum): stored as its number
     if isinstance(value, str):
         if not _utf8(value):
-            raise SchemaError(f"field {name!r}: a string with lone surrogates cannot be stored", field=name)
-        return
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise SchemaError(f"field {name!r}: {value} cannot be stored as JSON", field=name)
-        return
+            raise _surrogates(name)
+        return value
     if _depth > 64:
         raise SchemaError(f"field {name!r} is nested too deeply", field=name)
     if isinstance(value, dict):
+        out: dict[str, Any] = {}
         for key, item in value.items():
-            if not isinstance(key, str) or not _utf8(key):
+            if not (type(key) is str and key.isascii()) and not (isinstance(key, str) and _utf8(key)):
                 raise SchemaError(f"field {name!r}: dict keys must be strings, got {key!r}", field=name)
-            check_json(name, item, _depth + 1)
-        return
+            kind = type(item)
+            if (kind is str and item.isascii()) or kind is int or kind is bool or item is None:
+                out[key] = item
+            else:
+                out[key] = copy_json(name, item, _depth + 1)
+        return out
     if isinstance(value, list):
-        for item in value:
-            check_json(name, item, _depth + 1)
-        return
+        return [copy_json(name, item, _depth + 1) for item in value]
     raise SchemaError(
         f"field {name!r}: {type(value).__name__} values cannot be stored (use JSON types)", field=name
     )
+
+
+def _surrogates(name: str) -> SchemaError:
+    return SchemaError(f"field {name!r}: a string with lone surrogates cannot be stored", field=name)
+
+
+def _not_finite(name: str, value: float) -> SchemaError:
+    return SchemaError(f"field {name!r}: {value} cannot be stored as JSON", field=name)
 
 
 def _utf8(text: str) -> bool:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
+from brainlessdb import ids
 from brainlessdb.ids import location_node, new_uuid, parse_uuid, uuid_time
 
 
@@ -33,3 +36,16 @@ def test_uuids_never_repeat_and_tell_when_they_were_made() -> None:
     assert when is not None
     assert before - 1 <= when.timestamp() <= after + 1
     assert parse_uuid(made[0].upper()) == made[0]
+
+
+def test_uuids_stay_exact_where_the_upper_timestamp_bits_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cached text after the first 8 hex digits is renewed when the upper timestamp bits move on."""
+    node = location_node("boundary")
+    boundary = (1 << 32) * 0x0200_0000  # a timestamp whose low 32 bits are all zero
+    for ticks in (boundary - 2, boundary - 1, boundary, boundary + 1, boundary + (1 << 32)):
+        ns = (ticks - ids._UUID1_EPOCH_OFFSET) * 100
+        monkeypatch.setattr(ids.time, "time_ns", lambda ns=ns: ns)
+        monkeypatch.setattr(ids, "_last_timestamp", 0)
+        parsed = uuid.UUID(new_uuid(node))
+        assert (parsed.time, parsed.node, parsed.version) == (ticks, node, 1)
+        assert parsed.clock_seq == ids._CLOCK_SEQ
