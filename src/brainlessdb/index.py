@@ -78,6 +78,24 @@ class IndexSet:
         answers.sort(key=len)
         return answers[0].intersection(*answers[1:])
 
+    def first(self, path: Path, value: Any, source: Source) -> str | None:
+        """A uuid holding ``value`` at ``path``, or None: ``find``'s answer to one ``exact`` criterion.
+
+        Gives the first uuid of what ``candidates`` gives for that one condition (the index is built on
+        first use the same way), without making a set for a unique value or a condition object: ``find``
+        needs one entity, and this lookup is most of its time. ``path`` must not be ``("uuid",)``.
+        """
+        index = self._indexes.get(path)
+        if index is None:
+            index = self._index(path, source)
+        # freeze() of a str is the str itself: skip the call for the commonest key.
+        bucket = index.get(value if type(value) is str else freeze(value))
+        if bucket is None or isinstance(bucket, str):
+            return bucket
+        for uuid in bucket:
+            return uuid
+        return None  # pragma: no cover - empty buckets are removed
+
     def _exact(self, condition: Condition, source: Source) -> set[str]:
         if condition.path == (UUID_FIELD,):
             value = condition.value

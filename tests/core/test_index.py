@@ -80,6 +80,16 @@ class TestCandidates:
         assert candidates(indexes, store, caller=None) == {"u3"}
         assert candidates(indexes, store, caller__city=None) == set()
 
+    def test_first_gives_one_uuid_holding_the_value_or_none(self, store: Store) -> None:
+        indexes = IndexSet()
+        assert indexes.first(("channel_id",), "c2", source_of(store)) == "u2"
+        assert indexes.first(("channel_id",), "c2", failing_source) == "u2"  # built once
+        assert indexes.first(("state",), "active", source_of(store)) in {"u3", "u4"}
+        assert indexes.first(("n",), 1.0, source_of(store)) in {"u1", "u2"}
+        assert indexes.first(("n",), True, source_of(store)) == "u3"
+        assert indexes.first(("state",), "gone", source_of(store)) is None
+        assert indexes.first(("caller",), {"city": "Brno"}, source_of(store)) == "u2"
+
     def test_uuid_condition_needs_no_index(self) -> None:
         indexes = IndexSet()
         conditions = parse_criteria({"uuid": "u1"}, None)
@@ -230,6 +240,22 @@ def assert_index_equals_scan(indexes: IndexSet, store: Store, query: dict[str, A
     assert {uuid for uuid in found if uuid in store and matches(uuid, store[uuid])} == scan
     # exact and in are the only conditions here, so the index alone already answers exactly.
     assert found & store.keys() == scan
+    for key, value in query.items():
+        if "__" not in key and key != "uuid":
+            assert_first_equals_candidates(indexes, store, key, value)
+
+
+def assert_first_equals_candidates(indexes: IndexSet, store: Store, field: str, value: Any) -> None:
+    """first() gives the first uuid candidates() gives for the one condition, and only one that matches."""
+    first = indexes.first((field,), value, source_of(store))
+    conditions = parse_criteria({field: value}, None)
+    found = indexes.candidates(conditions, source_of(store))
+    assert found is not None
+    assert first == next(iter(found), None)
+    matches = compile_filter(conditions)
+    assert (first is None) == (not any(matches(uuid, data) for uuid, data in store.items()))
+    if first is not None:
+        assert matches(first, store[first])
 
 
 @given(initial=st.dictionaries(uuids, entity_data), before=operations, after=operations, data=st.data())

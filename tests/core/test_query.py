@@ -17,12 +17,16 @@ from brainlessdb.lookups import LOOKUPS, MISSING
 from brainlessdb.query import (
     Condition,
     OrderKey,
+    Plan,
     compile_filter,
     order,
     parse_criteria,
     parse_order,
+    plan_criteria,
     resolve,
+    select,
 )
+from brainlessdb.tracked import TrackedDict
 
 FIELDS: Mapping[str, str] = {
     "state": "str",
@@ -243,6 +247,144 @@ class TestCompileFilter:
             assert predicate(uuid, data) == condition.matches(uuid, data)
 
 
+class TestPlan:
+    def test_one_exact_criterion_on_a_top_level_field_names_it_for_find(self) -> None:
+        assert plan_criteria(["state"], FIELDS) == Plan(
+            (("state", ("state",), "exact"),), "state", ("state",)
+        )
+        plan = plan_criteria(["state__exact"], FIELDS)
+        assert (plan.exact_key, plan.exact_path) == ("state__exact", ("state",))
+
+    @pytest.mark.parametrize(
+        "keys", [["uuid"], ["caller__city"], ["state__ne"], ["state__in"], ["state", "priority"], []]
+    )
+    def test_other_plans_have_no_exact_key(self, keys: list[str]) -> None:
+        plan = plan_criteria(keys, FIELDS)
+        assert (plan.exact_key, plan.exact_path) == (None, ())
+
+
+def selected(criteria: Mapping[str, Any], entities: Sequence[Entity]) -> list[str]:
+    found = select(entities, parse_criteria(criteria, None), itemgetter(1), itemgetter(0))
+    return [uuid for uuid, _ in found]
+
+
+def scanned(criteria: Mapping[str, Any], entities: Sequence[Entity]) -> list[str]:
+    conditions = parse_criteria(criteria, None)
+    return [uuid for uuid, data in entities if all(c.matches(uuid, data) for c in conditions)]
+
+
+# Values that repeat (so that the per-distinct-value answers are used), with 1, 1.0 and True, which are one
+# dict key, and with None, containers and MISSING among them.
+repeated_json = st.one_of(
+    st.sampled_from(["", "a", "ab", "ba", "Ab", "u1", 1, 1.0, True, False, 0, None]), small_json
+)
+
+
+class TestSelect:
+    def test_no_conditions_keep_every_item(self) -> None:
+        entities: list[Entity] = [("u1", {}), ("u2", {})]
+        assert select(entities, (), itemgetter(1), itemgetter(0)) == entities
+
+    @pytest.mark.parametrize("distinct", [True, False])
+    def test_regular_nested_data_is_read_and_tested(self, distinct: bool) -> None:
+        cities = [f"{city} {n if distinct else ''}" for n, city in enumerate(["Prague", "Brno"] * 6)]
+        entities = [(f"u{n}", {"caller": {"city": city}}) for n, city in enumerate(cities)]
+        assert selected({"caller__city__startswith": "Pra"}, entities) == [f"u{n}" for n in range(0, 12, 2)]
+        assert selected({"caller__city__endswith": "no "}, entities) == (
+            [] if distinct else ["u1", "u3", "u5", "u7", "u9", "u11"]
+        )
+        assert selected({"caller__city": "Brno "}, entities) == (
+            [] if distinct else ["u1", "u3", "u5", "u7", "u9", "u11"]
+        )
+
+    def test_irregular_data_falls_back_to_the_exact_walk(self) -> None:
+        entities = [
+            ("str", {"caller": {"city": "Prague"}}),
+            ("none", {"caller": {"city": None}}),
+            ("number", {"caller": {"city": 5}}),
+            ("absent", {"caller": {}}),
+            ("scalar", {"caller": "Prague"}),
+            ("list", {"caller": ["city"]}),
+            ("no-caller", {}),
+            ("tracked", {"caller": TrackedDict(None, {"city": "Prague 2"})}),  # type: ignore[arg-type]
+        ]
+        assert selected({"caller__city__startswith": "Pra"}, entities) == ["str", "tracked"]
+        assert selected({"caller__city__isnull": True}, entities) == [
+            "none",
+            "absent",
+            "scalar",
+            "list",
+            "no-caller",
+        ]
+        assert selected({"caller__city__ne": "Prague"}, entities) == [u for u, _ in entities if u != "str"]
+
+    def test_string_lookups_answer_by_distinct_value_exactly(self) -> None:
+        # 1, 1.0 and True are one dict key: a string lookup fails all of them alike.
+        values = ["ab", 1, True, 1.0, "ab", "b", None, "ab", "abc", 1, True, "b"] * 2
+        entities = entities_with("x", values)
+        assert selected({"x__startswith": "a"}, entities) == scanned({"x__startswith": "a"}, entities)
+        assert selected({"x__startswith": "a"}, entities) == [f"u{n}" for n in (0, 4, 7, 8, 12, 16, 19, 20)]
+        for criteria in (
+            {"x__contains": "b"},
+            {"x__icontains": "AB"},
+            {"x__endswith": "b"},
+            {"x__contains": 1},
+        ):
+            assert selected(criteria, entities) == scanned(criteria, entities)
+
+    def test_exact_and_ne_on_none_and_bools_are_identities(self) -> None:
+        entities = entities_with("x", [True, 1, 1.0, None, False, 0, "True"])
+        assert selected({"x": True}, entities) == ["u0"]
+        assert selected({"x__ne": False}, entities) == ["u0", "u1", "u2", "u3", "u5", "u6"]
+        assert selected({"x": None}, entities) == ["u3"]
+
+    def test_uuid_conditions_read_the_uuid(self) -> None:
+        entities: list[Entity] = [("u1", {}), ("x2", {}), ("u3", {})]
+        assert selected({"uuid__startswith": "u", "uuid__ne": "u3"}, entities) == ["u1"]
+
+    @given(
+        values=st.lists(
+            st.tuples(st.one_of(st.just(MISSING), repeated_json), st.one_of(st.just(MISSING), repeated_json)),
+            max_size=24,
+        ),
+        criteria=st.lists(
+            st.tuples(
+                st.sampled_from(["a", "a__a", "b__b", "uuid"]),
+                st.sampled_from(sorted(LOOKUPS)),
+                repeated_json,
+                st.lists(repeated_json, max_size=3),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        nested=st.booleans(),
+    )
+    def test_select_equals_matching_every_item(
+        self,
+        values: list[tuple[Any, Any]],
+        criteria: list[tuple[str, str, Any, list[Any]]],
+        nested: bool,
+    ) -> None:
+        entities: list[Entity] = []
+        for number, (a, b) in enumerate(values):
+            if nested:  # regular nested data, read in C as long as no value is MISSING
+                a, b = {"a": a, "b": b}, {"a": b, "b": a}
+            data = {name: value for name, value in (("a", a), ("b", b)) if value is not MISSING}
+            if nested:
+                data = {
+                    name: {k: v for k, v in value.items() if v is not MISSING} for name, value in data.items()
+                }
+            entities.append((f"u{number}", data))
+        query = {}
+        for path, lookup, expected, listed in criteria:
+            query[f"{path}__{lookup}"] = listed if lookup == "in" else expected
+        try:
+            parse_criteria(query, None)
+        except QueryError:
+            assume(False)
+        assert selected(query, entities) == scanned(query, entities)
+
+
 class TestParseOrder:
     def test_order_keys_parse_direction_and_path(self) -> None:
         assert parse_order(["priority", "-created_at", "caller__name"], None) == (
@@ -276,7 +418,13 @@ class TestParseOrder:
             parse_order("priority", FIELDS)
 
     def test_uuid_is_a_valid_order_key(self) -> None:
-        assert parse_order(["-uuid"], FIELDS) == (OrderKey("-uuid", ("uuid",), True),)
+        assert parse_order(["-uuid"], FIELDS) == (OrderKey("-uuid", ("uuid",), True, natural=True),)
+
+    def test_scalar_fields_of_the_schema_sort_naturally(self) -> None:
+        keys = ["state", "-priority", "last_seen", "active", "caller", "tags", "extra", "caller__x", "uuid"]
+        natural = [key.natural for key in parse_order(keys, FIELDS)]
+        assert natural == [True, True, True, True, False, False, False, False, True]
+        assert [key.natural for key in parse_order(keys, None)] == [False] * 8 + [True]
 
 
 def entities_with(field: str, values: list[Any]) -> list[Entity]:
@@ -359,6 +507,55 @@ class TestOrder:
 
         assert order([1, 2, 3], parse_order(["b", "a"], None), data_of, str) == [2, 3, 1]
         assert sorted(calls) == [1, 1, 2, 2, 3, 3]
+
+    @pytest.mark.parametrize("key", ["x", "-x"])
+    @pytest.mark.parametrize(
+        "values",
+        [
+            [2, 1, 3, 1],  # the plain sort
+            [2, None, 1, 3],  # None makes the plain sort raise: the general one
+            [2, "a", 1, {"k": 1}, [1], 1.5],  # values breaking the schema raise the same way
+            [True, 2, False, 0.5],  # bools in an int field sort as numbers either way
+            [None, None],
+            [None],
+            [],
+        ],
+    )
+    def test_a_field_typed_by_the_schema_keeps_the_specified_order(self, key: str, values: list[Any]) -> None:
+        entities = entities_with("x", values)
+        keys = parse_order([key], {"x": "int"})
+        assert keys[0].natural
+        result = order(entities, keys, itemgetter(1), itemgetter(0))
+        assert result == reference_order(entities, keys)
+
+    @given(
+        kinds=st.tuples(*[st.sampled_from(["str", "int", "float", "bool"])] * 2),
+        rows=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=14),
+        keys=st.lists(st.sampled_from(["a", "-a", "b", "-b", "uuid", "-uuid"]), min_size=1, max_size=3),
+    )
+    def test_order_by_typed_fields_equals_the_reference_order(
+        self, kinds: tuple[str, str], rows: list[tuple[int, int]], keys: list[str]
+    ) -> None:
+        """Values as the schema allows them (its kind, None or absent) sort as the reference does."""
+        by_kind: dict[str, list[Any]] = {
+            "str": ["", "a", "B", "ab", "b", "é", "a", "b"],
+            "int": [-1, 0, 1, 2, 10, 1, 2, 0],
+            "float": [-0.5, 0, 0.0, 1, 1.5, 1e300, 2, 1],
+            "bool": [False, True, True, False, True, False, True, False],
+        }
+        entities: list[Entity] = []
+        for number, picks in enumerate(rows):
+            data = {}
+            for name, kind, pick in zip(("a", "b"), kinds, picks, strict=True):
+                if pick < 8:
+                    data[name] = by_kind[kind][pick]
+                elif pick == 8:
+                    data[name] = None
+            entities.append((f"u{number:02}", data))
+        order_keys = parse_order(keys, dict(zip(("a", "b"), kinds, strict=True)))
+        assert all(key.natural for key in order_keys)
+        result = order(entities, order_keys, itemgetter(1), itemgetter(0))
+        assert result == reference_order(entities, order_keys)
 
     @given(
         values=st.lists(

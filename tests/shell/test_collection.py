@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from brainlessdb import (
     SchemaError,
     UnavailableError,
 )
+from brainlessdb.lookups import LOOKUPS
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
 
@@ -155,6 +157,39 @@ async def test_unknown_lookup_is_a_query_error(make_db: MakeDb) -> None:
         await db.call.filter(nope=1)
     with pytest.raises(QueryError):
         await db.call.order_by("-")
+
+
+@dataclass
+class Tagged:
+    tag: Any
+    uuid: str | None = None
+
+
+@pytest.mark.parametrize("typed", [False, True])
+async def test_find_on_one_field_answers_as_the_first_match_of_filter(make_db: MakeDb, typed: bool) -> None:
+    """find()'s fast path (one exact criterion on a field) answers as the general path, also after changes."""
+    db = await make_db()
+    calls: Any = db.call.typed(Tagged) if typed else db.call
+    values: list[Any] = [None, "a", "b", 1, 1.0, True, False, 0, {"x": 1}, [1, 2], ""]
+    added = [calls.add(tag=value) for value in values * 2]
+
+    async def check() -> None:
+        assert await calls.find(tag__exact=1) == await calls.find(tag=1)
+        for value in [*values, "zz", 2, 0.0]:
+            matches = await calls.filter(tag=value)
+            scan = [c for c in await calls.all() if LOOKUPS["exact"](c.tag, value)]
+            assert sorted(c.uuid for c in matches) == sorted(c.uuid for c in scan)
+            found = await calls.find(tag=value)
+            assert (found and found.uuid) == (matches[0].uuid if matches else None)
+
+    await check()
+    added[1].tag = "zz"
+    added[3].tag = {"x": 1}
+    calls.delete(added[4])
+    calls.delete(added[11])
+    await check()
+    uuid = added[5].uuid
+    assert (await calls.find(uuid=uuid)).uuid == uuid
 
 
 # Known defects of the first published version --------------------------------------------------
