@@ -30,11 +30,13 @@ Index: TypeAlias = dict[Hashable, Bucket]
 class IndexSet:
     """The equality indexes of one collection, built lazily per path."""
 
-    __slots__ = ("_fields", "_indexes")
+    __slots__ = ("_indexes", "fields")
 
     def __init__(self) -> None:
         self._indexes: dict[Path, Index] = {}
-        self._fields: set[str] = set()
+        self.fields: set[str] = set()
+        """The top-level fields some index reads (to be read only): a change of any other field is no
+        index's business, and needs no ``on_change`` call."""
 
     def __repr__(self) -> str:
         return f"<IndexSet [{', '.join(LOOKUP_SEP.join(path) for path in self._indexes)}]>"
@@ -46,7 +48,7 @@ class IndexSet:
 
     def covers(self, field: str) -> bool:
         """True when some index reads the top-level ``field``, so its changes must come with the old value."""
-        return field in self._fields
+        return field in self.fields
 
     def candidates(self, conditions: Sequence[Condition], source: Source) -> set[str] | None:
         """The uuids that can match: the intersection of every ``exact`` and ``in`` condition's answer.
@@ -127,7 +129,7 @@ class IndexSet:
         if index is None:
             index = _build(path, source)
             self._indexes[path] = index
-            self._fields.add(path[0])
+            self.fields.add(path[0])
         return index
 
     def on_add(self, uuid: str, data: Mapping[str, Any]) -> None:
@@ -164,7 +166,7 @@ class IndexSet:
     def clear(self) -> None:
         """Drop every index; each is rebuilt from the collection the next time a query needs it."""
         self._indexes.clear()
-        self._fields.clear()
+        self.fields.clear()
 
 
 def _build(path: Path, source: Source) -> Index:

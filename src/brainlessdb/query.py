@@ -436,6 +436,7 @@ def order(
     keys: Sequence[OrderKey],
     data_of: Callable[[T], Mapping[str, Any]],
     uuid_of: Callable[[T], str],
+    field_of: Callable[[str], Callable[[T], Any]] | None = None,
 ) -> list[T]:
     """``items`` sorted stably by ``keys``: ``None`` and missing values last in both directions.
 
@@ -443,6 +444,8 @@ def order(
     anything else by its canonical JSON text, so no mix of types raises. ``data_of`` and ``uuid_of`` give an
     item's data and uuid (an ``operator.attrgetter`` keeps them at C speed); each is called once per item
     and key, and once more for a key whose values turn out irregular (absent, None, mixed kinds).
+    ``field_of(name)``, if given, makes a function reading an item's top-level field ``name`` (raising
+    ``KeyError`` where absent): one written for the items' class reads faster than ``data_of`` can.
     """
     if not keys:
         return list(items)
@@ -452,7 +455,7 @@ def order(
     # entity in memory (that alone tripled the time of a 100k-entity sort). Each list of the items costs
     # a pass over them (reference counts), so none is made beyond what each sort makes.
     for key in reversed(keys):
-        result = _sorted_by(result, data_of, uuid_of, key)
+        result = _sorted_by(result, data_of, uuid_of, key, field_of)
     return cast("list[T]", result)
 
 
@@ -491,6 +494,7 @@ def _sorted_by(
     data_of: Callable[[T], Mapping[str, Any]],
     uuid_of: Callable[[T], str],
     key: OrderKey,
+    field_of: Callable[[str], Callable[[T], Any]] | None = None,
 ) -> list[T]:
     """``items`` sorted stably by their values at ``key.path``, in a new list.
 
@@ -505,8 +509,11 @@ def _sorted_by(
         # None (it compares with nothing, itself included, and a sort of two or more items compares every
         # item). A value breaking the schema raises TypeError the same way, unless it is a list among
         # lists only, which the schema rules out.
+        path = key.path
         try:
-            values = _read(items, data_of, uuid_of, key.path)
+            if field_of is not None and len(path) == 1 and path != _UUID_PATH:
+                return sorted(items, key=field_of(path[0]), reverse=key.descending)
+            values = _read(items, data_of, uuid_of, path)
             return sorted(items, key=partial(next, values), reverse=key.descending)
         except (KeyError, TypeError):
             pass  # sorted() sorted a copy: items are as they were

@@ -1,26 +1,82 @@
-"""Entities: how they are built."""
+"""Entities: how they are built, and how their fields read as attributes."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
+from brainlessdb.collection import Collection
 from brainlessdb.entity import Entity, new_entity
+from brainlessdb.schema import Schema
 
 STAMP = (1 << 40, "prague-1")
 
 
-def test_new_entity_builds_the_same_entity_as_the_constructor() -> None:
-    """``new_entity()`` (the fast way) gives an ``Entity`` with the same state as ``Entity(...)``."""
-    collection = cast(Any, object())
-    slow = Entity(collection, "u-1", {"state": "idle"}, STAMP, 7)
-    fast = new_entity(collection, "u-1", {"state": "idle"}, STAMP, 7)
-    assert type(fast) is Entity
-    for entity in (slow, fast):
-        assert (entity._collection, entity.uuid, entity._data, entity._stamps) == (
-            collection,
-            "u-1",
-            {"state": "idle"},
-            STAMP,
+def collection_of(schema: Schema) -> Collection[Any]:
+    """A collection without a database (enough to build and read entities)."""
+    collection: Collection[Any] = Collection(cast(Any, None), "calls")
+    collection.adopt_schema(schema)
+    return collection
+
+
+def test_new_entity_sets_the_state_an_entity_starts_with() -> None:
+    """``new_entity()`` gives an ``Entity`` of the collection's own entity class, not yet written."""
+    collection = collection_of(Schema.infer({"state": "idle"}))
+    entity = new_entity(collection, "u-1", {"state": "idle"}, STAMP, 7)
+    assert isinstance(entity, Entity)
+    assert type(entity) is not Entity  # the collection's subclass, holding its fields' readers
+    assert (entity._collection, entity.uuid, entity._data, entity._stamps) == (
+        collection,
+        "u-1",
+        {"state": "idle"},
+        STAMP,
+    )
+    assert (entity.revision, entity._version, entity._written, entity.dirty) == (7, 0, 0, False)
+    assert type(Entity(collection, "u-2", {"state": "idle"}, STAMP)) is type(entity)
+
+
+def test_fields_read_as_attributes_defaults_included() -> None:
+    """A field reads as an attribute; a declared field the data lacks reads as its default; an unknown
+    name is an AttributeError; a field named like an entity attribute is read with ``[]``."""
+    schema = Schema.from_json(
+        {
+            "v": 1,
+            "fields": {
+                "state": {"type": "str"},
+                "note": {"type": "str", "required": False, "nullable": True, "default": "-"},
+                "data": {"type": "int"},
+            },
+        }
+    )
+    entity = new_entity(collection_of(schema), "u-1", {"state": "idle", "data": 3}, STAMP)
+    assert entity.state == "idle"
+    assert entity.note == "-"
+    assert entity["data"] == 3
+    assert entity.data == {"state": "idle", "data": 3}  # the entity's own attribute wins
+    with pytest.raises(AttributeError):
+        _ = entity.colour
+
+
+def test_a_schema_that_grows_gives_new_attributes() -> None:
+    """Fields a later schema adds read as attributes on the entities that already exist."""
+    collection = collection_of(Schema.infer({"state": "idle"}))
+    entity = new_entity(collection, "u-1", {"state": "idle"}, STAMP)
+    with pytest.raises(AttributeError):
+        _ = entity.queue
+    grown = collection.schema
+    assert grown is not None
+    collection.adopt_schema(
+        grown.extend(
+            Schema.from_json(
+                {
+                    "v": 1,
+                    "fields": {
+                        "state": {"type": "str"},
+                        "queue": {"type": "int", "required": False, "default": 5},
+                    },
+                }
+            )
         )
-        assert (entity.revision, entity._version, entity._written, entity.dirty) == (7, 0, 0, False)
-    assert fast == slow
+    )
+    assert entity.queue == 5

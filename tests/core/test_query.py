@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -66,6 +66,11 @@ def matching(
 
 def ordered(entities: Sequence[Entity], *keys: str) -> list[str]:
     return [uuid for uuid, _ in order(entities, parse_order(keys, None), itemgetter(1), itemgetter(0))]
+
+
+def field_reader(name: str) -> Callable[[Entity], Any]:
+    """``order``'s optional ``field_of`` for the ``(uuid, data)`` pairs these tests sort."""
+    return lambda item: item[1][name]
 
 
 class TestResolve:
@@ -527,6 +532,7 @@ class TestOrder:
         assert keys[0].natural
         result = order(entities, keys, itemgetter(1), itemgetter(0))
         assert result == reference_order(entities, keys)
+        assert order(entities, keys, itemgetter(1), itemgetter(0), field_reader) == result
 
     @given(
         kinds=st.tuples(*[st.sampled_from(["str", "int", "float", "bool"])] * 2),
@@ -556,6 +562,7 @@ class TestOrder:
         assert all(key.natural for key in order_keys)
         result = order(entities, order_keys, itemgetter(1), itemgetter(0))
         assert result == reference_order(entities, order_keys)
+        assert order(entities, order_keys, itemgetter(1), itemgetter(0), field_reader) == result
 
     @given(
         values=st.lists(
