@@ -90,16 +90,24 @@ class Schema:
     """The locked fields of a collection."""
 
     fields: Mapping[str, FieldSpec]
-    _accepted: tuple[tuple[str, frozenset[type]], ...] = field(init=False, repr=False, compare=False)
+    _accepted: tuple[tuple[str, frozenset[type], frozenset[type]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _containers: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
     exact_types: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
     """Per field, the exact types of the values it takes with at most a cheap check (str: UTF-8 encodable,
     which ASCII always is; float: finite); values of other types need ``accept()``."""
 
     def __post_init__(self) -> None:
         # Per field, the exact types whose values it takes after at most a cheap check (see check_new).
-        accepted = tuple((name, _exact_types(spec)) for name, spec in self.fields.items())
+        # Per field, the exact types of the scalars it takes and of the containers it takes (copied).
+        accepted = tuple(
+            (name, _exact_types(spec), _CONTAINER_TYPES.get(spec.type, _NO_TYPES))
+            for name, spec in self.fields.items()
+        )
         object.__setattr__(self, "_accepted", accepted)
-        object.__setattr__(self, "exact_types", dict(accepted))
+        object.__setattr__(self, "exact_types", {name: exact for name, exact, _ in accepted})
+        object.__setattr__(self, "_containers", {name: kinds for name, _, kinds in accepted})
 
     @classmethod
     def infer(cls, data: Mapping[str, Any]) -> Schema:
@@ -174,7 +182,7 @@ class Schema:
             name = next(name for name in data if name not in fields)
             raise SchemaError(f"unknown field {name!r} (fields: {', '.join(fields)})", field=name)
         out: dict[str, Any] = {}
-        for name, accepted in self._accepted:
+        for name, accepted, containers in self._accepted:
             value = data.get(name, _NO_DEFAULT)
             kind = type(value)
             if kind in accepted:
@@ -186,6 +194,8 @@ class Schema:
                 elif kind is float and value - value != 0.0:
                     raise _not_finite(name, value)
                 out[name] = value
+            elif kind in containers:
+                out[name] = copy_json(name, value)
             elif value is _NO_DEFAULT:
                 spec = fields[name]
                 if spec.required:
@@ -207,6 +217,8 @@ class Schema:
         kind = type(value)
         if kind in self.exact_types[name] and kind is not str and kind is not float:
             return value
+        if kind in self._containers[name]:
+            return copy_json(name, value)
         value = copy_json(name, value)
         if not spec.accepts(value):
             got = "None" if value is None else type(value).__name__
@@ -301,6 +313,14 @@ _EXACT_TYPES: Final[Mapping[str, frozenset[type]]] = {
 }
 
 
+_NO_TYPES: Final[frozenset[type]] = frozenset()
+_CONTAINER_TYPES: Final[Mapping[str, frozenset[type]]] = {
+    "dict": frozenset({dict}),
+    "list": frozenset({list}),
+    "any": frozenset({dict, list}),
+}
+
+
 def _exact_types(spec: FieldSpec) -> frozenset[type]:
     """The exact scalar types a field takes (``None``'s too if nullable); dicts and lists are walked."""
     exact = _EXACT_TYPES[spec.type]
@@ -336,6 +356,21 @@ def copy_json(name: str, value: Any, _depth: int = 0) -> Any:
     unless it is JSON-like all the way down (str keys, no NaN or infinity, no lone surrogates, finite
     depth). One walk both checks and copies."""
     kind = type(value)
+    if kind is dict or kind is list:
+        if _depth > 64:
+            raise SchemaError(f"field {name!r} is nested too deeply", field=name)
+        if kind is list:
+            return [copy_json(name, item, _depth + 1) for item in value]
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not (type(key) is str and key.isascii()) and not (isinstance(key, str) and _utf8(key)):
+                raise SchemaError(f"field {name!r}: dict keys must be strings, got {key!r}", field=name)
+            kind = type(item)
+            if (kind is str and item.isascii()) or kind is int or kind is bool or item is None:
+                out[key] = item
+            else:
+                out[key] = copy_json(name, item, _depth + 1)
+        return out
     if kind is str:
         if not value.isascii() and not _utf8(value):
             raise _surrogates(name)
@@ -352,21 +387,9 @@ def copy_json(name: str, value: Any, _depth: int = 0) -> Any:
         if not _utf8(value):
             raise _surrogates(name)
         return value
-    if _depth > 64:
-        raise SchemaError(f"field {name!r} is nested too deeply", field=name)
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not (type(key) is str and key.isascii()) and not (isinstance(key, str) and _utf8(key)):
-                raise SchemaError(f"field {name!r}: dict keys must be strings, got {key!r}", field=name)
-            kind = type(item)
-            if (kind is str and item.isascii()) or kind is int or kind is bool or item is None:
-                out[key] = item
-            else:
-                out[key] = copy_json(name, item, _depth + 1)
-        return out
-    if isinstance(value, list):
-        return [copy_json(name, item, _depth + 1) for item in value]
+    if isinstance(value, (dict, list)):
+        # A subclass (a tracked dict or list, most likely): copied as the plain container.
+        return copy_json(name, dict(value) if isinstance(value, dict) else list(value), _depth)
     raise SchemaError(
         f"field {name!r}: {type(value).__name__} values cannot be stored (use JSON types)", field=name
     )
