@@ -109,6 +109,7 @@ class Brainless:
         self._collections: dict[str, Collection[Any]] = {}
         self._replicators: dict[str, Replicator] = {}
         self._attaching: dict[str, asyncio.Task[None]] = {}
+        self._loaded: set[Collection[Any]] = set()
         self._schema_watch: Replicator | None = None
         self._flusher: Flusher | None = None
         self._callbacks: set[asyncio.Task[Any]] = set()
@@ -428,13 +429,22 @@ class Brainless:
             logger.error("change callback failed", exc_info=task.exception())
 
     async def ready(self, collection: Collection[Any]) -> None:
+        """Wait until the collection's first load is done; return at once when it is, or when not started.
+
+        Every query awaits this, so a loaded collection is answered by one set lookup. It stays loaded for
+        good: a successful attach is never redone (only a failed one is retried), and a stopped database
+        never starts again.
+        """
+        if collection in self._loaded:
+            return
         if self._state != "started":
             return
         task = self._attaching.get(collection.name)
         if task is None:
             return
         if task.done() and not task.cancelled() and task.exception() is None:
-            return  # loaded long ago: the common case, answered without suspending
+            self._loaded.add(collection)
+            return
         await asyncio.shield(task)
 
     async def flush_collection(self, collection: Collection[Any]) -> None:

@@ -43,8 +43,13 @@ def encode_entity(data: dict[str, Any], stamps: Stamps) -> bytes:
     if isinstance(stamps, dict):
         if not stamps:
             raise EncodeError("an entity version without stamps cannot be stored")
-        base = _most_common(stamps)
+        base = next(iter(stamps.values()))
         overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
+        if len(overrides) * 2 >= len(stamps):
+            # The first field's stamp is not the majority's: count (rare; usually one stamp covers the
+            # fields of the add or load and a few changed fields have their own).
+            base = _most_common(stamps)
+            overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
     else:
         if not data:
             raise EncodeError("an entity version without stamps cannot be stored")
@@ -67,8 +72,61 @@ def encode_tombstone(stamp: Stamp) -> bytes:
     return _encoder.encode({"_v": FORMAT_VERSION, "x": stamp})
 
 
+class _Envelope(msgspec.Struct, gc=False):
+    """A stored value of format v1 as msgspec decodes it: field types checked in C, one object made.
+
+    Absent members stay ``UNSET``, which a JSON ``null`` can never be, so ``"x": null`` is told apart from
+    no ``x`` and fails as before. Not GC-tracked: it lives only while one value is decoded.
+    """
+
+    v: int = msgspec.field(name="_v")
+    d: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    s: tuple[int, str] | msgspec.UnsetType = msgspec.UNSET
+    t: dict[str, tuple[int, str]] | msgspec.UnsetType | None = msgspec.UNSET
+    x: tuple[int, str] | msgspec.UnsetType = msgspec.UNSET
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
 def decode_value(value: bytes, *, time_ns: int) -> Record:
-    """The entity version stored in a KV value written at ``time_ns`` (nanoseconds since the epoch)."""
+    """The entity version stored in a KV value written at ``time_ns`` (nanoseconds since the epoch).
+
+    The fast path decodes the envelope into a typed ``_Envelope``, so msgspec checks the version, the data
+    and every stamp while parsing. Whatever it refuses — a foreign JSON object (no ``"_v"``), a value of
+    another format version, or a malformed one — goes through ``_decode_generic``, which decides what it
+    is exactly as the format says, so both paths accept and reject the same values.
+    """
+    try:
+        envelope = _envelope_decoder.decode(value)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return _decode_generic(value, time_ns)
+    if envelope.v != FORMAT_VERSION:
+        raise DecodeError(f"unsupported format version {envelope.v!r}")
+    if envelope.x is not msgspec.UNSET:
+        hlc, node = envelope.x
+        return Record(deleted=(hlc, intern(node)))
+    data = envelope.d
+    if data is msgspec.UNSET:
+        raise DecodeError("missing entity data ('d')")
+    if envelope.s is msgspec.UNSET:
+        raise DecodeError("malformed stamp None")
+    hlc, node = envelope.s
+    # Interned: a handful of node names stand in thousands of stamps, one string each is enough.
+    base = (hlc, intern(node))
+    overrides = envelope.t
+    if not overrides:
+        # Every field has the base stamp: the record (and the entity made of it) holds that one stamp.
+        return Record(data=data, shared=base)
+    stamps = dict.fromkeys(data, base)
+    for name, (hlc, node) in overrides.items():
+        if name in stamps:
+            stamps[name] = (hlc, intern(node))
+    return Record(data=data, stamps=stamps)
+
+
+def _decode_generic(value: bytes, time_ns: int) -> Record:
+    """``decode_value`` for what the typed envelope refused: foreign objects, other versions, bad values."""
     try:
         obj = _decoder.decode(value)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
@@ -76,8 +134,7 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
     if "_v" not in obj:
-        foreign = (hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE)
-        return Record(data=obj, stamps=dict.fromkeys(obj, foreign), shared=foreign)
+        return Record(data=obj, shared=(hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE))
     if not _is_current_version(obj["_v"]):
         raise DecodeError(f"unsupported format version {obj['_v']!r}")
     if "x" in obj:
@@ -86,12 +143,12 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     if not isinstance(data, dict):
         raise DecodeError("missing entity data ('d')")
     base = _stamp(obj.get("s"))
-    stamps = dict.fromkeys(data, base)
     overrides = obj.get("t")
     if not overrides:
-        return Record(data=data, stamps=stamps, shared=base)
+        return Record(data=data, shared=base)
     if not isinstance(overrides, dict):
         raise DecodeError("malformed field stamps ('t')")
+    stamps = dict.fromkeys(data, base)
     for name, raw in overrides.items():
         if name in stamps:
             stamps[name] = _stamp(raw)
@@ -141,11 +198,16 @@ def _check_json(value: Any) -> None:
     value would come back changed. Tuples are arrays (the schema types them as lists).
     """
     if type(value) is dict:
-        # The common case, an entity's fields, without a call per plain value.
+        # The common case, an entity's fields, without a call per plain value or float.
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EncodeError(f"a JSON object key must be a string, not {type(key).__name__}")
-            if item is None or type(item) in _PLAIN:
+            kind = type(item)
+            if item is None or kind in _PLAIN:
+                continue
+            if kind is float:
+                if not math.isfinite(item):
+                    raise EncodeError(f"{item!r} cannot be stored as JSON")
                 continue
             _check_json(item)
         return
@@ -176,7 +238,6 @@ def _stamp(raw: Any) -> Stamp:
 
 
 def _most_common(stamps: dict[str, Stamp]) -> Stamp:
-    counts: dict[Stamp, int] = {}
-    for stamp in stamps.values():
-        counts[stamp] = counts.get(stamp, 0) + 1
-    return max(counts, key=counts.__getitem__)
+    """The stamp most fields have (the first such in field order on a tie), to store as the base ``s``."""
+    values = list(stamps.values())
+    return max(dict.fromkeys(values), key=values.count)

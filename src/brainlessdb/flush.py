@@ -51,12 +51,10 @@ class Flusher:
         self._on_written = on_written
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        # Something changed: flush after the interval. Called for every change, hence bound directly.
+        self.wake: Callable[[], None] = self._wake.set
         self._task: asyncio.Task[None] | None = None
         self.stats = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0}
-
-    def wake(self) -> None:
-        """Something changed: flush after the interval."""
-        self._wake.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -140,9 +138,7 @@ class Flusher:
             return []
         try:
             bucket = await self._bucket_of(collection)
-            results = await self._storage.write(
-                bucket, [Write(w.key, w.value, w.expected_revision, w.delete) for w in writes]
-            )
+            results = await self._storage.write(bucket, writes)  # a PendingWrite is a Write
         except BaseException as exc:
             # Whatever happened (even cancellation by stop()), these writes are no longer in flight.
             for write in writes:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from brainlessdb.codec import decode_delete, decode_value, encode_entity, encode_tombstone
-from brainlessdb.entity import Entity
+from brainlessdb.entity import Entity, new_entity
 from brainlessdb.errors import DecodeError, EncodeError, SchemaError
 from brainlessdb.lookups import MISSING
 from brainlessdb.schema import Schema
-from brainlessdb.storage.base import Entry, Op
+from brainlessdb.storage.base import Entry, Op, Write
 from brainlessdb.sync.clock import Stamp, wall_ms
 from brainlessdb.sync.merge import Record, field_stamps, merge_into
 
@@ -44,15 +44,14 @@ logger = logging.getLogger(__name__)
 _set_slot = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
-class PendingWrite:
-    """A write for the shell: store ``value`` at ``key`` if its last revision is still the expected one."""
+@dataclass(slots=True)
+class PendingWrite(Write):
+    """A write for the shell: store ``value`` at ``key`` if its last revision is still the expected one.
 
-    key: str
-    value: bytes
-    expected_revision: int | None
-    version: int
-    delete: bool = False
+    A storage ``Write`` itself (handed to ``Storage.write`` as it is), plus the entity version it holds.
+    """
+
+    version: int = 0
 
 
 @dataclass(slots=True)
@@ -173,31 +172,31 @@ class Replica:
     def take_writes(self) -> list[PendingWrite]:
         """The writes to do now: every dirty entity and unwritten delete that is not already in flight."""
         writes: list[PendingWrite] = []
-        inflight = self._inflight
+        inflight, sent, rejected = self._inflight, self._sent, self._rejected
         for uuid, entity in self._dirty.items():
             if uuid in inflight:
                 continue
-            if uuid in self._rejected:
+            if rejected and uuid in rejected:
                 schema = self._collection.schema
                 if schema is None or not self._fits(schema, uuid, entity):
                     continue
-                self._rejected.discard(uuid)
+                rejected.discard(uuid)
                 self.errors.pop(uuid, None)
             try:
                 value = encode_entity(entity._data, entity._stamps)
             except EncodeError as exc:
                 self.errors[uuid] = exc
                 continue
-            expected = 0 if entity._revision is None else entity._revision
-            inflight[uuid] = entity._version
-            self._sent[uuid] = value
-            writes.append(PendingWrite(uuid, value, expected, entity._version))
+            revision, version = entity._revision, entity._version
+            inflight[uuid] = version
+            sent[uuid] = value
+            writes.append(PendingWrite(uuid, value, 0 if revision is None else revision, False, version))
         for uuid, tomb in self._tombstones.items():
             if tomb.written or uuid in inflight:
                 continue
             inflight[uuid] = 0
             expected = 0 if tomb.revision is None else tomb.revision
-            writes.append(PendingWrite(uuid, encode_tombstone(tomb.stamp), expected, 0, delete=True))
+            writes.append(PendingWrite(uuid, encode_tombstone(tomb.stamp), expected, delete=True))
         return writes
 
     def written(self, write: PendingWrite, revision: int) -> None:
@@ -205,7 +204,8 @@ class Replica:
         uuid = write.key
         self._inflight.pop(uuid, None)
         self._sent.pop(uuid, None)
-        self.errors.pop(uuid, None)
+        if self.errors:
+            self.errors.pop(uuid, None)
         tomb = self._tombstones.get(uuid)
         if tomb is not None:
             tomb.revision = max(tomb.revision or 0, revision)
@@ -215,9 +215,11 @@ class Replica:
         entity = self._collection.entities.get(uuid)
         if entity is None:
             return
-        entity._revision = max(entity._revision or 0, revision)
+        # Straight to the slots (as everywhere here): Entity.__setattr__ is the path of field changes.
+        if entity._revision is None or revision > entity._revision:
+            _set_slot(entity, "_revision", revision)
         if write.version > entity._written:
-            entity._written = write.version
+            _set_slot(entity, "_written", write.version)
         if entity._written == entity._version:
             self._dirty.pop(uuid, None)
 
@@ -256,7 +258,7 @@ class Replica:
             return
         entity = self._collection.entities.get(uuid)
         if entity is not None:
-            entity._revision = max(entity._revision or 0, revision)
+            _set_slot(entity, "_revision", max(entity._revision or 0, revision))
 
     # -- the journal: pending changes kept on local disk ------------------------------------------
 
@@ -298,7 +300,7 @@ class Replica:
         if uuid in self._tombstones:
             return  # deleted meanwhile: the delete wins
         if entity is None:
-            entity = Entity(collection, uuid, record.data, record.compact_stamps)
+            entity = new_entity(collection, uuid, record.data, record.compact_stamps)
             collection.entities[uuid] = entity
             collection.indexes.on_add(uuid, record.data)
         else:
@@ -357,57 +359,50 @@ class Replica:
 
     def apply(self, entry: Entry) -> None:
         """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory."""
-        if entry.revision > self.last_revision:
-            self.last_revision = entry.revision
+        # Every entry of a load and every echo of this node's own writes comes through here: the key's
+        # entity and tombstone are looked up once, and an own write is recognised before any decoding.
+        revision = entry.revision
+        if revision > self.last_revision:
+            self.last_revision = revision
+        uuid = entry.key
         if self._resync_seen is not None:
-            self._resync_seen.add(entry.key)
-        if entry.op is Op.PUT and self._known(entry):
-            return
+            self._resync_seen.add(uuid)
+        entity = self._collection.entities.get(uuid)
+        tomb = self._tombstones.get(uuid)
         try:
             if entry.op is Op.PUT:
+                if entity is not None and tomb is None:
+                    # A put this node has seen already (an older revision), or its own write coming back
+                    # before its acknowledgement (the same bytes): it tells the revision, nothing new.
+                    known = entity._revision
+                    if known is not None and revision <= known:
+                        return
+                    if self._sent.get(uuid) == entry.value:
+                        _set_slot(entity, "_revision", revision)
+                        return
                 record = decode_value(entry.value, time_ns=entry.time_ns)
             else:
                 record = decode_delete(entry.value, time_ns=entry.time_ns)
         except DecodeError as exc:
             self._dead_letter(entry, str(exc))
             return
-        host = self._collection._host
         newest = record.max_stamp()
         if newest is not None:
-            host.clock.observe(newest[0])
-        uuid = entry.key
-        tomb = self._tombstones.get(uuid)
+            self._collection._host.clock.observe(newest[0])
         if tomb is not None:
             self._apply_to_tombstone(tomb, entry, record)
             return
-        entity = self._collection.entities.get(uuid)
         if record.deleted is not None:
-            self._drop(uuid, entity, Tombstone(record.deleted, entry.revision, written=True))
+            self._drop(uuid, entity, Tombstone(record.deleted, revision, written=True))
             return
         if not self._fits_schema(entry, record):
             return
         if entity is None:
-            self._create(uuid, record, entry.revision)
+            self._create(uuid, record, revision)
             return
-        if entity._revision is not None and entry.revision <= entity._revision:
+        if entity._revision is not None and revision <= entity._revision:
             return
-        self._merge(entity, record, entry.revision)
-
-    def _known(self, entry: Entry) -> bool:
-        """True for a put this node has already seen: its own write coming back, or an older revision.
-
-        Checked before decoding, since a node's own writes come back through its watch in bulk.
-        """
-        entity = self._collection.entities.get(entry.key)
-        if entity is None or entry.key in self._tombstones:
-            return False
-        if entity._revision is not None and entry.revision <= entity._revision:
-            return True
-        if self._sent.get(entry.key) == entry.value:
-            # Our own write, seen before its acknowledgement: it tells the revision and nothing new.
-            _set_slot(entity, "_revision", entry.revision)
-            return True
-        return False
+        self._merge(entity, record, revision)
 
     def _apply_to_tombstone(self, tomb: Tombstone, entry: Entry, record: Record) -> None:
         if tomb.revision is not None and entry.revision <= tomb.revision:
@@ -428,7 +423,7 @@ class Replica:
             return True
         try:
             # A foreign value is stamped all alike by the decoder: its first stamp tells.
-            first = next(iter(record.stamps.values()), None)
+            first = record.first_stamp()
             if first is not None and first[1] == FOREIGN_NODE:
                 schema.check_stored(record.data)
             else:
@@ -440,7 +435,7 @@ class Replica:
 
     def _create(self, uuid: str, record: Record, revision: int) -> None:
         collection = self._collection
-        entity = Entity(collection, uuid, record.data, record.compact_stamps, revision)
+        entity = new_entity(collection, uuid, record.data, record.compact_stamps, revision)
         collection.entities[uuid] = entity
         collection.indexes.on_add(uuid, record.data)
         if collection.has_listeners:
@@ -451,13 +446,13 @@ class Replica:
         uuid = entity._uuid
         stamps = _own_stamps(entity)
         changed = merge_into(entity._data, stamps, record)
-        entity._revision = revision
+        _set_slot(entity, "_revision", revision)
         indexes = self._collection.indexes
         for name, old in changed.items():
             indexes.on_change(uuid, name, old, entity._data[name])
         if uuid in self._dirty and uuid not in self._inflight and _same_stamps(stamps, record):
             # What is stored already holds everything this node has: nothing left to write.
-            entity._written = entity._version
+            _set_slot(entity, "_written", entity._version)
             del self._dirty[uuid]
             self.errors.pop(uuid, None)
         if changed:

@@ -247,12 +247,18 @@ class Schema:
         its name is valid: another node may have extended the schema before this node saw it.
         """
         fields = self.fields
+        exact_types = self.exact_types
+        containers = self._containers
         for name, value in data.items():
+            decoded = type(value)
+            exact = exact_types.get(name)
+            if exact is not None and (decoded in exact or decoded in containers[name]):
+                continue  # the common case: a type the field takes (a subset of what the rules below take)
             spec = fields.get(name)
             if spec is None:
                 check_field_name(name)
                 continue
-            kind = _DECODED_TYPES.get(type(value), "?")
+            kind = _DECODED_TYPES.get(decoded, "?")
             expected = spec.type
             if kind == expected or expected == "any" or (kind == "int" and expected == "float"):
                 continue

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from brainlessdb.codec import (
     FOREIGN_NODE,
+    _decode_generic,
     decode_delete,
     decode_value,
+    encode_entity,
     encode_record,
     encode_tombstone,
 )
@@ -276,6 +278,51 @@ envelopes = st.fixed_dictionaries(
 @given(st.one_of(json_values, envelopes), st.booleans())
 def test_random_json_gives_a_valid_record_or_decode_error(obj: Any, delete: bool) -> None:
     decodes_to_a_valid_record_or_decode_error(_plain.encode(obj), delete=delete)
+
+
+def decoded_or_error(decode: Any, value: bytes) -> tuple[Any, ...]:
+    try:
+        record = decode(value)
+    except DecodeError as exc:
+        return ("error", str(exc))
+    return ("record", canon(record), list(record.data), record.compact_stamps)
+
+
+@settings(max_examples=500)
+@given(st.one_of(envelopes, json_values, live_records().map(encode_record), stamps.map(encode_tombstone)))
+def test_the_typed_envelope_decodes_exactly_as_the_generic_path(obj: Any) -> None:
+    """``decode_value`` decodes most values through a typed msgspec struct and falls back to the generic
+    decoder for what the struct refuses: both must give the same record, or the same error."""
+    value = obj if isinstance(obj, bytes) else _plain.encode(obj)
+    fast = decoded_or_error(lambda v: decode_value(v, time_ns=TIME_NS), value)
+    assert fast == decoded_or_error(lambda v: _decode_generic(v, TIME_NS), value)
+
+
+def test_a_decoded_value_whose_fields_share_one_stamp_hands_that_stamp_to_the_entity() -> None:
+    record = decode_value(b'{"_v":1,"d":{"a":1,"b":2},"s":[5,"n"]}', time_ns=TIME_NS)
+    assert record.compact_stamps == (5, "n")
+    foreign = decode_value(b'{"a": 1}', time_ns=TIME_NS)
+    assert foreign.compact_stamps == (TIME_HLC, FOREIGN_NODE)
+    overridden = decode_value(b'{"_v":1,"d":{"a":1,"b":2},"s":[5,"n"],"t":{"b":[6,"m"]}}', time_ns=TIME_NS)
+    assert overridden.compact_stamps == {"a": (5, "n"), "b": (6, "m")}
+
+
+@pytest.mark.parametrize(
+    ("stamps", "base"),
+    [
+        ({"a": (1, "n"), "b": (1, "n"), "c": (2, "m")}, (1, "n")),  # the first field's stamp is most common
+        ({"a": (2, "m"), "b": (1, "n"), "c": (1, "n")}, (1, "n")),  # it is not: counted
+        ({"a": (2, "m"), "b": (1, "n")}, (2, "m")),  # a tie: the first field's
+        ({"a": (3, "k"), "b": (2, "m"), "c": (1, "n"), "d": (1, "n")}, (1, "n")),
+    ],
+)
+def test_the_base_stamp_is_the_one_most_fields_have(stamps: dict[str, Stamp], base: Stamp) -> None:
+    data = dict.fromkeys(stamps, 0)
+    stored = msgspec.json.decode(encode_entity(data, stamps))
+    assert tuple(stored["s"]) == base
+    assert {name: tuple(stamp) for name, stamp in stored.get("t", {}).items()} == {
+        name: stamp for name, stamp in stamps.items() if stamp != base
+    }
 
 
 # Values that JSON cannot hold

@@ -284,3 +284,32 @@ def test_max_stamp_is_the_newest_field_stamp_or_the_delete_stamp() -> None:
     assert Record().max_stamp() is None
     assert Record(data={"a": 1, "b": 2}, stamps={"a": (3, "n"), "b": (4, "m")}).max_stamp() == (4, "m")
     assert Record(deleted=(2, "n")).max_stamp() == (2, "n")
+
+
+def test_a_record_with_one_shared_stamp_is_the_record_with_that_stamp_per_field() -> None:
+    shared = Record(data={"a": 1, "b": 2}, shared=(7, "n"))
+    per_field = Record(data={"a": 1, "b": 2}, stamps={"a": (7, "n"), "b": (7, "n")})
+    assert shared == per_field
+    assert shared.compact_stamps == (7, "n")  # what an entity holds: the stamp, no dict
+    assert shared.max_stamp() == shared.first_stamp() == (7, "n")
+    assert shared.stamps == per_field.stamps  # made when asked (a merge), the same
+    assert Record(shared=(7, "n")).max_stamp() is None  # no field, no stamp
+    assert Record(shared=(7, "n")).stamps == {}
+
+
+def test_first_stamp_is_the_stamp_of_the_first_field() -> None:
+    record = Record(data={"a": 1, "b": 2}, stamps={"a": (3, "m"), "b": (4, "n")})
+    assert record.first_stamp() == (3, "m")
+    assert Record().first_stamp() is None
+
+
+@given(families(3, live=True))
+def test_merging_into_a_record_with_a_shared_stamp_is_merging_into_its_per_field_stamps(
+    family: list[Record],
+) -> None:
+    base, incoming, _ = family
+    stamp = max(base.stamps.values(), default=(1, "n1"))
+    shared = Record(data=dict(base.data), shared=stamp)
+    spelled = Record(data=dict(base.data), stamps=dict.fromkeys(base.data, stamp))
+    assert canon(merge_records(shared, incoming)) == canon(merge_records(spelled, incoming))
+    assert dominates(shared, incoming) == dominates(spelled, incoming)

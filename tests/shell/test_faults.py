@@ -26,7 +26,7 @@ import pytest
 
 from brainlessdb import Brainless, ConflictError, FlushError, StorageError, UnavailableError
 from brainlessdb.embedded import EmbeddedCluster, EmbeddedServer
-from brainlessdb.storage.base import WatchEvent, Write
+from brainlessdb.storage.base import WatchBatch, Write
 from brainlessdb.storage.memory import MemoryStorage
 
 from .conftest import eventually
@@ -733,7 +733,9 @@ async def test_killing_the_stream_leader_in_the_middle_of_a_large_flush_loses_no
         watcher = await nats.connect([u for u in urls if u != victim.url])
         js = watcher.jetstream()
 
-        calls = [a.call.add(n=i, note="x" * 2000) for i in range(5000)]
+        # Enough writes that the flush still runs after a few polls of a loaded machine (5000 once were
+        # all stored before the poll below saw 500).
+        calls = [a.call.add(n=i, note="x" * 2000) for i in range(8000)]
         flush = asyncio.create_task(a.flush())
         stored = 0
         while stored < 500:  # the flush is under way: the server holds some of it, not all
@@ -807,10 +809,10 @@ class FailingTeardown(MemoryStorage):
         super().__init__()
         self._buckets = shared._buckets
 
-    async def watch(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch_batches(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchBatch]:
         try:
-            async for event in super().watch(bucket, after=after):
-                yield event
+            async for batch in super().watch_batches(bucket, after=after):
+                yield batch
         finally:
             raise RuntimeError("the connection broke while the watch was being closed")
 

@@ -22,7 +22,7 @@ from brainlessdb.storage import base
 from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchEvent, Write
 from brainlessdb.storage.memory import MemoryStorage
 from brainlessdb.storage.nats_kv import NatsKVStorage
-from brainlessdb.storage.nats_watch import AckMetadata, parse_ack_reply
+from brainlessdb.storage.nats_watch import parse_ack_reply
 
 # Both backends return async generators from watch(), so tests can close them with aclosing().
 Storage = MemoryStorage | NatsKVStorage
@@ -339,6 +339,32 @@ async def test_large_replay_arrives_whole_and_in_order_through_a_slow_reader(
     assert revisions == results
 
 
+async def test_watch_batches_hold_the_events_of_watch_in_order_many_at_a_time(
+    storage: Storage, bucket: str
+) -> None:
+    count = 2000
+    results = await storage.write(bucket, [Write(f"k{i}", b"x" * 100, 0) for i in range(count)])
+    assert all(isinstance(result, int) for result in results)
+
+    batches: list[list[WatchEvent]] = []
+    async with contextlib.aclosing(storage.watch_batches(bucket)) as stream:
+        while not batches or not isinstance(batches[-1][-1], CaughtUp):
+            batches.append(await asyncio.wait_for(anext(stream), STEP))
+        live = await put(storage, bucket, "k0", b"again")
+        batches.append(await asyncio.wait_for(anext(stream), STEP))
+    events = [event for batch in batches for event in batch]
+    assert all(batches)  # never an empty batch
+    assert summary(events) == [
+        *((f"k{i}", revision, b"x" * 100, Op.PUT) for i, revision in enumerate(results)),
+        ("caught-up", results[-1]),
+        ("k0", live, b"again", Op.PUT),
+    ]
+    # The point of batches: a replay is handed over in a few steps, not one per entry.
+    assert len(batches) < count / 10
+    async with contextlib.aclosing(storage.watch(bucket)) as one_by_one:
+        assert summary(await take(one_by_one, count)) == summary([*events[1:count], events[count + 1]])
+
+
 async def test_close_ends_every_watch(storage: Storage, bucket: str) -> None:
     events = storage.watch(bucket)
     assert await next_event(events) == CaughtUp(0)
@@ -373,11 +399,13 @@ def test_ack_reply_subjects_of_both_forms_are_parsed() -> None:
     old = "$JS.ACK.KV_b.consumer.1.42.7.1700000000000000000.3"
     new = "$JS.ACK.hub.ACCHASH.KV_b.consumer.1.42.7.1700000000000000000.3.rnd"
 
-    expected = AckMetadata(stream_seq=42, consumer_seq=7, time_ns=1700000000000000000, pending=3)
+    expected = (42, 7, 1700000000000000000)  # stream sequence, consumer sequence, time in ns
     assert parse_ack_reply(old) == expected
     assert parse_ack_reply(new) == expected
     assert parse_ack_reply("_INBOX.abc") is None
     assert parse_ack_reply("$JS.ACK.a.b.c.d.e.f.g.h.i.j") is None
+    assert parse_ack_reply("$JS.NAK.KV_b.consumer.1.42.7.1700000000000000000.3") is None
+    assert parse_ack_reply("$JS.ACK.KV_b.consumer.1.x.7.1700000000000000000.3") is None
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ Two implementations honour it: ``MemoryStorage`` (in-process, the in-memory mode
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,9 +21,13 @@ class Op(enum.Enum):
     PURGE = "PURGE"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """One entry of a bucket: the key's value (or delete marker) at ``revision``."""
+    """One entry of a bucket: the key's value (or delete marker) at ``revision``.
+
+    Treated as immutable, but not ``frozen``: a watch makes one per message, and a frozen dataclass's
+    ``__init__`` (``object.__setattr__`` per field) costs twice as much.
+    """
 
     key: str
     revision: int
@@ -50,12 +55,13 @@ class Resumed:
     stalled_for: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Write:
     """One compare-and-set write.
 
     ``expected_revision`` is the key's last revision this node saw: ``0`` means the key must not exist,
-    ``None`` writes unconditionally. ``delete`` writes a delete marker whose body is ``value``.
+    ``None`` writes unconditionally. ``delete`` writes a delete marker whose body is ``value``. Not frozen,
+    for the same reason as ``Entry``; subclasses may carry more (the replica's ``PendingWrite``).
     """
 
     key: str
@@ -65,6 +71,16 @@ class Write:
 
 
 WatchEvent = Entry | CaughtUp | Resumed
+WatchBatch = list[WatchEvent]
+"""Watch events in order, as many as had arrived when the reader asked (never empty)."""
+
+
+async def flatten(batches: AsyncGenerator[WatchBatch, None]) -> AsyncGenerator[WatchEvent, None]:
+    """The events of ``watch_batches()`` one by one: how both storages implement ``watch()``."""
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for event in batch:
+                yield event
 
 
 class Storage(Protocol):
@@ -84,6 +100,12 @@ class Storage(Protocol):
         ``after=None`` replays the last entry of every key; ``after=n`` every entry with a revision above
         ``n``. The iterator survives reconnects by itself and never repeats a revision it yielded.
         """
+        ...
+
+    def watch_batches(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchBatch]:
+        """``watch()`` in batches: the same events in the same order, each batch holding all that had
+        arrived. For readers that apply many entries (a load, a burst of writes): one suspension per
+        batch instead of one per entry."""
         ...
 
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from brainlessdb.errors import ConflictError, InvalidNameError, StorageError
-from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchEvent, Write
+from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchBatch, WatchEvent, Write, flatten
 
 BUCKET_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
-KEY_PATTERN: Final = re.compile(r"[-/_=.A-Za-z0-9]+")
+# Keys become subject tokens: a dot at either end would make an empty token, and wildcards or spaces
+# would address other keys or break the protocol line. One match, as every write checks its key.
+KEY_PATTERN: Final = re.compile(r"(?!\.)[-/_=.A-Za-z0-9]+(?<!\.)")
 
 
 def validate_bucket(bucket: str) -> None:
@@ -33,9 +35,7 @@ def validate_bucket(bucket: str) -> None:
 
 def check_key(key: str) -> StorageError | None:
     """The error to report for ``key`` if it is not a valid KV key, else None."""
-    # Keys become subject tokens: a dot at either end would make an empty token, and wildcards or
-    # spaces would address other keys or break the protocol line.
-    if KEY_PATTERN.fullmatch(key) is None or key.startswith(".") or key.endswith("."):
+    if KEY_PATTERN.fullmatch(key) is None:
         return StorageError(f"invalid key {key!r}")
     return None
 
@@ -146,31 +146,44 @@ class MemoryStorage:
         data = self._bucket(bucket)
         data.entries.pop(key, None)
 
-    async def watch(self, bucket: str, *, after: int | None = None) -> AsyncGenerator[WatchEvent, None]:
+    def watch(self, bucket: str, *, after: int | None = None) -> AsyncGenerator[WatchEvent, None]:
         """Entries of ``bucket`` forever: first a replay, then a ``CaughtUp``, then live changes.
 
         ``after=None`` replays the last entry of every key; ``after=n`` every entry with a revision above
         ``n``. The iterator ends when this storage is closed.
         """
+        return flatten(self.watch_batches(bucket, after=after))
+
+    async def watch_batches(
+        self, bucket: str, *, after: int | None = None
+    ) -> AsyncGenerator[WatchBatch, None]:
+        """``watch()`` in batches: the whole replay and its ``CaughtUp``, then what arrived meanwhile."""
         data = self._bucket(bucket)
         # Snapshot and registration happen without an await in between, so no entry is missed or doubled.
         caught_up = data.revision
-        replay = sorted(
+        entries = sorted(
             (entry for entry in data.entries.values() if after is None or entry.revision > after),
             key=lambda entry: entry.revision,
         )
+        replay: WatchBatch = [*entries, CaughtUp(caught_up)]
         watch = _Watch(owner=self)
         data.watches.add(watch)
         self._watches.add(watch)
+        queue = watch.queue
         try:
-            for entry in replay:
-                yield entry
-            yield CaughtUp(caught_up)
+            yield replay
             while True:
-                item = await watch.queue.get()
+                item = await queue.get()
+                batch: WatchBatch = []
+                while not isinstance(item, _Closed):
+                    batch.append(item)
+                    if queue.empty():
+                        break
+                    item = queue.get_nowait()
+                if batch:
+                    yield batch
                 if isinstance(item, _Closed):
                     return
-                yield item
         finally:
             data.watches.discard(watch)
             self._watches.discard(watch)

@@ -1,11 +1,10 @@
 """``NatsKVStorage``: the storage contract on NATS JetStream Key/Value; the one place nats errors are mapped.
 
-A bucket ``b`` is the stream ``KV_b`` with subjects ``$KV.b.<key>``, created here with the settings a KV
-bucket has (ADR-8) plus direct get, and without the per-message TTL nats-py's ``create_key_value`` always
-turns on; existing buckets are bound and never reconfigured. Writes are pipelined compare-and-set
-publishes whose acknowledgements are gathered together, reads are direct gets, and watches are
-``KVWatcher``s (``nats_watch.py``). Every nats exception becomes a ``StorageError``: ``ConflictError`` on a
-revision mismatch, ``UnavailableError`` (retryable) when the server cannot be reached or elects a leader,
+Buckets are JetStream streams made and bound by ``nats_buckets``; writes are pipelined compare-and-set
+publishes whose acknowledgements are gathered together (``nats_publish``); reads are direct gets; watches
+are ``KVWatcher``s (``nats_watch``); a publish the server denies fails what waits on it at once
+(``nats_denials``). Every nats exception becomes a ``StorageError``: ``ConflictError`` on a revision
+mismatch, ``UnavailableError`` (retryable) when the server cannot be reached or elects a leader,
 ``PermissionDeniedError`` when the account may not use a bucket (see ``denied_subject``). Credentials never
 reach a log line, a message or a repr: server URLs are shown through ``redact_url``.
 """
@@ -14,93 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js.api import DEFAULT_PREFIX, DiscardPolicy, Header, StorageType, StreamConfig, StreamInfo
+from nats.js.api import Header
 
 from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
-from brainlessdb.storage.base import Entry, WatchEvent, Write
+from brainlessdb.storage.base import Entry, WatchBatch, WatchEvent, Write, flatten
 from brainlessdb.storage.memory import check_key, validate_bucket
-from brainlessdb.storage.nats_errors import (
-    ERR_STREAM_NAME_IN_USE,
-    STATUS_UNAVAILABLE,
-    api_bucket_of,
-    denied_subject,
-    redact_servers,
-    translate_error,
-)
+from brainlessdb.storage.nats_buckets import bind_stream, list_bucket_names
+from brainlessdb.storage.nats_denials import ErrorCallback, ErrorFanOut, Guards
+from brainlessdb.storage.nats_errors import api_bucket_of, denied_subject, redact_servers, translate_error
+from brainlessdb.storage.nats_publish import Publisher
 from brainlessdb.storage.nats_watch import KV_OPERATION, KVWatcher, operation_of, time_ns_of
 
 logger = logging.getLogger(__name__)
 
-DUPLICATE_WINDOW: Final = 120.0  # seconds, as every KV bucket has
-HEADER_OVERHEAD: Final = len(b"NATS/1.0\r\n\r\n")
-CHECK_INTERVAL: Final = 0.25  # how often a waiting write looks whether the connection dropped
 CLOSE_TIMEOUT: Final = 1.0  # seconds to wait for the socket of a connection that could not be made
 # A server that does not answer a ping within this long is not drained: nats-py would wait 10-30 s.
 DRAIN_PING_TIMEOUT: Final = 1  # nats-py takes whole seconds
-
-T = TypeVar("T")
-ErrorCallback = Callable[[Exception], Awaitable[None]]
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    # The outcome of a request abandoned after a denial is of no interest: read it so nobody warns.
-    if not task.cancelled():
-        task.exception()
-
-
-class _ErrorFanOut:
-    """The error callback of a client connected by the caller: its own callback, and each storage's check.
-
-    nats-py keeps a client's error callback in ``_error_cb``; wrapping it once per client lets the storages
-    over it fail denied publishes fast too, while the caller's callback still sees every error. A client
-    without that attribute is left alone: denied writes then time out as unavailable.
-    """
-
-    def __init__(self, original: ErrorCallback) -> None:
-        self.original = original
-        self.storages: weakref.WeakSet[NatsKVStorage] = weakref.WeakSet()
-
-    @classmethod
-    def install(cls, nc: Client) -> _ErrorFanOut | None:
-        current: ErrorCallback | None = getattr(nc, "_error_cb", None)
-        if isinstance(current, _ErrorFanOut) or current is None:
-            return current
-        fan_out = cls(current)
-        nc._error_cb = fan_out
-        return fan_out
-
-    async def __call__(self, exc: Exception) -> None:
-        for storage in list(self.storages):
-            storage._handle_denial(exc)
-        await self.original(exc)
-
-
-class _AckBatch:
-    """The writes of one ``write()`` call and their results as the acknowledgements arrive."""
-
-    def __init__(self, writes: Sequence[Write]) -> None:
-        self.writes = writes
-        self.results: list[int | Exception | None] = [None] * len(writes)
-        self.tokens: list[str] = []
-        self.subjects: list[str] = []  # lowercased, one per token: what a permissions violation names
-        self.remaining = 0
-        self.done = asyncio.Event()
-
-    def resolve(self, index: int, result: int | Exception) -> None:
-        self.results[index] = result
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.done.set()
 
 
 class NatsKVStorage:
@@ -123,18 +58,12 @@ class NatsKVStorage:
         self._js = nc.jetstream(timeout=timeout)
         self._owns_connection = owns_connection
         self._direct: dict[str, bool] = {}  # per open bucket: may reads use direct get?
-        self._acks: dict[str, tuple[_AckBatch, int]] = {}
-        self._ack_prefix: str | None = None
-        self._ack_lock = asyncio.Lock()
-        self._ack_counter = 0
+        self._publisher = Publisher(nc, timeout)
         self._watchers: set[KVWatcher] = set()
         self._closed = False
-        # Who waits on a subject the server may deny, by lowercased subject: the tokens of the writes
-        # published to it, and the requests on a bucket (key: the bucket) or on one key (key: its subject).
-        self._write_subjects: dict[str, set[str]] = {}
-        self._guards: dict[str, set[asyncio.Future[str]]] = {}
+        self._guards = Guards()
         self._chained_error_cb: ErrorCallback | None = None
-        self._fan_out = None if owns_connection else _ErrorFanOut.install(nc)
+        self._fan_out = None if owns_connection else ErrorFanOut.install(nc)
         if self._fan_out is not None:
             self._fan_out.storages.add(self)
 
@@ -181,56 +110,23 @@ class NatsKVStorage:
 
     async def _on_error(self, exc: Exception) -> None:
         """The error callback of a connection opened here: act on it, log it, pass it on."""
-        if not self._handle_denial(exc):
+        if not self.handle_denial(exc):
             logger.warning("NATS connection error: %r", exc)
         if self._chained_error_cb is not None:
             await self._chained_error_cb(exc)
 
-    def _handle_denial(self, exc: BaseException) -> bool:
+    def handle_denial(self, exc: BaseException) -> bool:
         """Fail what waits on the subject of a permissions violation; False if ``exc`` is not one."""
         subject = denied_subject(exc)
         if subject is None:
             return False
         logger.warning("NATS denied publishing to %s: no permission", subject)
-        for token in self._write_subjects.pop(subject, ()):
-            self._deny_write(token, subject)
+        self._publisher.deny(subject)
         # A key's subject fails only what publishes to that key; an API subject, what asks about its bucket.
         key = subject if subject.startswith("$kv.") else api_bucket_of(subject)
-        for guard in self._guards.get(key or "", ()):
-            if not guard.done():
-                guard.set_result(subject)
+        if key is not None:
+            self._guards.deny(key, subject)
         return True
-
-    def _deny_write(self, token: str, subject: str) -> None:
-        waiting = self._acks.pop(token, None)
-        if waiting is not None:
-            batch, index = waiting
-            key = batch.writes[index].key
-            batch.resolve(index, PermissionDeniedError(f"no permission to write {key!r} ({subject})"))
-
-    async def _guarded(self, operation: Coroutine[Any, Any, T], *keys: str) -> T:
-        """Run ``operation``, failing it with ``PermissionDeniedError`` as soon as the server denies a
-        publish to one of ``keys`` (a bucket's API subjects, or a key's subject)."""
-        denied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        keys = tuple(key.lower() for key in keys)
-        for key in keys:
-            self._guards.setdefault(key, set()).add(denied)
-        task = asyncio.ensure_future(operation)
-        try:
-            await asyncio.wait((task, denied), return_when=asyncio.FIRST_COMPLETED)
-            if task.done() or not denied.done():
-                return task.result()
-            raise PermissionDeniedError(f"no permission to publish to {denied.result()}")
-        finally:
-            if not task.done():
-                task.cancel()
-                task.add_done_callback(_retrieve)
-            for key in keys:
-                waiting = self._guards.get(key)
-                if waiting is not None:
-                    waiting.discard(denied)
-                    if not waiting:
-                        del self._guards[key]
 
     async def _log_disconnect(self) -> None:
         if not self._closed:
@@ -253,7 +149,10 @@ class NatsKVStorage:
             return True  # bound already: spare the round trip (callers may open before every use)
         stream = f"KV_{bucket}"
         try:
-            info = await self._guarded(self._bind(bucket, create), bucket)
+            binding = bind_stream(
+                self._js, bucket, create=create, replicas=self.replicas, history=self.history
+            )
+            info = await self._guards.guarded(binding, bucket)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
         if info is None:
@@ -263,66 +162,13 @@ class NatsKVStorage:
         self._direct[bucket] = bool(info.config.allow_direct)
         return True
 
-    async def _bind(self, bucket: str, create: bool) -> StreamInfo | None:
-        stream = f"KV_{bucket}"
-        try:
-            return await self._js.stream_info(stream)
-        except nats.js.errors.NotFoundError:
-            if not create:
-                return None
-        try:
-            info = await self._js.add_stream(self._stream_config(bucket))
-            if info.did_create:
-                logger.info("created bucket %s (replicas=%d)", bucket, self.replicas)
-            return info
-        except nats.js.errors.APIError as exc:
-            # Another node created it first, with other settings: bind what it made.
-            if exc.err_code != ERR_STREAM_NAME_IN_USE:
-                raise
-            return await self._js.stream_info(stream)
-
-    def _stream_config(self, bucket: str) -> StreamConfig:
-        return StreamConfig(
-            name=f"KV_{bucket}",
-            subjects=[f"$KV.{bucket}.>"],
-            max_msgs_per_subject=self.history,
-            max_msgs=-1,
-            max_bytes=-1,
-            max_age=0,
-            max_msg_size=-1,
-            max_consumers=-1,
-            discard=DiscardPolicy.NEW,
-            allow_rollup_hdrs=True,
-            deny_delete=True,
-            allow_direct=True,
-            num_replicas=self.replicas,
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW,
-        )
-
     async def list_buckets(self, prefix: str) -> list[str]:
         """The names of the existing buckets that start with ``prefix``, sorted."""
         self._check_open()
-        names: list[str] = []
-        offset = 0
         try:
-            while True:
-                request = json.dumps({"offset": offset}).encode()
-                reply = await self._nc.request(
-                    f"{DEFAULT_PREFIX}.STREAM.NAMES", request, timeout=self.timeout
-                )
-                response = json.loads(reply.data)
-                if "error" in response:
-                    nats.js.errors.APIError.from_error(response["error"])
-                page: list[str] = response.get("streams") or []
-                names.extend(page)
-                offset += len(page)
-                if not page or offset >= int(response.get("total", 0)):
-                    break
+            return await list_bucket_names(self._nc, prefix, self.timeout)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
-        start = f"KV_{prefix}"
-        return sorted(name[3:] for name in names if name.startswith(start))
 
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
         """Publish all writes at once and gather their acks; for each, its new revision or the error.
@@ -331,124 +177,13 @@ class NatsKVStorage:
         means no acknowledgement came in time (the write may or may not have been applied).
         """
         await self._bucket(bucket)
-        batch = _AckBatch(writes)
-        if not self._nc.is_connected:
-            # Publishing now would only fill the client's reconnect buffer and wait for the timeout.
-            batch.results = [UnavailableError("NATS is not connected")] * len(writes)
-        else:
-            inbox = await self._ack_inbox()
-            try:
-                for index, write in enumerate(writes):
-                    try:
-                        await self._publish(inbox, bucket, batch, index)
-                    except StorageError as exc:
-                        batch.results[index] = exc
-                    except (nats.errors.Error, asyncio.TimeoutError) as exc:
-                        batch.results[index] = translate_error(exc, write.key, write.expected_revision)
-                    except OSError as exc:
-                        # nats-py flushes its buffer inline at times, and the broken socket's error comes out.
-                        batch.results[index] = UnavailableError(f"NATS connection lost: {exc!r}")
-                await self._gather(batch)
-            finally:
-                # Also when cancelled: forget the acknowledgements nobody waits for any more.
-                for token, subject in zip(batch.tokens, batch.subjects, strict=True):
-                    self._forget_subject(subject, token)
-                    if (waiting := self._acks.pop(token, None)) is not None:
-                        key = writes[waiting[1]].key
-                        batch.resolve(waiting[1], UnavailableError(f"no acknowledgement for {key!r} in time"))
-        results: list[int | Exception] = []
-        for result in batch.results:
-            assert result is not None  # _gather() gave every write a revision or an error
-            results.append(result)
+        results = await self._publisher.write(bucket, writes)
         failed = sum(isinstance(result, Exception) for result in results)
         self.stats["writes"] += len(results) - failed
         self.stats["write_errors"] += failed
         self.stats["conflicts"] += sum(isinstance(result, ConflictError) for result in results)
         logger.debug("wrote %d to %s, %d failed", len(results), bucket, failed)
         return results
-
-    async def _ack_inbox(self) -> str:
-        # One wildcard subscription receives every acknowledgement. nats-py's publish_async does the
-        # same but loses JetStream API errors (its reply handler raises instead of failing the future,
-        # so a revision conflict looks like a timeout), and it measured ~1.3x slower.
-        async with self._ack_lock:
-            if self._ack_prefix is None:
-                prefix = self._nc.new_inbox()
-                await self._nc.subscribe(f"{prefix}.*", cb=self._on_ack)
-                self._ack_prefix = prefix
-            return self._ack_prefix
-
-    async def _on_ack(self, msg: Msg) -> None:
-        waiting = self._acks.pop(msg.subject.rpartition(".")[2], None)
-        if waiting is None:
-            return  # the write gave up waiting already
-        batch, index = waiting
-        write = batch.writes[index]
-        failure: BaseException
-        if msg.headers is not None and msg.headers.get(Header.STATUS.value) == str(STATUS_UNAVAILABLE):
-            failure = nats.errors.NoRespondersError()
-        else:
-            try:
-                response = json.loads(msg.data)
-                error = response.get("error")
-                if error is None:
-                    batch.resolve(index, int(response["seq"]))
-                    return
-                failure = nats.js.errors.APIError(
-                    code=error.get("code"),
-                    err_code=error.get("err_code"),
-                    description=error.get("description"),
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                failure = exc
-        batch.resolve(index, translate_error(failure, write.key, write.expected_revision))
-
-    async def _publish(self, inbox: str, bucket: str, batch: _AckBatch, index: int) -> None:
-        write = batch.writes[index]
-        error = check_key(write.key)
-        if error is not None:
-            raise error
-        headers: dict[str, str] = {}
-        if write.expected_revision is not None:
-            headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(write.expected_revision)
-        if write.delete:
-            headers[KV_OPERATION] = "DEL"
-        # The server closes a connection that sends more than its max_payload (headers included), so a
-        # too large value must never be sent.
-        size = len(write.value) + HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
-        if size > self._nc.max_payload:
-            raise StorageError(f"{write.key!r}: {size} bytes, over the {self._nc.max_payload} bytes limit")
-        self._ack_counter += 1
-        token = str(self._ack_counter)
-        subject = f"$KV.{bucket}.{write.key}"
-        denial_key = subject.lower()
-        self._acks[token] = (batch, index)
-        self._write_subjects.setdefault(denial_key, set()).add(token)
-        batch.tokens.append(token)
-        batch.subjects.append(denial_key)
-        batch.remaining += 1
-        batch.done.clear()
-        try:
-            await self._nc.publish(subject, write.value, reply=f"{inbox}.{token}", headers=headers or None)
-        except BaseException:
-            del self._acks[token]
-            self._forget_subject(batch.subjects.pop(), batch.tokens.pop())
-            batch.remaining -= 1
-            raise
-
-    def _forget_subject(self, subject: str, token: str) -> None:
-        tokens = self._write_subjects.get(subject)
-        if tokens is not None:
-            tokens.discard(token)
-            if not tokens:
-                del self._write_subjects[subject]
-
-    async def _gather(self, batch: _AckBatch) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while batch.remaining > 0 and self._nc.is_connected and (left := deadline - loop.time()) > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(batch.done.wait(), min(left, CHECK_INTERVAL))
 
     async def get(self, bucket: str, key: str) -> Entry | None:
         """The last entry of ``key`` (possibly a delete or purge marker), or None if the key has none."""
@@ -457,7 +192,7 @@ class NatsKVStorage:
         if error is not None:
             raise error
         try:
-            msg = await self._guarded(
+            msg = await self._guards.guarded(
                 self._js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}", direct=direct), bucket
             )
         except nats.js.errors.NotFoundError:
@@ -478,7 +213,7 @@ class NatsKVStorage:
         """The bucket's stream last sequence (0 when it never had an entry)."""
         await self._bucket(bucket)
         try:
-            info = await self._guarded(self._js.stream_info(f"KV_{bucket}"), bucket)
+            info = await self._guards.guarded(self._js.stream_info(f"KV_{bucket}"), bucket)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
         return info.state.last_seq
@@ -492,7 +227,7 @@ class NatsKVStorage:
         headers = {KV_OPERATION: "PURGE", Header.ROLLUP.value: "sub"}
         try:
             subject = f"$KV.{bucket}.{key}"
-            await self._guarded(self._js.publish(subject, b"", headers=headers), subject)
+            await self._guards.guarded(self._js.publish(subject, b"", headers=headers), subject)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc, key) from exc
 
@@ -503,11 +238,13 @@ class NatsKVStorage:
         if error is not None:
             raise error
         try:
-            await self._guarded(self._js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}"), bucket)
+            await self._guards.guarded(
+                self._js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}"), bucket
+            )
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc, key) from exc
 
-    async def watch(self, bucket: str, *, after: int | None = None) -> AsyncGenerator[WatchEvent, None]:
+    def watch(self, bucket: str, *, after: int | None = None) -> AsyncGenerator[WatchEvent, None]:
         """Entries of ``bucket`` forever: first a replay, then a ``CaughtUp``, then live changes.
 
         ``after=None`` replays the last entry of every key; ``after=n`` every retained entry with a
@@ -515,13 +252,19 @@ class NatsKVStorage:
         repeats a revision, and ends when the storage is closed (or raises ``StorageError`` if the
         connection was closed by someone else).
         """
+        return flatten(self.watch_batches(bucket, after=after))
+
+    async def watch_batches(
+        self, bucket: str, *, after: int | None = None
+    ) -> AsyncGenerator[WatchBatch, None]:
+        """``watch()`` in batches: each holds every event that arrived since the reader last asked."""
         await self._bucket(bucket)
         watcher = KVWatcher(self._nc, self._js, bucket, after=after, stats=self.stats, timeout=self.timeout)
         self._watchers.add(watcher)
         try:
-            async with contextlib.aclosing(watcher.events()) as events:
-                async for event in events:
-                    yield event
+            async with contextlib.aclosing(watcher.batches()) as batches:
+                async for batch in batches:
+                    yield batch
         finally:
             self._watchers.discard(watcher)
             await watcher.stop()

@@ -7,8 +7,10 @@ consumer without acks, flow control and idle heartbeats. Every data message carr
 missed heartbeats, a reconnect of the client or a failed creation make the supervisor drop the consumer
 and create a new one from the last delivered revision + 1, with exponential backoff and jitter while it
 fails. The end of the replay is decided against the stream's last sequence captured before the first
-consumer, never by a pending count alone. Events pass through a bounded queue: a slow reader blocks the
-subscription callback, which delays the flow-control replies, which makes the server pause delivery.
+consumer, never by a pending count alone. Events are handed over in batches: the subscription callback
+appends to a list and the reader takes the whole list at once (one wake-up per burst of messages, not
+one queue hand-off per message). The list is bounded: a slow reader blocks the subscription callback,
+which delays the flow-control replies, which makes the server pause delivery.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import random
 import secrets
 from collections.abc import AsyncGenerator
 from time import monotonic
-from typing import Final, NamedTuple
+from typing import Final
 
 import nats.errors
 from nats.aio.client import Client
@@ -31,7 +34,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy, StatusCode
 
 from brainlessdb.errors import StorageError
-from brainlessdb.storage.base import CaughtUp, Entry, Op, Resumed, WatchEvent
+from brainlessdb.storage.base import CaughtUp, Entry, Op, Resumed, WatchBatch, WatchEvent
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ BACKOFF_MIN: Final = 0.1
 BACKOFF_MAX: Final = 5.0
 HEALTHY_AFTER: Final = 10.0  # a consumer that lived this long resets the backoff
 CHECK_INTERVAL: Final = 0.25
-QUEUE_SIZE: Final = 1024
+QUEUE_SIZE: Final = 1024  # events the reader may be behind before the subscription callback waits
 DELETE_TIMEOUT: Final = 1.0
 # Creating an R1 in-memory consumer takes milliseconds; longer means an election is under way, and
 # asking again soon beats waiting for the full request timeout.
@@ -60,34 +63,25 @@ _OPERATIONS: Final = {"DEL": Op.DELETE, "PURGE": Op.PURGE}
 _MARKER_REASONS: Final = {"MaxAge": Op.PURGE, "Purge": Op.PURGE, "Remove": Op.DELETE}
 
 
-class AckMetadata(NamedTuple):
-    """What the ``$JS.ACK`` reply subject of a delivered message says about it."""
+def parse_ack_reply(reply: str) -> tuple[int, int, int] | None:
+    """The stream sequence, consumer sequence and time (ns) in a JetStream message's reply subject.
 
-    stream_seq: int
-    consumer_seq: int
-    time_ns: int
-    pending: int
-
-
-def parse_ack_reply(reply: str) -> AckMetadata | None:
-    """The metadata of a JetStream message's reply subject, or None if it is not one.
-
-    Two forms exist: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` and, since
-    server 2.9, ``$JS.ACK.<domain>.<account hash>.<stream>...<pending>.<random>`` (11 or more tokens).
+    None if ``reply`` is not one. Two forms exist: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.
+    <cseq>.<ns>.<pending>`` and, since server 2.9, ``$JS.ACK.<domain>.<account hash>.<stream>...<pending>.
+    <random>`` (11 or more tokens). Called for every message a watch receives: one ``split``, three ints.
     """
     tokens = reply.split(".")
-    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+    count = len(tokens)
+    if count == 9:
+        start = 5
+    elif count >= 11:
+        start = 7
+    else:
         return None
-    start = 2 if len(tokens) == 9 else 4
-    if len(tokens) != 9 and len(tokens) < 11:
+    if tokens[0] != "$JS" or tokens[1] != "ACK":
         return None
     try:
-        return AckMetadata(
-            stream_seq=int(tokens[start + 3]),
-            consumer_seq=int(tokens[start + 4]),
-            time_ns=int(tokens[start + 5]),
-            pending=int(tokens[start + 6]),
-        )
+        return int(tokens[start]), int(tokens[start + 1]), int(tokens[start + 2])
     except ValueError:
         return None
 
@@ -118,17 +112,8 @@ def time_ns_of(headers: dict[str, str] | None, fallback: datetime.datetime | Non
     return 0
 
 
-class _End:
-    """Queue item that ends the iteration."""
-
-
-_END: Final = _End()
-
-_Item = Entry | CaughtUp | Resumed | StorageError | _End
-
-
 class KVWatcher:
-    """One supervised ordered push consumer on a KV bucket, read through ``events()``."""
+    """One supervised ordered push consumer on a KV bucket, read through ``batches()``."""
 
     def __init__(
         self,
@@ -148,8 +133,16 @@ class KVWatcher:
         self._after = after
         self._stats = stats
         self._timeout = timeout
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
-        # Revision of the last entry put in the queue: the resume point, and the floor below which
+        self._prefix_length = len(self._prefix)
+        # The events not yet taken by the reader, the reader waiting for some, and a subscription
+        # callback waiting for the reader to take them (when QUEUE_SIZE are waiting).
+        self._pending: WatchBatch = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        # Set once the iteration is over: the error to raise then, if any.
+        self._ended = False
+        self._error: StorageError | None = None
+        # Revision of the last entry handed to the reader: the resume point, and the floor below which
         # a recreated consumer's messages are skipped.
         self._floor = after or 0
         self._target: int | None = None
@@ -159,6 +152,10 @@ class KVWatcher:
         self._consumer: str | None = None
         self._delivered = 0
         self._reconnects = 0
+        # Liveness: messages received (counted per message, cheaper than reading the clock), and when the
+        # monitor last saw that count move (or a consumer started, or the reader made room).
+        self._received = 0
+        self._received_seen = 0
         self._last_activity = 0.0
         self._blocked = False
         self._idle_seen = False
@@ -171,24 +168,28 @@ class KVWatcher:
         state = "closed" if self._closed else f"after revision {self._floor}"
         return f"<KVWatcher {self.bucket} {state}, consumer {self._consumer}>"
 
-    async def events(self) -> AsyncGenerator[WatchEvent, None]:
-        """The watch events; closing this iterator (or cancelling its reader) stops the watcher."""
+    async def batches(self) -> AsyncGenerator[WatchBatch, None]:
+        """The watch events in batches; closing this iterator (or cancelling its reader) stops the watcher."""
         if self._task is None:
             self._task = asyncio.create_task(self._supervise(), name=f"brainless-watch-{self.bucket}")
-        last_yielded = self._after or 0
         try:
             while True:
-                item = await self._queue.get()
-                if isinstance(item, _End):
+                if not self._pending and not self._ended:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
+                if self._ended:
+                    if self._error is not None:
+                        raise self._error
                     return
-                if isinstance(item, StorageError):
-                    raise item
-                if isinstance(item, Entry):
-                    # A callback of a torn-down consumer may still finish one put: never repeat.
-                    if item.revision <= last_yielded:
-                        continue
-                    last_yielded = item.revision
-                yield item
+                if self._pending:
+                    # Revisions only grow in the list (the callback drops what is not above the floor),
+                    # so a batch never repeats one, also across consumers.
+                    batch, self._pending = self._pending, []
+                    self._make_room()
+                    yield batch
         finally:
             await self.stop()
 
@@ -206,12 +207,41 @@ class KVWatcher:
         await asyncio.gather(*self._deletions)
         self._finish(None)
 
+    def _push(self, event: WatchEvent) -> None:
+        """Hand ``event`` to the reader (waking it if it waits)."""
+        if self._ended:
+            return
+        self._pending.append(event)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _make_room(self) -> None:
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    async def _wait_for_room(self) -> None:
+        """Block the subscription callback until the reader took the pending events (or the watch ended)."""
+        while len(self._pending) >= QUEUE_SIZE and not self._ended:
+            if self._room is None:
+                self._room = asyncio.get_running_loop().create_future()
+            self._blocked = True
+            try:
+                await asyncio.shield(self._room)
+            finally:
+                self._blocked = False
+        self._last_activity = monotonic()
+
     def _finish(self, error: StorageError | None) -> None:
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        if error is not None:
-            self._queue.put_nowait(error)
-        self._queue.put_nowait(_END)
+        # What the reader has not taken is dropped: it resumes (or ends) after what it applied.
+        self._pending = []
+        self._ended = True
+        self._error = error
+        self._make_room()
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def _supervise(self) -> None:
         backoff = BACKOFF_MIN
@@ -233,7 +263,7 @@ class KVWatcher:
                     reason = f"consumer creation failed: {exc!r}"
                 else:
                     if stalled_since is not None:
-                        await self._queue.put(Resumed(self._floor, monotonic() - stalled_since))
+                        self._push(Resumed(self._floor, monotonic() - stalled_since))
                         stalled_since = None
                     reason = await self._monitor()
                     if monotonic() - started > HEALTHY_AFTER:
@@ -242,6 +272,7 @@ class KVWatcher:
                     return
                 if stalled_since is None:
                     # Live until the last message or heartbeat: the gap starts there.
+                    self._note_activity()
                     stalled_since = min(self._last_activity, monotonic())
                 self._stats["restarts"] = self._stats.get("restarts", 0) + 1
                 delay = backoff * random.uniform(0.5, 1.0)
@@ -273,7 +304,7 @@ class KVWatcher:
                     self._after,
                 )
             if state.messages == 0 or state.last_seq <= self._floor:
-                await self._mark_caught_up()
+                self._mark_caught_up()
         self._generation += 1
         generation = self._generation
         self._delivered = 0
@@ -282,12 +313,9 @@ class KVWatcher:
         self._reconnects = self._nc.stats["reconnects"]
         self._last_activity = monotonic()
 
-        async def on_message(msg: Msg) -> None:
-            if generation == self._generation and not self._closed:
-                await self._on_message(msg)
-
         inbox = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(inbox, cb=on_message)
+        # A partial, not a closure calling the method: one coroutine per message instead of two.
+        self._sub = await self._nc.subscribe(inbox, cb=functools.partial(self._on_message, generation))
         replaying_lasts = self._after is None and not self._caught_up
         policy = DeliverPolicy.LAST_PER_SUBJECT if replaying_lasts else DeliverPolicy.BY_START_SEQUENCE
         config = ConsumerConfig(
@@ -319,12 +347,20 @@ class KVWatcher:
                 return self._trouble
             if self._nc.is_closed or self._nc.stats["reconnects"] != self._reconnects:
                 return "the client reconnected"
+            self._note_activity()
             silent = monotonic() - self._last_activity
             if not self._blocked and silent > HEARTBEAT * MISSED_HEARTBEATS:
                 return f"no message nor heartbeat for {silent:.1f}s"
             if self._idle_seen and not self._caught_up:
                 await self._probe_caught_up()
         return "stopped"
+
+    def _note_activity(self) -> None:
+        """Move the time of the last activity to now if messages arrived since the last look (so it is
+        known to within ``CHECK_INTERVAL``, plenty against a silence of ``MISSED_HEARTBEATS`` seconds)."""
+        if self._received != self._received_seen:
+            self._received_seen = self._received
+            self._last_activity = monotonic()
 
     async def _probe_caught_up(self) -> None:
         # The normal end of the replay is an entry at or above the target. Should that entry be gone
@@ -339,44 +375,50 @@ class KVWatcher:
             return
         delivered = info.delivered.consumer_seq if info.delivered is not None else 0
         if info.num_pending == 0 and delivered == self._delivered and consumer == self._consumer:
-            await self._mark_caught_up()
+            self._mark_caught_up()
 
-    async def _mark_caught_up(self) -> None:
+    def _mark_caught_up(self) -> None:
         if not self._caught_up and self._target is not None:
             self._caught_up = True
-            await self._queue.put(CaughtUp(self._target))
+            self._push(CaughtUp(self._target))
 
-    async def _on_message(self, msg: Msg) -> None:
-        self._last_activity = monotonic()
+    async def _on_message(self, generation: int, msg: Msg) -> None:
+        # Runs for every message of the watch (the hot path of a load and of a node's own echoes).
+        if generation != self._generation or self._closed:
+            return  # a message for a consumer torn down since
+        self._received += 1
         headers = msg.headers
-        if headers is not None and STATUS in headers:
-            await self._on_status(msg, headers)
-            return
-        meta = parse_ack_reply(msg.reply)
-        if meta is None:
+        op = Op.PUT
+        if headers:
+            # Status messages are headers only; entries written by brainlessdb carry the CAS header.
+            if STATUS in headers:
+                await self._on_status(msg, headers)
+                return
+            if KV_OPERATION in headers or MARKER_REASON in headers:
+                op = operation_of(headers)
+        sequences = parse_ack_reply(msg.reply)
+        if sequences is None:
             self._trouble = f"message without JetStream metadata on {msg.subject!r}"
             return
-        if meta.consumer_seq != self._delivered + 1:
-            self._trouble = f"consumer sequence gap: {self._delivered} then {meta.consumer_seq}"
+        stream_seq, consumer_seq, time_ns = sequences
+        if consumer_seq != self._delivered + 1:
+            self._trouble = f"consumer sequence gap: {self._delivered} then {consumer_seq}"
             return
-        self._delivered = meta.consumer_seq
-        if meta.stream_seq > self._floor:
-            entry = Entry(
-                key=msg.subject[len(self._prefix) :],
-                revision=meta.stream_seq,
-                value=msg.data,
-                op=operation_of(headers),
-                time_ns=meta.time_ns,
-            )
-            self._blocked = True
-            try:
-                await self._queue.put(entry)
-            finally:
-                self._blocked = False
-            self._floor = meta.stream_seq
-            self._last_activity = monotonic()
-        if self._target is not None and meta.stream_seq >= self._target:
-            await self._mark_caught_up()
+        self._delivered = consumer_seq
+        if stream_seq > self._floor:
+            self._floor = stream_seq
+            # _push() inlined: this runs for every entry.
+            if not self._ended:
+                self._pending.append(
+                    Entry(msg.subject[self._prefix_length :], stream_seq, msg.data, op, time_ns)
+                )
+                wakeup = self._wakeup
+                if wakeup is not None and not wakeup.done():
+                    wakeup.set_result(None)
+        if not self._caught_up and self._target is not None and stream_seq >= self._target:
+            self._mark_caught_up()
+        if len(self._pending) >= QUEUE_SIZE:
+            await self._wait_for_room()
 
     async def _on_status(self, msg: Msg, headers: dict[str, str]) -> None:
         if headers[STATUS] != StatusCode.CONTROL_MESSAGE:

@@ -14,7 +14,6 @@ arrive late, twice, or in any order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import msgspec
@@ -35,15 +34,42 @@ def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
     return dict.fromkeys(data, stamps)
 
 
-@dataclass(slots=True)
 class Record:
-    """One version of an entity: field values, the stamp of each field, and the delete stamp if deleted."""
+    """One version of an entity: field values, the stamp of each field, and the delete stamp if deleted.
 
-    data: dict[str, Any] = field(default_factory=dict)
-    stamps: dict[str, Stamp] = field(default_factory=dict)
-    deleted: Stamp | None = None
-    shared: Stamp | None = field(default=None, compare=False)
-    """Set by the decoder when every field has this one stamp (``stamps`` still has them all)."""
+    ``shared`` is set (by the decoder, or by whoever builds the record) when every field has that one
+    stamp. Such a record may be built without ``stamps``: the per-field dict is then made only if someone
+    asks for it (a merge), never on the common path of a load, which hands ``compact_stamps`` (the one
+    shared stamp) to the new entity. Written by hand rather than as a dataclass for that lazy field.
+    """
+
+    __slots__ = ("_stamps", "data", "deleted", "shared")
+
+    data: dict[str, Any]
+    deleted: Stamp | None
+    shared: Stamp | None
+    _stamps: dict[str, Stamp] | None
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        stamps: dict[str, Stamp] | None = None,
+        deleted: Stamp | None = None,
+        shared: Stamp | None = None,
+    ) -> None:
+        self.data = {} if data is None else data
+        self._stamps = stamps
+        self.deleted = deleted
+        self.shared = shared
+
+    @property
+    def stamps(self) -> dict[str, Stamp]:
+        """The stamp of each field (made from ``shared`` on first use if the record was built without)."""
+        stamps = self._stamps
+        if stamps is None:
+            shared = self.shared
+            stamps = self._stamps = {} if shared is None else dict.fromkeys(self.data, shared)
+        return stamps
 
     @property
     def compact_stamps(self) -> Stamps:
@@ -58,7 +84,29 @@ class Record:
         """The newest stamp in this version (the delete stamp for a deleted one)."""
         if self.deleted is not None:
             return self.deleted
+        if self.shared is not None:
+            return self.shared if self.data else None
         return max(self.stamps.values(), default=None)
+
+    def first_stamp(self) -> Stamp | None:
+        """The stamp of the first field (None without fields): all of them for a value stamped alike."""
+        if self.shared is not None:
+            return self.shared if self.data else None
+        return next(iter(self.stamps.values()), None)
+
+    def __eq__(self, other: object) -> bool:
+        # As the dataclass it was: ``shared`` is a form of ``stamps``, not part of the value.
+        if not isinstance(other, Record):
+            return NotImplemented
+        return self.data == other.data and self.stamps == other.stamps and self.deleted == other.deleted
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        if self.deleted is not None:
+            return f"Record(deleted={self.deleted!r})"
+        stamps = f"shared={self.shared!r}" if self._stamps is None else f"stamps={self._stamps!r}"
+        return f"Record(data={self.data!r}, {stamps})"
 
 
 def field_wins(stamp: Stamp, value: Any, other_stamp: Stamp, other_value: Any) -> bool:

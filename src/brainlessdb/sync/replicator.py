@@ -86,43 +86,50 @@ class Replicator:
 
     async def _run(self, after: int | None, *, resyncing: bool = False) -> None:
         backoff = BACKOFF_START
+        apply = self._apply
         while True:
             restart_now = False
             try:
-                async for event in self._storage.watch(self.bucket, after=after):
-                    if isinstance(event, Resumed):
-                        if self._needs_resync(event):
-                            # Deletes may have been forgotten while the watch was down: replay it all.
-                            logger.warning(
-                                "%s: watch was down %.0fs, longer than deletes are kept: resyncing",
-                                self.bucket,
-                                event.stalled_for,
-                            )
-                            self._begin_resync()
-                            resyncing, after, restart_now = True, None, True
-                            break
-                        continue
-                    if isinstance(event, CaughtUp):
-                        if resyncing and self._resync is not None:
-                            resyncing = False
-                            self._resync[1]()
-                        # Everything up to the bucket's last revision is in, even revisions whose
-                        # entries are gone (overwritten or removed).
-                        self.applied = max(self.applied, event.revision)
-                        self.caught_up.set()
-                        self._wake_waiters()
-                        continue
-                    try:
-                        self._apply(event)
-                    except Exception:
-                        # One bad entry must not stop the bucket's replication.
-                        logger.exception("%s: applying entry %s failed", self.bucket, event.key)
-                    after = event.revision
-                    if event.revision > self.applied:
-                        self.applied = event.revision
-                    if self._waiters:
-                        self._wake_waiters()
-                    backoff = BACKOFF_START
+                # Batches: a load or a burst of writes is applied without a suspension per entry.
+                async for batch in self._storage.watch_batches(self.bucket, after=after):
+                    last = 0
+                    for event in batch:
+                        if isinstance(event, Entry):
+                            try:
+                                apply(event)
+                            except Exception:
+                                # One bad entry must not stop the bucket's replication.
+                                logger.exception("%s: applying entry %s failed", self.bucket, event.key)
+                            last = event.revision
+                            continue
+                        if last:
+                            after = self._applied_up_to(last)
+                            backoff, last = BACKOFF_START, 0
+                        if isinstance(event, Resumed):
+                            if self._needs_resync(event):
+                                # Deletes may have been forgotten while the watch was down: replay it all.
+                                logger.warning(
+                                    "%s: watch was down %.0fs, longer than deletes are kept: resyncing",
+                                    self.bucket,
+                                    event.stalled_for,
+                                )
+                                self._begin_resync()
+                                resyncing, after, restart_now = True, None, True
+                                break
+                        elif isinstance(event, CaughtUp):
+                            if resyncing and self._resync is not None:
+                                resyncing = False
+                                self._resync[1]()
+                            # Everything up to the bucket's last revision is in, even revisions whose
+                            # entries are gone (overwritten or removed).
+                            self.applied = max(self.applied, event.revision)
+                            self.caught_up.set()
+                            self._wake_waiters()
+                    if restart_now:
+                        break
+                    if last:
+                        after = self._applied_up_to(last)
+                        backoff = BACKOFF_START  # entries flow: a later failure starts its backoff anew
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -140,6 +147,14 @@ class Replicator:
             self.restarts += 1
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _applied_up_to(self, revision: int) -> int:
+        """Entries up to ``revision`` were applied: record it, wake who waits for it; the resume point."""
+        if revision > self.applied:
+            self.applied = revision
+        if self._waiters:
+            self._wake_waiters()
+        return revision
 
     def _needs_resync(self, event: Resumed) -> bool:
         return (
