@@ -2,8 +2,10 @@
 
 When a dict or list field of an entity is read, it is turned once (the whole nested structure) into
 ``TrackedDict``/``TrackedList``: subclasses of ``dict``/``list`` that behave the same, encode the same, and
-call their owner before and after every mutating method. A container that was replaced in its entity
-(by an assignment, or by a newer version from another node) is detached: its changes no longer count.
+call their owner before and after every mutating method. Every value put in is checked first, as an
+assignment of the field would be (``SchemaError`` for what JSON cannot hold, and nothing changes), and
+stored as a private copy. A container that was replaced in its entity (by an assignment, or by a newer
+version from another node) is detached: its changes no longer count.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, SupportsIndex
 
+from brainlessdb.schema import copy_json
+
 
 class Owner(Protocol):
     """What a tracked container reports to: the entity field it belongs to."""
+
+    @property
+    def name(self) -> str:
+        """The field's name (for error messages)."""
 
     def before_nested_change(self) -> None: ...
 
@@ -27,6 +35,11 @@ def track(value: Any, owner: Owner) -> Any:
     if type(value) is list or isinstance(value, TrackedList):
         return TrackedList(owner, [track(item, owner) for item in value])
     return value
+
+
+def _checked(value: Any, owner: Owner) -> Any:
+    """A value about to be put in a container of ``owner``: checked, copied, and tracked."""
+    return track(copy_json(owner.name, value), owner)
 
 
 def untrack(value: Any) -> Any:
@@ -48,8 +61,9 @@ class TrackedDict(dict[str, Any]):
         self._owner = owner
 
     def __setitem__(self, key: str, value: Any) -> None:
+        checked = _checked({key: value}, self._owner)  # the key is checked too
         self._owner.before_nested_change()
-        super().__setitem__(key, track(value, self._owner))
+        super().update(checked)
         self._owner.after_nested_change()
 
     def __delitem__(self, key: str) -> None:
@@ -58,9 +72,9 @@ class TrackedDict(dict[str, Any]):
         self._owner.after_nested_change()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        changes = dict(*args, **kwargs)
+        checked = _checked(dict(*args, **kwargs), self._owner)
         self._owner.before_nested_change()
-        super().update({key: track(value, self._owner) for key, value in changes.items()})
+        super().update(checked)
         self._owner.after_nested_change()
 
     def __ior__(self, other: Any) -> TrackedDict:  # type: ignore[override,misc]
@@ -112,11 +126,9 @@ class TrackedList(list[Any]):
         self._owner.after_nested_change()
 
     def __setitem__(self, index: Any, value: Any) -> None:
+        checked = _checked(list(value) if isinstance(index, slice) else value, self._owner)
         self._changing()
-        if isinstance(index, slice):
-            super().__setitem__(index, [track(item, self._owner) for item in value])
-        else:
-            super().__setitem__(index, track(value, self._owner))
+        super().__setitem__(index, checked)
         self._changed()
 
     def __delitem__(self, index: Any) -> None:
@@ -125,13 +137,15 @@ class TrackedList(list[Any]):
         self._changed()
 
     def append(self, value: Any) -> None:
+        checked = _checked(value, self._owner)
         self._changing()
-        super().append(track(value, self._owner))
+        super().append(checked)
         self._changed()
 
     def extend(self, values: Iterable[Any]) -> None:
+        checked = _checked(list(values), self._owner)
         self._changing()
-        super().extend(track(value, self._owner) for value in list(values))
+        super().extend(checked)
         self._changed()
 
     def __iadd__(self, values: Iterable[Any]) -> TrackedList:  # type: ignore[misc]
@@ -145,8 +159,9 @@ class TrackedList(list[Any]):
         return self
 
     def insert(self, index: SupportsIndex, value: Any) -> None:
+        checked = _checked(value, self._owner)
         self._changing()
-        super().insert(index, track(value, self._owner))
+        super().insert(index, checked)
         self._changed()
 
     def pop(self, index: SupportsIndex = -1) -> Any:

@@ -369,17 +369,43 @@ async def test_background_flush_survives_errors_and_reports_them(make_db: MakeDb
     await db.stop()
 
 
-async def test_an_unencodable_entity_does_not_block_the_others(make_db: MakeDb) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda call: call.caller.__setitem__("when", object()),
+        lambda call: call.caller.__setitem__(1, "a key that is not a string"),
+        lambda call: call.caller.update(city="Brno", when={1, 2}),
+        lambda call: call.caller.setdefault("when", float("nan")),
+        lambda call: call.tags.append(("a", "tuple")),
+        lambda call: call.tags.extend(["b", "\ud800"]),
+        lambda call: call.tags.insert(0, b"bytes"),
+        lambda call: call.tags.__setitem__(slice(0, 1), [object()]),
+        lambda call: call.caller["more"].__setitem__("deep", [1, {2, 3}]),
+    ],
+    ids=["setitem", "key", "update", "setdefault", "append", "extend", "insert", "slice", "deeper"],
+)
+async def test_a_nested_change_json_cannot_hold_raises_at_once_and_changes_nothing(
+    make_db: MakeDb, change: Any
+) -> None:
+    """A value put inside a dict or list field is checked like an assignment: a ``SchemaError`` at
+    once, and the field as it was (not a failure at the next flush)."""
     db = await make_db(flush_interval=60)
-    bad = db.call.add(caller={"city": "Prague"})
-    good = db.call.add(caller={"city": "Brno"})
+    call = db.call.add(caller={"city": "Prague", "more": {}}, tags=["a"])
     await db.flush()
-    bad.caller["when"] = object()
-    good.caller["city"] = "Ostrava"
-    with pytest.raises(FlushError) as failed:
-        await db.flush()
-    assert list(failed.value.errors) == [f"call/{bad.uuid}"]
-    assert bad.dirty and not good.dirty
+    with pytest.raises(SchemaError):
+        change(call)
+    assert call.caller == {"city": "Prague", "more": {}}
+    assert call.tags == ["a"]
+    assert not call.dirty
+    call.caller["city"] = "Ostrava"
+    call.tags.append({"a": [1, 2.5, None, True]})
+    await db.flush()
+    other = await make_db("node-2")
+    copy = await other.call.get(call.uuid)
+    assert copy is not None and copy.data == {
+        "caller": {"city": "Ostrava", "more": {}},
+        "tags": ["a", {"a": [1, 2.5, None, True]}],
+    }
 
 
 async def test_stop_flushes_what_is_pending(make_db: MakeDb) -> None:
