@@ -38,8 +38,13 @@ def encode_record(record: Record) -> bytes:
     return encode_entity(record.data, record.stamps)
 
 
-def encode_entity(data: dict[str, Any], stamps: Stamps) -> bytes:
-    """The stored bytes of a live entity: its fields and their stamps (one, or one per field)."""
+def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False) -> bytes:
+    """The stored bytes of a live entity: its fields and their stamps (one, or one per field).
+
+    ``checked=True`` skips the walk that refuses what msgspec would store as something else (a set as an
+    array, bytes as base64): for data known to be JSON already, as an entity's is (checked when it
+    entered memory, or decoded from JSON).
+    """
     if isinstance(stamps, dict):
         if not stamps:
             raise EncodeError("an entity version without stamps cannot be stored")
@@ -57,10 +62,11 @@ def encode_entity(data: dict[str, Any], stamps: Stamps) -> bytes:
     envelope: dict[str, Any] = {"_v": FORMAT_VERSION, "d": data, "s": base}
     if overrides:
         envelope["t"] = overrides
-    try:
-        _check_json(data)
-    except RecursionError as exc:
-        raise EncodeError("entity data is nested too deeply to store as JSON") from exc
+    if not checked:
+        try:
+            _check_json(data)
+        except RecursionError as exc:
+            raise EncodeError("entity data is nested too deeply to store as JSON") from exc
     try:
         return _encoder.encode(envelope)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:

@@ -183,7 +183,8 @@ class Replica:
                 rejected.discard(uuid)
                 self.errors.pop(uuid, None)
             try:
-                value = encode_entity(entity._data, entity._stamps)
+                # Checked already: add(), assignments and tracked containers check what they take.
+                value = encode_entity(entity._data, entity._stamps, checked=True)
             except EncodeError as exc:
                 self.errors[uuid] = exc
                 continue
