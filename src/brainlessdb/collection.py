@@ -16,18 +16,12 @@ from brainlessdb import convert
 from brainlessdb.entity import Entity, FieldOwner, add_fields, entity_class, new_entity
 from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
 from brainlessdb.events import Callback, Change, Delete, Event, Listener
+from brainlessdb.filtering import select
 from brainlessdb.ids import new_uuid, parse_uuid
 from brainlessdb.index import INDEXED_LOOKUPS, IndexSet
 from brainlessdb.lookups import MISSING
-from brainlessdb.query import (
-    Condition,
-    Plan,
-    bind_criteria,
-    order,
-    parse_order,
-    plan_criteria,
-    select,
-)
+from brainlessdb.ordering import order
+from brainlessdb.query import Condition, Plan, bind_criteria, parse_order, plan_criteria
 from brainlessdb.replica import Replica
 from brainlessdb.schema import Schema, check_field_name, copy_json
 from brainlessdb.sync.clock import HybridLogicalClock

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from brainlessdb.filtering import compile_filter
 from brainlessdb.index import IndexSet
 from brainlessdb.lookups import MISSING
-from brainlessdb.query import compile_filter, parse_criteria, resolve
+from brainlessdb.query import parse_criteria, resolve
 
 Store = dict[str, dict[str, Any]]
 

@@ -13,18 +13,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from brainlessdb.errors import QueryError
+from brainlessdb.filtering import compile_filter, select
 from brainlessdb.lookups import LOOKUPS, MISSING
+from brainlessdb.ordering import order
 from brainlessdb.query import (
     Condition,
     OrderKey,
     Plan,
-    compile_filter,
-    order,
     parse_criteria,
     parse_order,
     plan_criteria,
     resolve,
-    select,
 )
 from brainlessdb.tracked import TrackedDict
 
