@@ -227,10 +227,6 @@ class Schema:
             )
         return value
 
-    def check_value(self, name: str, value: Any) -> None:
-        """``SchemaError`` unless ``value`` may be assigned to field ``name``."""
-        self.accept(name, value)
-
     def check_stored(self, data: Mapping[str, Any]) -> None:
         """``SchemaError`` unless data read from storage fits (unknown fields or wrong types)."""
         fields = self.fields
