@@ -802,6 +802,32 @@ async def test_a_socket_that_breaks_under_a_publish_fails_the_writes_and_stop_st
     assert set(raised.value.errors) == {f"call/{calls[0].uuid}"}
 
 
+@pytest.mark.nats
+async def test_stop_returns_when_the_connection_is_lost_while_it_closes(
+    own_server: EmbeddedServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py refuses to drain while it reconnects, and its close() can then meet the socket it lost
+    (seen once with the server killed): stop() still returns, with nothing left pending."""
+    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=3600)
+    await db.start()
+    db.call.add(n=1)
+    await db.flush()
+    client = db._storage._nc  # type: ignore[union-attr]
+    real_close = client.close
+
+    async def reconnecting() -> None:
+        raise nats.errors.ConnectionReconnectingError
+
+    async def connection_lost() -> None:
+        await real_close()
+        raise ConnectionResetError("Connection lost")
+
+    monkeypatch.setattr(client, "drain", reconnecting)
+    monkeypatch.setattr(client, "close", connection_lost)
+    await asyncio.wait_for(db.stop(timeout=2), 10)
+    assert client.is_closed
+
+
 class FailingTeardown(MemoryStorage):
     """Buckets in memory whose watches raise an error of their own while being closed."""
 

@@ -282,9 +282,10 @@ class NatsKVStorage:
                 if self._nc.is_connected:
                     await self._nc.flush(timeout=DRAIN_PING_TIMEOUT)
                 await self._nc.drain()
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                 logger.warning("NATS drain failed, closing: %r", exc)
-                with contextlib.suppress(nats.errors.Error):
+                # While nats-py reconnects, close() can meet the socket it lost (ConnectionResetError).
+                with contextlib.suppress(nats.errors.Error, OSError):
                     await self._nc.close()
 
     def _check_open(self) -> None:
