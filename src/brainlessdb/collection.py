@@ -408,7 +408,7 @@ class Collection(Generic[T]):
     def _results(self, entities: Iterable[Entity]) -> list[T]:
         if self._type is None:
             return cast("list[T]", list(entities))
-        return [convert.make_view(self._type, entity) for entity in entities]
+        return convert.make_views(self._type, entities)
 
     def _result(self, entity: Entity) -> T:
         if self._type is None:
