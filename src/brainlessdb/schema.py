@@ -234,7 +234,7 @@ class Schema:
             spec = fields.get(name)
             if spec is None:
                 raise SchemaError(f"unknown field {name!r}", field=name)
-            self._check(name, spec, value)
+            self.accept(name, value)
 
     def check_stored_types(self, data: Mapping[str, Any]) -> None:
         """``SchemaError`` for a value in the stored format whose type its field does not take.
@@ -289,19 +289,6 @@ class Schema:
                 )
             fields[name] = other
         return Schema(fields)
-
-    def _check(self, name: str, spec: FieldSpec, value: Any) -> None:
-        kind = type(value)
-        if kind in self.exact_types[name] and (kind is not str or value.isascii()):
-            if kind is float and value - value != 0.0:
-                raise _not_finite(name, value)
-            return
-        check_json(name, value)
-        if not spec.accepts(value):
-            got = "None" if value is None else type(value).__name__
-            raise SchemaError(
-                f"field {name!r} expects {spec.type}, got {got}", field=name, expected=spec.type
-            )
 
 
 _EXACT_TYPES: Final[Mapping[str, frozenset[type]]] = {
