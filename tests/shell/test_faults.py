@@ -414,6 +414,21 @@ async def test_a_collection_first_used_during_an_outage_syncs_once_nats_is_back(
     assert len(await a.other.filter(n__gte=1)) == 2
 
 
+async def written_twice_deleted_and_followed(a: Brainless) -> tuple[list[Any], list[Any]]:
+    """20 calls written twice then deleted, and 20 calls added after them (later messages in the same
+    file block of the stream); returns both, everything flushed."""
+    calls = [a.call.add(n=i) for i in range(20)]
+    await a.flush()
+    for call in calls:
+        call.n += 100
+    await a.flush()
+    for call in calls:
+        del a.call[call]
+    kept = [a.call.add(n=-i) for i in range(20)]
+    await a.flush()
+    return calls, kept
+
+
 @pytest.mark.nats
 @pytest.mark.xfail(
     reason=(
@@ -429,15 +444,7 @@ async def test_a_delete_marker_removed_after_its_retention_stays_removed_after_a
     a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
     await a.start()
     try:
-        calls = [a.call.add(n=i) for i in range(20)]
-        await a.flush()
-        for call in calls:
-            call.n += 100
-        await a.flush()
-        for call in calls:
-            del a.call[call]
-        kept = [a.call.add(n=-i) for i in range(20)]  # later messages, in the same file block
-        await a.flush()
+        calls, kept = await written_twice_deleted_and_followed(a)
         a.delete_retention = 0.001
         await asyncio.sleep(0.01)
         assert await a.expire_deletes() == len(calls)
@@ -459,15 +466,7 @@ async def test_an_older_version_brought_back_over_a_remembered_delete_is_deleted
     await a.start()
     await b.start()
     try:
-        calls = [a.call.add(n=i) for i in range(20)]
-        await a.flush()
-        for call in calls:
-            call.n += 100
-        await a.flush()
-        for call in calls:
-            del a.call[call]
-        kept = [a.call.add(n=-i) for i in range(20)]
-        await a.flush()
+        calls, kept = await written_twice_deleted_and_followed(a)
         await eventually(lambda: all(k.uuid in b.call for k in kept) and len(b.call) == len(kept), timeout=10)
         a.delete_retention = 0.001  # a removes the markers; b still remembers the deletes
         await asyncio.sleep(0.01)
