@@ -64,11 +64,20 @@ def config_block(name: str, value: Any) -> str:
     return f"{name}: {json.dumps(value, indent=2)}"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now and that this process has not handed out
+    before: the system may give a port it has just released again, and the servers of one cluster (or
+    of tests running side by side) must not be given the same one."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class EmbeddedServer:
@@ -167,7 +176,11 @@ class EmbeddedServer:
                 stdin=subprocess.DEVNULL,
             )
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # a server that never became ready is not left running
+                raise
         return self
 
     def wait_ready(self) -> None:
@@ -273,10 +286,16 @@ class EmbeddedCluster:
         return [server.url for server in self.servers]
 
     def start(self) -> EmbeddedCluster:
-        for server in self.servers:
-            server.start(wait=False)
-        for server in self.servers:
-            server.wait_ready()
+        """Start every server and wait until all are ready; if one fails, every server is stopped."""
+        try:
+            for server in self.servers:
+                server.start(wait=False)
+            for server in self.servers:
+                server.wait_ready()
+        except BaseException:
+            for server in self.servers:
+                server.stop()
+            raise
         return self
 
     def close(self) -> None:
