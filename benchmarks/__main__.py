@@ -26,9 +26,9 @@ from typing import NoReturn
 
 from benchmarks import memory_ops, nats_io, report
 from benchmarks.common import Params, Row, encode, entity_data
-from brainlessdb.codec import encode_record
+from brainlessdb.core.codec import encode_record
+from brainlessdb.core.merge import Record
 from brainlessdb.embedded import EmbeddedServer, ServerError, find_binary
-from brainlessdb.sync.merge import Record
 
 BENCHMARKS = (
     "flush_new",

@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from brainlessdb.storage.nats_kv import NatsKVStorage
+from brainlessdb.storage.nats.kv import NatsKVStorage
 
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
 _decoder = msgspec.json.Decoder()

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
-from brainlessdb.ids import location_node, new_uuid
+from brainlessdb.core.ids import location_node, new_uuid
 
 CITIES: Final = (
     "Prague",

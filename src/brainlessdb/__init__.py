@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from brainlessdb.brainless import Brainless
-from brainlessdb.collection import Collection
-from brainlessdb.entity import Entity
+from brainlessdb.core.collection import Collection
+from brainlessdb.core.entity import Entity
 from brainlessdb.errors import (
     BrainlessError,
     ConflictError,
@@ -38,6 +37,7 @@ from brainlessdb.errors import (
     UnavailableError,
 )
 from brainlessdb.events import Change, Delete
+from brainlessdb.shell.database import Brainless
 
 __all__ = [
     "Brainless",

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from brainlessdb.brainless import Brainless
 from brainlessdb.embedded import EmbeddedServer
-from brainlessdb.storage.nats_errors import redact_url
+from brainlessdb.shell.database import Brainless
+from brainlessdb.storage.nats.errors import redact_url
 
 
 @dataclass

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainlessdb.sync.clock import COUNTER_BITS, HybridLogicalClock, hlc_from_ms, wall_ms
+from brainlessdb.core.clock import COUNTER_BITS, HybridLogicalClock, hlc_from_ms, wall_ms
 
 START_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 

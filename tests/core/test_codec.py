@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainlessdb.codec import (
+from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
+from brainlessdb.core.codec import (
     FOREIGN_NODE,
     _decode_generic,
     decode_delete,
@@ -19,9 +20,8 @@ from brainlessdb.codec import (
     encode_record,
     encode_tombstone,
 )
+from brainlessdb.core.merge import Record
 from brainlessdb.errors import DecodeError, EncodeError
-from brainlessdb.sync.clock import HybridLogicalClock, Stamp, hlc_from_ms
-from brainlessdb.sync.merge import Record
 
 _canonical = msgspec.json.Encoder(order="sorted")
 _plain = msgspec.json.Encoder()

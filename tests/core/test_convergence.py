@@ -26,8 +26,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from brainlessdb.sync.clock import HybridLogicalClock, Stamp
-from brainlessdb.sync.merge import Record, merge_into, merge_records
+from brainlessdb.core.clock import HybridLogicalClock, Stamp
+from brainlessdb.core.merge import Record, merge_into, merge_records
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

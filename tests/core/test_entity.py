@@ -6,9 +6,9 @@ from typing import Any, cast
 
 import pytest
 
-from brainlessdb.collection import Collection
-from brainlessdb.entity import Entity, new_entity
-from brainlessdb.schema import Schema
+from brainlessdb.core.collection import Collection
+from brainlessdb.core.entity import Entity, new_entity
+from brainlessdb.core.schema import Schema
 
 STAMP = (1 << 40, "prague-1")
 

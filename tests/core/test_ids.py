@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from brainlessdb import ids
-from brainlessdb.ids import location_node, new_uuid, parse_uuid, uuid_time
+from brainlessdb.core import ids
+from brainlessdb.core.ids import location_node, new_uuid, parse_uuid, uuid_time
 
 
 def test_uuids_are_version_1_with_the_location_node() -> None:

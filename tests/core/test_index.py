@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brainlessdb.filtering import compile_filter
-from brainlessdb.index import IndexSet
-from brainlessdb.lookups import MISSING
-from brainlessdb.query import parse_criteria, resolve
+from brainlessdb.core.query.filtering import compile_filter
+from brainlessdb.core.query.index import IndexSet
+from brainlessdb.core.query.lookups import MISSING
+from brainlessdb.core.query.plan import parse_criteria, resolve
 
 Store = dict[str, dict[str, Any]]
 

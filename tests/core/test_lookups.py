@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, MISSING, check_lookup_value, freeze
 from brainlessdb.errors import QueryError
-from brainlessdb.lookups import LOOKUP_SEP, LOOKUPS, MISSING, check_lookup_value, freeze
 
 scalars = st.one_of(
     st.none(),

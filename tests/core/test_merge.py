@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainlessdb.sync.clock import Stamp
-from brainlessdb.sync.merge import MISSING, Record, dominates, field_wins, merge_into, merge_records
+from brainlessdb.core.clock import Stamp
+from brainlessdb.core.merge import MISSING, Record, dominates, field_wins, merge_into, merge_records
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

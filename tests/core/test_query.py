@@ -12,11 +12,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from brainlessdb.errors import QueryError
-from brainlessdb.filtering import compile_filter, select
-from brainlessdb.lookups import LOOKUPS, MISSING
-from brainlessdb.ordering import order
-from brainlessdb.query import (
+from brainlessdb.core.query.filtering import compile_filter, select
+from brainlessdb.core.query.lookups import LOOKUPS, MISSING
+from brainlessdb.core.query.ordering import order
+from brainlessdb.core.query.plan import (
     Condition,
     OrderKey,
     Plan,
@@ -25,7 +24,8 @@ from brainlessdb.query import (
     plan_criteria,
     resolve,
 )
-from brainlessdb.tracked import TrackedDict
+from brainlessdb.core.tracked import TrackedDict
+from brainlessdb.errors import QueryError
 
 FIELDS: Mapping[str, str] = {
     "state": "str",

@@ -25,7 +25,7 @@ from brainlessdb import (
     SchemaError,
     UnavailableError,
 )
-from brainlessdb.lookups import LOOKUPS
+from brainlessdb.core.query.lookups import LOOKUPS
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
 

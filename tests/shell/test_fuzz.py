@@ -35,11 +35,11 @@ from brainlessdb import (
     SchemaError,
     StorageError,
 )
-from brainlessdb.codec import encode_entity
-from brainlessdb.convert import entity_of
+from brainlessdb.core.codec import encode_entity
+from brainlessdb.core.merge import field_stamps
+from brainlessdb.core.views import entity_of
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.storage.memory import MemoryStorage
-from brainlessdb.sync.merge import field_stamps
 
 from .conftest import MakeDb
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from brainlessdb import Brainless
-from brainlessdb.journal import Journal
+from brainlessdb.shell.journal import Journal
 
 from .conftest import eventually
 

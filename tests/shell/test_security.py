@@ -30,8 +30,8 @@ from brainlessdb import Brainless
 from brainlessdb.embedded import EmbeddedServer, config_block, free_port
 from brainlessdb.errors import FlushError, PermissionDeniedError, StorageError
 from brainlessdb.storage.base import Write
-from brainlessdb.storage.nats_errors import redact_url
-from brainlessdb.storage.nats_kv import NatsKVStorage
+from brainlessdb.storage.nats.errors import redact_url
+from brainlessdb.storage.nats.kv import NatsKVStorage
 
 from .conftest import eventually
 

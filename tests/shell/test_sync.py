@@ -16,7 +16,7 @@ import nats
 import pytest
 
 from brainlessdb import Brainless, Change, Delete, FlushError, SchemaError
-from brainlessdb.codec import decode_value
+from brainlessdb.core.codec import decode_value
 
 from .conftest import MakeDb, eventually
 
@@ -353,7 +353,7 @@ async def test_a_resync_drops_what_was_deleted_and_forgotten_while_away(make_db:
     await b.call.load()
     assert gone.uuid in b.call
 
-    await b._replicators["call"].stop()  # b is away
+    await b._followers["call"].stop()  # b is away
     del a.call[gone]
     await a.flush()
     a.delete_retention = 0.001

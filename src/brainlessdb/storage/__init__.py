@@ -1,0 +1,1 @@
+"""The storage seam (``base``) and its implementations: ``memory`` (in process), ``nats`` (JetStream KV)."""

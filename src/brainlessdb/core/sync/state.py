@@ -1,4 +1,4 @@
-"""Replica: a collection's side of syncing — what to write, what NATS acknowledged, what others wrote.
+"""SyncState: a collection's side of syncing — what to write, what NATS acknowledged, what others wrote.
 
 This is the sans-I/O state machine between a collection and its bucket. ``take_writes()`` hands the
 shell the compare-and-set writes to do; ``written()``, ``failed()`` and ``conflicted()`` report their
@@ -22,17 +22,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from brainlessdb.codec import decode_delete, decode_value, encode_entity, encode_tombstone
-from brainlessdb.entity import Entity, new_entity
+from brainlessdb.core.clock import Stamp, wall_ms
+from brainlessdb.core.codec import decode_delete, decode_value, encode_entity, encode_tombstone
+from brainlessdb.core.entity import Entity, new_entity
+from brainlessdb.core.merge import Record, field_stamps, merge_into
+from brainlessdb.core.query.lookups import MISSING
+from brainlessdb.core.schema import Schema
 from brainlessdb.errors import DecodeError, EncodeError, SchemaError
-from brainlessdb.lookups import MISSING
-from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Entry, Op, Write
-from brainlessdb.sync.clock import Stamp, wall_ms
-from brainlessdb.sync.merge import Record, field_stamps, merge_into
 
 if TYPE_CHECKING:
-    from brainlessdb.collection import Collection
+    from brainlessdb.core.collection import Collection
 
 FOREIGN_NODE: Final = ""
 DEAD_LETTERS_KEPT: Final = 1000
@@ -73,7 +73,7 @@ class DeadLetter:
     reason: str
 
 
-class Replica:
+class SyncState:
     """The sync state of one collection."""
 
     def __init__(self, collection: Collection[Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from brainlessdb.sync.clock import Stamp
+from brainlessdb.core.clock import Stamp
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

@@ -19,8 +19,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from brainlessdb.codec import decode_json
-from brainlessdb.collection import Collection
+from brainlessdb.core.clock import HybridLogicalClock
+from brainlessdb.core.codec import decode_json
+from brainlessdb.core.collection import Collection
+from brainlessdb.core.ids import location_node
+from brainlessdb.core.schema import Schema
+from brainlessdb.core.sync.state import SCHEMA_KEY as SCHEMA_ERROR_KEY
 from brainlessdb.errors import (
     BrainlessError,
     DecodeError,
@@ -31,17 +35,13 @@ from brainlessdb.errors import (
     UnavailableError,
 )
 from brainlessdb.events import Event, Listener
-from brainlessdb.flush import Flusher
-from brainlessdb.ids import location_node
-from brainlessdb.journal import Journal
-from brainlessdb.replica import SCHEMA_KEY as SCHEMA_ERROR_KEY
-from brainlessdb.schema import Schema
+from brainlessdb.shell.flusher import Flusher
+from brainlessdb.shell.follower import BucketFollower
+from brainlessdb.shell.journal import Journal
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.memory import MemoryStorage
-from brainlessdb.storage.nats_errors import redact_url
-from brainlessdb.storage.nats_kv import NatsKVStorage
-from brainlessdb.sync.clock import HybridLogicalClock
-from brainlessdb.sync.replicator import Replicator
+from brainlessdb.storage.nats.errors import redact_url
+from brainlessdb.storage.nats.kv import NatsKVStorage
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,10 @@ class Brainless:
         self._storage: Storage | None = None
         self._owns_storage = False
         self._collections: dict[str, Collection[Any]] = {}
-        self._replicators: dict[str, Replicator] = {}
+        self._followers: dict[str, BucketFollower] = {}
         self._attaching: dict[str, asyncio.Task[None]] = {}
         self._loaded: set[Collection[Any]] = set()
-        self._schema_watch: Replicator | None = None
+        self._schema_watch: BucketFollower | None = None
         self._flusher: Flusher | None = None
         self._callbacks: set[asyncio.Task[Any]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
@@ -137,7 +137,7 @@ class Brainless:
             on_written=None if self._journal is None else self._journal.settle_written,
         )
         schema_bucket = await self._schema_bucket()
-        self._schema_watch = Replicator(self._storage, schema_bucket, self._apply_schema)
+        self._schema_watch = BucketFollower(self._storage, schema_bucket, self._apply_schema)
         self._state = "started"
         self._schema_watch.start()
         await self._schema_watch.caught_up.wait()
@@ -209,7 +209,7 @@ class Brainless:
             self._state = "stopped"
             for task in self._attaching.values():
                 task.cancel()
-            watches = [*self._replicators.values(), *([self._schema_watch] if self._schema_watch else [])]
+            watches = [*self._followers.values(), *([self._schema_watch] if self._schema_watch else [])]
             await asyncio.gather(*(w.stop() for w in watches), return_exceptions=True)
             for task in list(self._callbacks):
                 task.cancel()
@@ -311,16 +311,16 @@ class Brainless:
             await asyncio.sleep(delay)
         bucket = await self._bucket(collection)
         replica = collection.replica
-        replicator = Replicator(
+        follower = BucketFollower(
             self._storage,
             bucket,
             replica.apply,
             resync=(replica.begin_resync, replica.end_resync),
             resync_after=self.delete_retention,
         )
-        self._replicators[collection.name] = replicator
-        replicator.start()
-        await replicator.caught_up.wait()
+        self._followers[collection.name] = follower
+        follower.start()
+        await follower.caught_up.wait()
 
     def _apply_schema(self, entry: Entry) -> None:
         if entry.op is not Op.PUT:
@@ -369,11 +369,11 @@ class Brainless:
     @property
     def resyncs(self) -> int:
         """How many full replays of a bucket this node made (after outages longer than the retention)."""
-        return sum(replicator.resyncs for replicator in self._replicators.values())
+        return sum(follower.resyncs for follower in self._followers.values())
 
     async def resync(self) -> None:
         """Replay every collection's bucket in full and drop what is no longer there."""
-        await asyncio.gather(*(replicator.resync() for replicator in list(self._replicators.values())))
+        await asyncio.gather(*(follower.resync() for follower in list(self._followers.values())))
 
     async def expire_deletes(self) -> int:
         """Remove delete markers older than ``delete_retention`` from the buckets; returns how many."""
@@ -381,7 +381,7 @@ class Brainless:
         cutoff_ms = int((time.time() - self.delete_retention) * 1000)
         removed = 0
         for collection in list(self._collections.values()):
-            if collection.name not in self._replicators:
+            if collection.name not in self._followers:
                 continue
             bucket = self.bucket_name(collection.name)
             for uuid, revision in collection.replica.expired_tombstones(cutoff_ms):
@@ -456,7 +456,7 @@ class Brainless:
         await self.ready(collection)
         assert self._storage is not None
         target = await self._storage.last_revision(self.bucket_name(collection.name))
-        await self._replicators[collection.name].wait_for(target)
+        await self._followers[collection.name].wait_for(target)
 
     def _require_flusher(self) -> Flusher:
         if self._state != "started" or self._flusher is None:
@@ -480,7 +480,7 @@ class Brainless:
                     "pending": c.replica.pending_count(),
                     "errors": len(c.replica.errors),
                     "dead_letters": c.replica.dead_letter_count,
-                    "watch_restarts": self._replicators[name].restarts if name in self._replicators else 0,
+                    "watch_restarts": self._followers[name].restarts if name in self._followers else 0,
                 }
                 for name, c in self._collections.items()
             },

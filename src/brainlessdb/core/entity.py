@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from brainlessdb.sync.merge import Stamps
-from brainlessdb.tracked import TrackedDict, TrackedList, track, untrack
+from brainlessdb.core.merge import Stamps
+from brainlessdb.core.tracked import TrackedDict, TrackedList, track, untrack
 
 if TYPE_CHECKING:
-    from brainlessdb.collection import Collection
+    from brainlessdb.core.collection import Collection
 
 T = TypeVar("T")
 

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import msgspec
 
+from brainlessdb.core.clock import Stamp, hlc_from_ms
+from brainlessdb.core.merge import Record, Stamps
 from brainlessdb.errors import DecodeError, EncodeError
-from brainlessdb.sync.clock import Stamp, hlc_from_ms
-from brainlessdb.sync.merge import Record, Stamps
 
 FORMAT_VERSION: Final = 1
 FOREIGN_NODE: Final = ""

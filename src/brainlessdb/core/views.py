@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import repeat
 from typing import Any, Final, TypeVar
 
-from brainlessdb.entity import Entity
+from brainlessdb.core.entity import Entity
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX, DiscardPolicy, StorageType, StreamConfig, StreamInfo
 
-from brainlessdb.storage.nats_errors import ERR_STREAM_NAME_IN_USE
+from brainlessdb.storage.nats.errors import ERR_STREAM_NAME_IN_USE
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Everything here answers from memory and never does I/O. Queries are ``async`` because the spec makes
 them awaitable; apart from waiting for a collection's first load, they run synchronously. The state that
-syncing needs (what to write, what was acknowledged, what other nodes wrote) lives in ``replica.Replica``,
+syncing needs (what to write, what was acknowledged, what other nodes wrote) lives in ``replica.SyncState``,
 which the shell drives; the collection only tells it about each local change.
 """
 
@@ -12,20 +12,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
 from operator import attrgetter
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
-from brainlessdb import convert
-from brainlessdb.entity import Entity, FieldOwner, add_fields, entity_class, new_entity
+from brainlessdb.core import views as convert
+from brainlessdb.core.clock import HybridLogicalClock
+from brainlessdb.core.entity import Entity, FieldOwner, add_fields, entity_class, new_entity
+from brainlessdb.core.ids import new_uuid, parse_uuid
+from brainlessdb.core.query.filtering import select
+from brainlessdb.core.query.index import INDEXED_LOOKUPS, IndexSet
+from brainlessdb.core.query.lookups import MISSING
+from brainlessdb.core.query.ordering import order
+from brainlessdb.core.query.plan import Condition, Plan, bind_criteria, parse_order, plan_criteria
+from brainlessdb.core.schema import Schema, check_field_name, copy_json
+from brainlessdb.core.sync.state import SyncState
+from brainlessdb.core.tracked import untrack
 from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
 from brainlessdb.events import Callback, Change, Delete, Event, Listener
-from brainlessdb.filtering import select
-from brainlessdb.ids import new_uuid, parse_uuid
-from brainlessdb.index import INDEXED_LOOKUPS, IndexSet
-from brainlessdb.lookups import MISSING
-from brainlessdb.ordering import order
-from brainlessdb.query import Condition, Plan, bind_criteria, parse_order, plan_criteria
-from brainlessdb.replica import Replica
-from brainlessdb.schema import Schema, check_field_name, copy_json
-from brainlessdb.sync.clock import HybridLogicalClock
-from brainlessdb.tracked import untrack
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class Collection(Generic[T]):
         self._exact_types: Mapping[str, frozenset[type]] = {}
         self._plans: dict[tuple[str, ...], Plan] = {}
         self._entity_class = entity_class(name)
-        self.replica = Replica(self)
+        self.replica = SyncState(self)
 
     # -- schema and type -------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Flusher: writes what collections changed, in the background and on demand.
 
-One flush round takes every collection's pending writes (``Replica.take_writes``), sends them all at once
+One flush round takes every collection's pending writes (``SyncState.take_writes``), sends them all at once
 through the storage (pipelined, acknowledgements gathered), and reports each outcome back. A conflicting
 write is merged with what the bucket holds and retried within the same flush. Rounds never overlap (a
 lock), so a manual ``flush()`` during a background round waits for it and then writes what is left: an
@@ -17,11 +17,11 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
-from brainlessdb.codec import decode_json, encode_json
-from brainlessdb.collection import Collection
+from brainlessdb.core.codec import decode_json, encode_json
+from brainlessdb.core.collection import Collection
+from brainlessdb.core.schema import Schema
+from brainlessdb.core.sync.state import SCHEMA_KEY, PendingWrite
 from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError, StorageError
-from brainlessdb.replica import SCHEMA_KEY, PendingWrite
-from brainlessdb.schema import Schema
 from brainlessdb.storage.base import Storage, Write
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
-"""Replicator: keeps memory in step with one bucket by applying its watch as entries arrive.
+"""BucketFollower: keeps memory in step with one bucket by applying its watch as entries arrive.
 
 The storage's watch replays the bucket, says when it has caught up, then streams live changes, and
-survives reconnects by itself. The replicator applies every entry through a callback (a collection's
-``Replica.apply``, or the schema handler), records the last applied revision, lets callers wait for the
+survives reconnects by itself. The follower applies every entry through a callback (a collection's
+``SyncState.apply``, or the schema handler), records the last applied revision, lets callers wait for the
 first catch-up or for a given revision, and restarts the watch from the last applied revision with
 backoff if it ever fails.
 """
@@ -24,7 +24,7 @@ BACKOFF_START: Final = 0.1
 BACKOFF_MAX: Final = 5.0
 
 
-class Replicator:
+class BucketFollower:
     """One supervised watch of one bucket, applied through ``apply``."""
 
     def __init__(

@@ -25,11 +25,11 @@ from nats.js.api import Header
 from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
 from brainlessdb.storage.base import Entry, WatchBatch, WatchEvent, Write, flatten
 from brainlessdb.storage.memory import check_key, validate_bucket
-from brainlessdb.storage.nats_buckets import bind_stream, list_bucket_names
-from brainlessdb.storage.nats_denials import ErrorCallback, ErrorFanOut, Guards
-from brainlessdb.storage.nats_errors import api_bucket_of, denied_subject, redact_servers, translate_error
-from brainlessdb.storage.nats_publish import Publisher
-from brainlessdb.storage.nats_watch import KV_OPERATION, KVWatcher, operation_of, time_ns_of
+from brainlessdb.storage.nats.buckets import bind_stream, list_bucket_names
+from brainlessdb.storage.nats.denials import ErrorCallback, ErrorFanOut, Guards
+from brainlessdb.storage.nats.errors import api_bucket_of, denied_subject, redact_servers, translate_error
+from brainlessdb.storage.nats.publish import Publisher
+from brainlessdb.storage.nats.watch import KV_OPERATION, KVWatcher, operation_of, time_ns_of
 
 logger = logging.getLogger(__name__)
 

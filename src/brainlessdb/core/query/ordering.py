@@ -12,8 +12,8 @@ from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
-from brainlessdb.lookups import MISSING
-from brainlessdb.query import UUID_PATH, OrderKey, read_values, values_at
+from brainlessdb.core.query.lookups import MISSING
+from brainlessdb.core.query.plan import UUID_PATH, OrderKey, read_values, values_at
 
 T = TypeVar("T")
 

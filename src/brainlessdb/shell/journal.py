@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brainlessdb.codec import decode_json, encode_json
-from brainlessdb.collection import Collection
+from brainlessdb.core.codec import decode_json, encode_json
+from brainlessdb.core.collection import Collection
+from brainlessdb.core.schema import Schema
 from brainlessdb.errors import BrainlessError, StorageError
-from brainlessdb.schema import Schema
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Queries: criteria parsed into plans (``plan``), lookups, filtering, ordering and indexes."""

@@ -1,0 +1,1 @@
+"""The I/O shell: the database's lifecycle and the background tasks that drive the core through storage."""

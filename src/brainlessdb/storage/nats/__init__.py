@@ -1,0 +1,1 @@
+"""NATS JetStream KV behind the storage seam: the only package that imports ``nats``."""
