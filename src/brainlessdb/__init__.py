@@ -20,6 +20,7 @@ from typing import Any
 
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
+from brainlessdb.core.values import MISSING
 from brainlessdb.errors import (
     BrainlessError,
     ConflictError,
@@ -40,6 +41,7 @@ from brainlessdb.events import Change, Delete
 from brainlessdb.shell.database import Brainless
 
 __all__ = [
+    "MISSING",
     "Brainless",
     "BrainlessError",
     "Change",

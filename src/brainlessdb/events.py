@@ -13,7 +13,8 @@ Origin = Literal["local", "remote"]
 class Change:
     """An entity was added or changed: ``changes`` maps each changed field to ``(old, new)``.
 
-    ``old`` is ``MISSING`` for a field the entity did not have (a new entity has only such fields).
+    ``old`` is ``brainlessdb.MISSING`` for a field the entity did not have (every field of a new entity,
+    and a field this node had not seen), never ``None``, which is a value a field can hold.
     ``origin`` is ``"remote"`` for changes merged from other nodes, ``"local"`` for this node's own.
     """
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from brainlessdb.core.query.filtering import compile_filter
 from brainlessdb.core.query.index import IndexSet
-from brainlessdb.core.query.lookups import MISSING
 from brainlessdb.core.query.plan import parse_criteria, resolve
+from brainlessdb.core.values import MISSING
 
 Store = dict[str, dict[str, Any]]
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, MISSING, check_lookup_value, freeze
+from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, check_lookup_value
+from brainlessdb.core.values import MISSING, freeze
 from brainlessdb.errors import QueryError
 
 scalars = st.one_of(

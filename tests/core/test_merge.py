@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brainlessdb.core.clock import Stamp
-from brainlessdb.core.merge import MISSING, Record, dominates, field_wins, merge_into, merge_records
+from brainlessdb.core.merge import Record, dominates, field_wins, merge_into, merge_records
+from brainlessdb.core.values import MISSING
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

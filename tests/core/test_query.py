@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from brainlessdb.core.query.filtering import compile_filter, select
-from brainlessdb.core.query.lookups import LOOKUPS, MISSING
+from brainlessdb.core.query.lookups import LOOKUPS
 from brainlessdb.core.query.ordering import order
 from brainlessdb.core.query.plan import (
     Condition,
@@ -25,6 +25,7 @@ from brainlessdb.core.query.plan import (
     resolve,
 )
 from brainlessdb.core.tracked import TrackedDict
+from brainlessdb.core.values import MISSING
 from brainlessdb.errors import QueryError
 
 FIELDS: Mapping[str, str] = {

@@ -18,12 +18,12 @@ from brainlessdb.core.entity import Entity, FieldOwner, add_fields, entity_class
 from brainlessdb.core.ids import new_uuid, parse_uuid
 from brainlessdb.core.query.filtering import select
 from brainlessdb.core.query.index import INDEXED_LOOKUPS, IndexSet
-from brainlessdb.core.query.lookups import MISSING
 from brainlessdb.core.query.ordering import order
 from brainlessdb.core.query.plan import Condition, Plan, bind_criteria, parse_order, plan_criteria
-from brainlessdb.core.schema import Schema, check_field_name, copy_json
+from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.tracked import untrack
+from brainlessdb.core.values import MISSING, copy_json
 from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
 from brainlessdb.events import Callback, Change, Delete, Event, Listener
 

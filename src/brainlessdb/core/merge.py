@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 import msgspec
 
 from brainlessdb.core.clock import Stamp
+from brainlessdb.core.values import MISSING
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -163,13 +164,3 @@ def dominates(local: Record, remote: Record) -> bool:
         or merged.stamps != remote.stamps
         or any(not _same_value(value, remote.data.get(name)) for name, value in merged.data.items())
     )
-
-
-class _Missing:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()

@@ -17,6 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
+from brainlessdb.core.values import (
+    check_json,
+    copy_json,
+    is_utf8,
+    json_type,
+    not_finite_error,
+    surrogate_error,
+)
 from brainlessdb.errors import SchemaError
 
 FIELD_TYPES: Final = ("str", "int", "float", "bool", "dict", "list", "any")
@@ -189,10 +197,10 @@ class Schema:
                 # A scalar of an exact type the field takes: the common case, with no call. Two checks
                 # remain: text UTF-8 can encode (ASCII always can) and a finite float.
                 if kind is str:
-                    if not value.isascii() and not _utf8(value):
-                        raise _surrogates(name)
+                    if not value.isascii() and not is_utf8(value):
+                        raise surrogate_error(name)
                 elif kind is float and value - value != 0.0:
-                    raise _not_finite(name, value)
+                    raise not_finite_error(name, value)
                 out[name] = value
             elif kind in containers:
                 out[name] = copy_json(name, value)
@@ -316,96 +324,9 @@ def _exact_types(spec: FieldSpec) -> frozenset[type]:
     return exact | {type(None)} if spec.nullable else exact
 
 
-def json_type(value: Any) -> str:
-    """The schema type name of a JSON-like value."""
-    if value is None:
-        return "any"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, dict):
-        return "dict"
-    if isinstance(value, list):
-        return "list"
-    raise SchemaError(f"unsupported value type {type(value).__name__}")
-
-
-def check_json(name: str, value: Any) -> None:
-    """``SchemaError`` unless ``value`` is JSON-like all the way down (str keys, no NaN, finite depth)."""
-    copy_json(name, value)
-
-
-def copy_json(name: str, value: Any, _depth: int = 0) -> Any:
-    """A plain deep copy of a JSON-like value (tracked dicts and lists become plain ones); ``SchemaError``
-    unless it is JSON-like all the way down (str keys, no NaN or infinity, no lone surrogates, finite
-    depth). One walk both checks and copies."""
-    kind = type(value)
-    if kind is dict or kind is list:
-        if _depth > 64:
-            raise SchemaError(f"field {name!r} is nested too deeply", field=name)
-        if kind is list:
-            return [copy_json(name, item, _depth + 1) for item in value]
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not (type(key) is str and key.isascii()) and not (isinstance(key, str) and _utf8(key)):
-                raise SchemaError(f"field {name!r}: dict keys must be strings, got {key!r}", field=name)
-            kind = type(item)
-            if (kind is str and item.isascii()) or kind is int or kind is bool or item is None:
-                out[key] = item
-            else:
-                out[key] = copy_json(name, item, _depth + 1)
-        return out
-    if kind is str:
-        if not value.isascii() and not _utf8(value):
-            raise _surrogates(name)
-        return value
-    if value is None or kind is int or kind is bool:
-        return value
-    if isinstance(value, float):
-        if value - value != 0.0:
-            raise _not_finite(name, value)
-        return value
-    if isinstance(value, int):
-        return value  # an int subclass (IntEnum): stored as its number
-    if isinstance(value, str):
-        if not _utf8(value):
-            raise _surrogates(name)
-        return value
-    if isinstance(value, (dict, list)):
-        # A subclass (a tracked dict or list, most likely): copied as the plain container.
-        return copy_json(name, dict(value) if isinstance(value, dict) else list(value), _depth)
-    raise SchemaError(
-        f"field {name!r}: {type(value).__name__} values cannot be stored (use JSON types)", field=name
-    )
-
-
-def _surrogates(name: str) -> SchemaError:
-    return SchemaError(f"field {name!r}: a string with lone surrogates cannot be stored", field=name)
-
-
-def _not_finite(name: str, value: float) -> SchemaError:
-    return SchemaError(f"field {name!r}: {value} cannot be stored as JSON", field=name)
-
-
-def _utf8(text: str) -> bool:
-    """False for a string UTF-8 cannot encode (lone surrogates): JSON could not store it."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def check_field_name(name: Any) -> None:
     """``SchemaError`` for a field name that cannot be an entity attribute."""
-    if not isinstance(name, str) or not name or not _utf8(name):
+    if not isinstance(name, str) or not name or not is_utf8(name):
         raise SchemaError(f"field names must be non-empty strings, got {name!r}")
     if name in RESERVED:
         raise SchemaError(f"{name!r} is the entity's own key, not a field", field=name)

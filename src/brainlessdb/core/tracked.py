@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, SupportsIndex
 
-from brainlessdb.core.schema import copy_json
+from brainlessdb.core.values import copy_json
 
 
 class Owner(Protocol):

@@ -13,8 +13,9 @@ from itertools import compress, repeat
 from operator import eq, is_, is_not, ne
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
-from brainlessdb.core.query.lookups import LOOKUPS, MISSING, freeze, is_number
+from brainlessdb.core.query.lookups import LOOKUPS
 from brainlessdb.core.query.plan import UUID_PATH, Condition, read_values, resolve_in, values_at
+from brainlessdb.core.values import MISSING, freeze, is_number
 
 T = TypeVar("T")
 

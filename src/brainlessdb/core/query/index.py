@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
-from brainlessdb.core.query.lookups import LOOKUP_SEP, MISSING, freeze
+from brainlessdb.core.query.lookups import LOOKUP_SEP
 from brainlessdb.core.query.plan import UUID_FIELD, Condition, resolve_in
+from brainlessdb.core.values import MISSING, freeze
 
 INDEXED_LOOKUPS: Final = frozenset({"exact", "in"})
 """Lookups that ``candidates`` answers exactly: conditions using them need no further check."""

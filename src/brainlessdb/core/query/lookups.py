@@ -1,106 +1,23 @@
-"""The lookup operators of queries (``exact``, ``lt``, ``in``, ``icontains``, ...) and value canonicalisation.
+"""The lookup operators of queries (``exact``, ``lt``, ``in``, ``icontains``, ...).
 
 ``LOOKUPS`` maps each Django-style lookup name to a pure ``(actual, expected) -> bool`` function, where
 ``actual`` is the value found at a criterion's path or ``MISSING`` when the path is absent. Every function
 answers ``False`` rather than raising on values of the wrong type, because entities of one collection may
-disagree (a foreign writer, an ``any`` field). ``freeze()`` turns a JSON-like value into the hashable key
-that both ``exact`` and the indexes compare, so an indexed answer always equals a full scan:
-``True`` is not ``1``, while ``1`` and ``1.0`` are the same number. ``check_lookup_value()`` rejects an
-expected value that could never be meant (``in`` with a string, ``isnull`` with a non-bool) before any
-entity is looked at.
+disagree (a foreign writer, an ``any`` field). Equality compares ``freeze()`` keys (``core.values``), as
+the indexes do. ``check_lookup_value()`` rejects an expected value that could never be meant (``in``
+with a string, ``isnull`` with a non-bool) before any entity is looked at.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+from brainlessdb.core.values import MISSING, freeze, is_number
 from brainlessdb.errors import QueryError
 
 LOOKUP_SEP: Final = "__"
-
-
-class _Missing(enum.Enum):
-    """The type of ``MISSING``; an enum so the sentinel survives copy and pickle as the same object."""
-
-    MISSING = "MISSING"
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __str__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = _Missing.MISSING
-"""The value of a path that is not present in an entity (distinct from a present ``None``)."""
-
-# Tags lead the tuples freeze() builds. A frozen value is never a bare tuple otherwise (user tuples are
-# frozen as lists), so a tagged tuple cannot collide with anything a user stores.
-_DICT_TAG: Final = "d"
-_LIST_TAG: Final = "l"
-_REPR_TAG: Final = "r"
-_TRUE_KEY: Final = ("b", True)
-_FALSE_KEY: Final = ("b", False)
-# NaN is unequal to itself, which would make an indexed answer differ from a scan; one key for all NaNs.
-_NAN_KEY: Final = ("nan",)
-
-
-def freeze(value: Any) -> Hashable:
-    """The canonical hashable key of a JSON-like value: equal keys iff equal JSON values (bool is not int)."""
-    cls = type(value)
-    if cls is str or cls is int or value is None:
-        scalar: Hashable = value
-        return scalar
-    if cls is float:
-        number: float = value
-        return number if number == number else _NAN_KEY
-    if cls is bool:
-        return _TRUE_KEY if value else _FALSE_KEY
-    if cls is dict:
-        return _freeze_mapping(value)
-    if cls is list or cls is tuple:
-        return (_LIST_TAG, tuple(map(freeze, value)))
-    return _freeze_other(value)
-
-
-def _freeze_mapping(value: Mapping[Any, Any]) -> Hashable:
-    items = [(key if type(key) is str else freeze(key), freeze(item)) for key, item in value.items()]
-    try:
-        items.sort(key=_first)
-    except TypeError:
-        # Only non-JSON mappings get here (keys of mixed types); any fixed order keeps the key canonical.
-        items.sort(key=_first_repr)
-    return (_DICT_TAG, tuple(items))
-
-
-def _first(item: tuple[Any, Any]) -> Any:
-    return item[0]
-
-
-def _first_repr(item: tuple[Any, Any]) -> tuple[str, str]:
-    return type(item[0]).__name__, repr(item[0])
-
-
-def _freeze_other(value: Any) -> Hashable:
-    if isinstance(value, Mapping):
-        return _freeze_mapping(value)
-    if isinstance(value, (list, tuple)):
-        return (_LIST_TAG, tuple(map(freeze, value)))
-    try:
-        hash(value)
-    except TypeError:
-        return (_REPR_TAG, repr(value))
-    hashable: Hashable = value
-    return hashable
-
-
-def is_number(value: Any) -> bool:
-    """True for an int or a float, but not for a bool."""
-    cls = type(value)
-    return cls is int or cls is float or (isinstance(value, (int, float)) and cls is not bool)
 
 
 def _is_comparable(actual: Any, expected: Any) -> bool:

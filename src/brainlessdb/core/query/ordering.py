@@ -12,8 +12,8 @@ from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
-from brainlessdb.core.query.lookups import MISSING
 from brainlessdb.core.query.plan import UUID_PATH, OrderKey, read_values, values_at
+from brainlessdb.core.values import MISSING
 
 T = TypeVar("T")
 

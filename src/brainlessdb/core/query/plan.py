@@ -17,7 +17,8 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Final, NamedTuple, TypeVar
 
-from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, MISSING, check_lookup_value
+from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, check_lookup_value
+from brainlessdb.core.values import MISSING
 from brainlessdb.errors import QueryError
 
 T = TypeVar("T")

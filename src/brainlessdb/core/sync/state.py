@@ -26,8 +26,8 @@ from brainlessdb.core.clock import Stamp, wall_ms
 from brainlessdb.core.codec import decode_delete, decode_value, encode_entity, encode_tombstone
 from brainlessdb.core.entity import Entity, new_entity
 from brainlessdb.core.merge import Record, field_stamps, merge_into
-from brainlessdb.core.query.lookups import MISSING
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, EncodeError, SchemaError
 from brainlessdb.storage.base import Entry, Op, Write
 
