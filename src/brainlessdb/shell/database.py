@@ -35,6 +35,7 @@ from brainlessdb.errors import (
     UnavailableError,
 )
 from brainlessdb.events import Event, Listener
+from brainlessdb.retry import Backoff
 from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.follower import BucketFollower
 from brainlessdb.shell.journal import Journal
@@ -289,21 +290,25 @@ class Brainless:
         await self._storage.open_bucket(bucket)
         return bucket
 
-    def _attach(self, collection: Collection[Any], delay: float = 0.0) -> None:
-        if delay or collection.name not in self._attaching:
+    def _attach(self, collection: Collection[Any], retry: Backoff | None = None) -> None:
+        if retry is not None or collection.name not in self._attaching:
+            delay = 0.0 if retry is None else retry.next()
             task = asyncio.create_task(
                 self._watch(collection, delay), name=f"brainlessdb-attach-{collection.name}"
             )
-            task.add_done_callback(lambda done: self._attached(collection, done, delay))
+            task.add_done_callback(lambda done: self._attached(collection, done, retry))
             self._attaching[collection.name] = task
 
-    def _attached(self, collection: Collection[Any], task: asyncio.Task[None], delay: float) -> None:
+    def _attached(self, collection: Collection[Any], task: asyncio.Task[None], retry: Backoff | None) -> None:
         if task.cancelled() or self._state != "started":
             return
         if isinstance(task.exception(), UnavailableError):
             # An outage or an election, not a lasting failure: try again until the bucket opens (a read
             # of the collection meanwhile raises the error, or waits for the next attempt).
-            self._attach(collection, min(max(delay * 2, ATTACH_RETRY_START), ATTACH_RETRY_MAX))
+            if retry is None:
+                # 0.1, 0.2, 0.4... up to ATTACH_RETRY_MAX seconds, without jitter.
+                retry = Backoff(ATTACH_RETRY_START, ATTACH_RETRY_MAX, jitter=0.0)
+            self._attach(collection, retry)
 
     async def _watch(self, collection: Collection[Any], delay: float = 0.0) -> None:
         assert self._storage is not None

@@ -11,9 +11,7 @@ on the replica, retried with backoff, and raised by the next ``flush()``/``stop(
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -22,12 +20,13 @@ from brainlessdb.core.collection import Collection
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.state import SCHEMA_KEY, PendingWrite
 from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError, StorageError
+from brainlessdb.retry import Backoff, cancel_and_wait
 from brainlessdb.storage.base import Storage, Write
 
 logger = logging.getLogger(__name__)
 
 CONFLICT_ROUNDS: Final = 8
-BACKOFF_START: Final = 0.1
+BACKOFF_START: Final = 0.1  # seconds before the first retry of a failed background flush
 BACKOFF_MAX: Final = 5.0
 
 
@@ -54,6 +53,7 @@ class Flusher:
         # Something changed: flush after the interval. Called for every change, hence bound directly.
         self.wake: Callable[[], None] = self._wake.set
         self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
         self.stats = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0}
 
     def start(self) -> None:
@@ -62,13 +62,11 @@ class Flusher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
-        backoff = BACKOFF_START
+        backoff = self._backoff
+        backoff.reset()
         while True:
             await self._wake.wait()
             # Changes made during the interval join this round: that is what batches them.
@@ -80,11 +78,10 @@ class Flusher:
                 logger.exception("background flush failed")
                 failed = True
             if failed:
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await asyncio.sleep(backoff.next())
                 self._wake.set()
             else:
-                backoff = BACKOFF_START
+                backoff.reset()
 
     async def flush(
         self, collections: Sequence[Collection[Any]] | None = None, *, raise_errors: bool = True

@@ -10,17 +10,16 @@ backoff if it ever fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 from collections.abc import Callable
 from typing import Final
 
+from brainlessdb.retry import Backoff, cancel_and_wait
 from brainlessdb.storage.base import CaughtUp, Entry, Resumed, Storage
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_START: Final = 0.1
+BACKOFF_START: Final = 0.1  # seconds before the first restart of a failed watch
 BACKOFF_MAX: Final = 5.0
 
 
@@ -46,6 +45,7 @@ class BucketFollower:
         self.caught_up = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
 
     def start(self, *, after: int | None = None) -> None:
         if self._task is None:
@@ -56,10 +56,7 @@ class BucketFollower:
         if self._resync is None:
             return
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._begin_resync()
         self._task = asyncio.create_task(
             self._run(None, resyncing=True), name=f"brainlessdb-resync-{self.bucket}"
@@ -67,10 +64,7 @@ class BucketFollower:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
@@ -85,7 +79,8 @@ class BucketFollower:
         await waiter
 
     async def _run(self, after: int | None, *, resyncing: bool = False) -> None:
-        backoff = BACKOFF_START
+        backoff = self._backoff
+        backoff.reset()
         apply = self._apply
         while True:
             restart_now = False
@@ -104,7 +99,8 @@ class BucketFollower:
                             continue
                         if last:
                             after = self._applied_up_to(last)
-                            backoff, last = BACKOFF_START, 0
+                            last = 0
+                            backoff.reset()
                         if isinstance(event, Resumed):
                             if self._needs_resync(event):
                                 # Deletes may have been forgotten while the watch was down: replay it all.
@@ -129,7 +125,7 @@ class BucketFollower:
                         break
                     if last:
                         after = self._applied_up_to(last)
-                        backoff = BACKOFF_START  # entries flow: a later failure starts its backoff anew
+                        backoff.reset()  # entries flow: a later failure starts its backoff anew
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -145,8 +141,7 @@ class BucketFollower:
                 self._begin_resync()
                 after = None
             self.restarts += 1
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.next())
 
     def _applied_up_to(self, revision: int) -> int:
         """Entries up to ``revision`` were applied: record it, wake who waits for it; the resume point."""

@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import functools
 import logging
-import random
 import secrets
 from collections.abc import AsyncGenerator
 from time import monotonic
@@ -34,6 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy, StatusCode
 
 from brainlessdb.errors import StorageError
+from brainlessdb.retry import Backoff, cancel_and_wait
 from brainlessdb.storage.base import CaughtUp, Entry, Op, Resumed, WatchBatch, WatchEvent
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ TIME_STAMP: Final = "Nats-Time-Stamp"
 HEARTBEAT: Final = 1.0  # seconds between the server's idle heartbeats
 MISSED_HEARTBEATS: Final = 3  # silent heartbeats before the consumer counts as lost
 INACTIVE_THRESHOLD: Final = 30.0  # the server deletes a consumer nobody listens to after this
-BACKOFF_MIN: Final = 0.1
+BACKOFF_MIN: Final = 0.1  # seconds before the first restart of a lost consumer
 BACKOFF_MAX: Final = 5.0
 HEALTHY_AFTER: Final = 10.0  # a consumer that lived this long resets the backoff
 CHECK_INTERVAL: Final = 0.25
@@ -161,6 +161,7 @@ class KVWatcher:
         self._idle_seen = False
         self._trouble: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
         self._deletions: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -199,10 +200,8 @@ class KVWatcher:
             return
         self._closed = True
         task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not asyncio.current_task():
+            await cancel_and_wait(task)
         await self._teardown()
         await asyncio.gather(*self._deletions)
         self._finish(None)
@@ -244,7 +243,7 @@ class KVWatcher:
             wakeup.set_result(None)
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_MIN
+        backoff = self._backoff
         stalled_since: float | None = None
         try:
             while not self._closed:
@@ -267,7 +266,7 @@ class KVWatcher:
                         stalled_since = None
                     reason = await self._monitor()
                     if monotonic() - started > HEALTHY_AFTER:
-                        backoff = BACKOFF_MIN
+                        backoff.reset()
                 if self._closed:
                     return
                 if stalled_since is None:
@@ -275,7 +274,7 @@ class KVWatcher:
                     self._note_activity()
                     stalled_since = min(self._last_activity, monotonic())
                 self._stats["restarts"] = self._stats.get("restarts", 0) + 1
-                delay = backoff * random.uniform(0.5, 1.0)
+                delay = backoff.next()
                 logger.warning(
                     "watch of %s restarts after revision %d in %.2fs: %s",
                     self.bucket,
@@ -285,7 +284,6 @@ class KVWatcher:
                 )
                 await self._teardown()
                 await asyncio.sleep(delay)
-                backoff = min(backoff * 2, BACKOFF_MAX)
         except Exception as exc:
             # Never die silently: the reader gets the error and the log has the traceback.
             logger.exception("watch of %s failed", self.bucket)
