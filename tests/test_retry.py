@@ -1,4 +1,4 @@
-"""The shared task helpers: ``Backoff`` and ``cancel_and_wait``."""
+"""The shared task helpers (``Backoff``, ``cancel_and_wait``) and the state background tasks show in repr."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from brainlessdb import Brainless
 from brainlessdb.retry import Backoff, cancel_and_wait
 
 
@@ -48,3 +49,21 @@ async def test_cancel_and_wait_ends_the_task_and_swallows_only_its_cancellation(
     await asyncio.sleep(0)
     with pytest.raises(LookupError, match="cleanup failed"):
         await cancel_and_wait(failing)
+
+
+async def test_flusher_and_followers_show_their_state_in_repr() -> None:
+    db = Brainless(None, namespace="reprs", location="a", flush_interval=0.25)
+    await db.start()
+    try:
+        db.call.add(state="waiting")
+        await db.flush()
+        await db.call.load()
+        flusher = repr(db._flusher)
+        assert flusher.startswith("<Flusher running every 0.25s, 0 failed rounds in a row")
+        assert "writes=1" in flusher
+        follower = repr(db._followers["call"])
+        assert follower.startswith("<BucketFollower reprs-call caught up, applied revision 1, 0 restarts")
+    finally:
+        await db.stop()
+    assert repr(db._flusher).startswith("<Flusher stopped")
+    assert " stopped," in repr(db._followers["call"])

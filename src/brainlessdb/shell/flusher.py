@@ -56,6 +56,15 @@ class Flusher:
         self._backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
         self.stats = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0}
 
+    def __repr__(self) -> str:
+        state = "stopped" if self._task is None else "flushing" if self._lock.locked() else "running"
+        backoff = self._backoff
+        stats = ", ".join(f"{name}={count}" for name, count in self.stats.items())
+        return (
+            f"<Flusher {state} every {self.interval:g}s, {backoff.failures} failed rounds in a row "
+            f"(next retry in {backoff.delay:g}s), {stats}>"
+        )
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="brainlessdb-flusher")

@@ -47,6 +47,14 @@ class BucketFollower:
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
 
+    def __repr__(self) -> str:
+        state = "stopped" if self._task is None else "caught up" if self.caught_up.is_set() else "catching up"
+        return (
+            f"<BucketFollower {self.bucket} {state}, applied revision {self.applied}, "
+            f"{self.restarts} restarts, {self.resyncs} resyncs, {self._backoff.failures} failures in a row "
+            f"(next restart in {self._backoff.delay:g}s)>"
+        )
+
     def start(self, *, after: int | None = None) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(after), name=f"brainlessdb-watch-{self.bucket}")

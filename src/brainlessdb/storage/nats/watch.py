@@ -167,7 +167,8 @@ class KVWatcher:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"after revision {self._floor}"
-        return f"<KVWatcher {self.bucket} {state}, consumer {self._consumer}>"
+        failures = self._backoff.failures
+        return f"<KVWatcher {self.bucket} {state}, consumer {self._consumer}, {failures} restarts in a row>"
 
     async def batches(self) -> AsyncGenerator[WatchBatch, None]:
         """The watch events in batches; closing this iterator (or cancelling its reader) stops the watcher."""
