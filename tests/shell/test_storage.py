@@ -22,7 +22,7 @@ from brainlessdb.storage import base
 from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchEvent, Write
 from brainlessdb.storage.memory import MemoryStorage
 from brainlessdb.storage.nats.kv import NatsKVStorage
-from brainlessdb.storage.nats.watch import parse_ack_reply
+from brainlessdb.storage.nats.protocol import parse_ack_reply
 
 # Both backends return async generators from watch(), so tests can close them with aclosing().
 Storage = MemoryStorage | NatsKVStorage

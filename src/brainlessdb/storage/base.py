@@ -1,16 +1,39 @@
 """The storage seam: what the shell needs from a key/value store, in bytes and integer revisions.
 
-Two implementations honour it: ``MemoryStorage`` (in-process, the in-memory mode and the unit tests) and
-``NatsKVStorage`` (NATS JetStream KV). Encoding and merging stay out of it.
+``Storage`` lists the methods the library calls.
+Two implementations come with it: ``MemoryStorage`` (in-process, the in-memory mode and the unit tests) and
+``NatsKVStorage`` (NATS JetStream KV). Encoding and merging stay out of it. The bucket and key name rules
+are NATS KV's, and both implementations check them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
+
+from brainlessdb.errors import InvalidNameError, StorageError
+
+BUCKET_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
+# Keys become subject tokens: a dot at either end would make an empty token, and wildcards or spaces
+# would address other keys or break the protocol line. One match, as every write checks its key.
+KEY_PATTERN: Final = re.compile(r"(?!\.)[-/_=.A-Za-z0-9]+(?<!\.)")
+
+
+def validate_bucket(bucket: str) -> None:
+    """Raise ``InvalidNameError`` unless ``bucket`` is a valid NATS KV bucket name."""
+    if BUCKET_PATTERN.fullmatch(bucket) is None:
+        raise InvalidNameError("bucket", bucket)
+
+
+def check_key(key: str) -> StorageError | None:
+    """The error to report for ``key`` if it is not a valid KV key, else None."""
+    if KEY_PATTERN.fullmatch(key) is None:
+        return StorageError(f"invalid key {key!r}")
+    return None
 
 
 class Op(enum.Enum):
@@ -76,7 +99,7 @@ WatchBatch = list[WatchEvent]
 
 
 async def flatten(batches: AsyncGenerator[WatchBatch, None]) -> AsyncGenerator[WatchEvent, None]:
-    """The events of ``watch_batches()`` one by one: how both storages implement ``watch()``."""
+    """The events of ``watch_batches()`` one by one: the ``watch()`` both storages offer besides the seam."""
     async with contextlib.aclosing(batches):
         async for batch in batches:
             for event in batch:
@@ -84,28 +107,24 @@ async def flatten(batches: AsyncGenerator[WatchBatch, None]) -> AsyncGenerator[W
 
 
 class Storage(Protocol):
-    """A store of buckets of keys with revisions, compare-and-set writes and a resumable watch."""
+    """A store of buckets of keys with revisions, compare-and-set writes and a resumable watch.
+
+    Only what the library calls. ``MemoryStorage`` and ``NatsKVStorage`` offer more (``list_buckets``,
+    ``purge``, a ``watch`` of single events), which the library never needs.
+    """
 
     async def open_bucket(self, bucket: str, *, create: bool = True) -> bool:
         """Make sure ``bucket`` exists (creating it when ``create``); False if absent and not created."""
         ...
 
-    async def list_buckets(self, prefix: str) -> list[str]:
-        """The names of the existing buckets that start with ``prefix``."""
-        ...
-
-    def watch(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchEvent]:
-        """Entries of ``bucket`` forever: first a replay, then a ``CaughtUp``, then live changes.
+    def watch_batches(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchBatch]:
+        """Events of ``bucket`` forever, in batches: first a replay, then a ``CaughtUp``, then live changes.
 
         ``after=None`` replays the last entry of every key; ``after=n`` every entry with a revision above
-        ``n``. The iterator survives reconnects by itself and never repeats a revision it yielded.
+        ``n``. The iterator survives reconnects by itself (a ``Resumed`` says when it was not live) and
+        never repeats a revision it yielded. Each batch holds every event that had arrived when the reader
+        asked, in order: one suspension per batch, not per entry, for readers that apply many.
         """
-        ...
-
-    def watch_batches(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchBatch]:
-        """``watch()`` in batches: the same events in the same order, each batch holding all that had
-        arrived. For readers that apply many entries (a load, a burst of writes): one suspension per
-        batch instead of one per entry."""
         ...
 
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
@@ -118,10 +137,6 @@ class Storage(Protocol):
 
     async def last_revision(self, bucket: str) -> int:
         """The greatest revision in the bucket (0 when it never had an entry)."""
-        ...
-
-    async def purge(self, bucket: str, key: str) -> None:
-        """Remove every entry of ``key`` (used to drop delete markers past their retention)."""
         ...
 
     async def forget(self, bucket: str, key: str) -> None:

@@ -6,38 +6,29 @@ entry with its own revision; ``0`` means the key has no entry at all), and ``pur
 marker as a NATS KV purge does, so both backends pass the same contract tests. One entry (the last) is kept
 per key, which is NATS with ``history=1``. Several nodes of one process may share the buckets: either use
 the same instance, or give each node its own handle from ``share()`` so that its ``close()`` ends only its
-own watches. The bucket and key name rules of the contract live here too and are reused by the NATS backend.
+own watches.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from brainlessdb.errors import ConflictError, InvalidNameError, StorageError
-from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchBatch, WatchEvent, Write, flatten
-
-BUCKET_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
-# Keys become subject tokens: a dot at either end would make an empty token, and wildcards or spaces
-# would address other keys or break the protocol line. One match, as every write checks its key.
-KEY_PATTERN: Final = re.compile(r"(?!\.)[-/_=.A-Za-z0-9]+(?<!\.)")
-
-
-def validate_bucket(bucket: str) -> None:
-    """Raise ``InvalidNameError`` unless ``bucket`` is a valid NATS KV bucket name."""
-    if BUCKET_PATTERN.fullmatch(bucket) is None:
-        raise InvalidNameError("bucket", bucket)
-
-
-def check_key(key: str) -> StorageError | None:
-    """The error to report for ``key`` if it is not a valid KV key, else None."""
-    if KEY_PATTERN.fullmatch(key) is None:
-        return StorageError(f"invalid key {key!r}")
-    return None
+from brainlessdb.errors import ConflictError, StorageError
+from brainlessdb.storage.base import (
+    CaughtUp,
+    Entry,
+    Op,
+    WatchBatch,
+    WatchEvent,
+    Write,
+    check_key,
+    flatten,
+    validate_bucket,
+)
 
 
 class _Closed:

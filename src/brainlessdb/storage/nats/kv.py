@@ -1,12 +1,13 @@
 """``NatsKVStorage``: the storage contract on NATS JetStream Key/Value; the one place nats errors are mapped.
 
-Buckets are JetStream streams made and bound by ``nats_buckets``; writes are pipelined compare-and-set
-publishes whose acknowledgements are gathered together (``nats_publish``); reads are direct gets; watches
-are ``KVWatcher``s (``nats_watch``); a publish the server denies fails what waits on it at once
-(``nats_denials``). Every nats exception becomes a ``StorageError``: ``ConflictError`` on a revision
-mismatch, ``UnavailableError`` (retryable) when the server cannot be reached or elects a leader,
-``PermissionDeniedError`` when the account may not use a bucket (see ``denied_subject``). Credentials never
-reach a log line, a message or a repr: server URLs are shown through ``redact_url``.
+Buckets are JetStream streams made and bound by ``buckets``; writes are pipelined compare-and-set
+publishes whose acknowledgements are gathered together (``publish``); reads are direct gets; watches are
+``KVWatcher``s (``watch``); headers and ack subjects are read by ``protocol``; a publish the server
+denies fails what waits on it at once (``denials``). Every nats exception becomes a ``StorageError``:
+``ConflictError`` on a revision mismatch, ``UnavailableError`` (retryable) when the server cannot be
+reached or elects a leader, ``PermissionDeniedError`` when the account may not use a bucket (see
+``denied_subject``). Credentials never reach a log line, a message or a repr: server URLs are shown
+through ``redact_url``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from nats.aio.client import Client
 from nats.js.api import Header
 
 from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
-from brainlessdb.storage.base import Entry, WatchBatch, WatchEvent, Write, flatten
-from brainlessdb.storage.memory import check_key, validate_bucket
+from brainlessdb.storage.base import Entry, WatchBatch, WatchEvent, Write, check_key, flatten, validate_bucket
 from brainlessdb.storage.nats.buckets import bind_stream, list_bucket_names
 from brainlessdb.storage.nats.denials import ErrorCallback, ErrorFanOut, Guards
 from brainlessdb.storage.nats.errors import api_bucket_of, denied_subject, redact_servers, translate_error
+from brainlessdb.storage.nats.protocol import KV_OPERATION, operation_of, time_ns_of
 from brainlessdb.storage.nats.publish import Publisher
-from brainlessdb.storage.nats.watch import KV_OPERATION, KVWatcher, operation_of, time_ns_of
+from brainlessdb.storage.nats.watch import KVWatcher
 
 logger = logging.getLogger(__name__)
 

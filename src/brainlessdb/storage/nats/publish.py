@@ -23,10 +23,9 @@ from nats.aio.msg import Msg
 from nats.js.api import Header
 
 from brainlessdb.errors import PermissionDeniedError, StorageError, UnavailableError
-from brainlessdb.storage.base import Write
-from brainlessdb.storage.memory import check_key
+from brainlessdb.storage.base import Write, check_key
 from brainlessdb.storage.nats.errors import STATUS_UNAVAILABLE, translate_error
-from brainlessdb.storage.nats.watch import KV_OPERATION
+from brainlessdb.storage.nats.protocol import KV_OPERATION
 
 HEADER_OVERHEAD: Final = len(b"NATS/1.0\r\n\r\n")
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
