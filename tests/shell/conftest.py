@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -13,11 +11,10 @@ import pytest
 
 from brainlessdb import Brainless, BrainlessError
 from brainlessdb.storage.memory import MemoryStorage
+from tests.helpers import MakeDb
 
-MakeDb = Callable[..., Awaitable[Brainless]]
 
-
-@pytest.fixture(params=["memory", "nats"])
+@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -53,12 +50,3 @@ async def nats_client(backend: str, request: pytest.FixtureRequest) -> AsyncIter
     client = await nats.connect(request.getfixturevalue("nats_server").url)
     yield client
     await client.close()
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
-    """Wait until ``predicate()`` holds; fail the test with AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)

@@ -28,8 +28,7 @@ from brainlessdb import (
 from brainlessdb.core.query.lookups import LOOKUPS
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
-
-from .conftest import MakeDb, eventually
+from tests.helpers import MakeDb, eventually
 
 # Schema ----------------------------------------------------------------------------------------
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import brainlessdb
 from brainlessdb import MISSING, Change
-
-from .conftest import MakeDb, eventually
+from tests.helpers import MakeDb, eventually
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 import random
@@ -28,57 +27,14 @@ from brainlessdb import Brainless, ConflictError, FlushError, StorageError, Unav
 from brainlessdb.embedded import EmbeddedCluster, EmbeddedServer
 from brainlessdb.storage.base import WatchBatch, Write
 from brainlessdb.storage.memory import MemoryStorage
-
-from .conftest import eventually
+from tests.helpers import eventually, memory_of, nats_connection, raw_bucket, settle
 
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def memory_of(db: Brainless, collection: str = "call") -> dict[str, dict[str, Any]]:
-    """A node's ``{uuid: data}`` of one collection."""
-    return {entity.uuid: entity.data for entity in db.collection(collection).entities.values()}
-
-
-async def raw_bucket(url: str | list[str], bucket: str) -> tuple[dict[str, Any], set[str]]:
-    """What a plain nats-py client reads in a bucket: ``{key: data}`` of live keys, and the deleted keys.
-
-    Reads the last message of every subject of the bucket's stream and decodes the JSON itself.
-    """
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        stream = f"KV_{bucket}"
-        info = await js.stream_info(stream, subjects_filter=">")
-        subjects = sorted((info.state.subjects or {}).keys())
-        live: dict[str, Any] = {}
-        deleted: set[str] = set()
-        for chunk in range(0, len(subjects), 500):
-            part = subjects[chunk : chunk + 500]
-            messages = await asyncio.gather(*(js.get_last_msg(stream, subject) for subject in part))
-            for subject, msg in zip(part, messages, strict=True):
-                key = subject[len(f"$KV.{bucket}.") :]
-                operation = (msg.headers or {}).get("KV-Operation")
-                if operation in ("DEL", "PURGE"):
-                    deleted.add(key)
-                else:
-                    live[key] = readable_data(msg.data)
-        return live, deleted
-    finally:
-        await client.close()
-
-
-def readable_data(value: bytes) -> Any:
-    """The entity data of a stored value of format v1, or the raw bytes of anything else."""
-    try:
-        return json.loads(value)["d"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return value
-
-
 async def history_of(url: str, bucket: str) -> dict[str, list[bytes]]:
     """Every value the bucket's stream retains, by key, oldest first (needs ``history`` > 1)."""
-    client = await nats.connect(url)
-    try:
+    async with nats_connection(url) as client:
         js = client.jetstream()
         stream = f"KV_{bucket}"
         state = (await js.stream_info(stream)).state
@@ -91,34 +47,19 @@ async def history_of(url: str, bucket: str) -> dict[str, list[bytes]]:
             key = (msg.subject or "").split(".", 2)[2]
             found.setdefault(key, []).append(msg.data or b"")
         return found
-    finally:
-        await client.close()
 
 
 async def fresh_load(url: str | list[str], namespace: str, collection: str = "call") -> dict[str, Any]:
     """What a node that has just started loads."""
-    db = Brainless(url, namespace=namespace, location="fresh-1", flush_interval=3600)
-    await db.start()
-    try:
+    async with Brainless(url, namespace=namespace, location="fresh-1", flush_interval=3600) as db:
         await db.collection(collection).load()
         return memory_of(db, collection)
-    finally:
-        await db.stop()
 
 
-async def settle(nodes: list[Brainless], timeout: float = 30.0) -> None:
-    """Wait until no node has anything pending and every node holds the same (they converged)."""
-
-    def converged() -> bool:
-        if any(c.replica.has_pending() for node in nodes for c in node.collections.values()):
-            return False
-        first = memory_of(nodes[0])
-        return all(memory_of(node) == first for node in nodes[1:])
-
-    await eventually(converged, timeout=timeout, interval=0.05)
-    for node in nodes:
-        await node.call.load()
-    assert all(memory_of(node) == memory_of(nodes[0]) for node in nodes)
+def new_node(server: EmbeddedServer, namespace: str, location: str, **options: Any) -> Brainless:
+    """A node of ``server``, not started yet, flushing every 20 ms unless ``options`` say otherwise."""
+    options.setdefault("flush_interval", 0.02)
+    return Brainless(server.url, namespace=namespace, location=location, **options)
 
 
 @contextlib.contextmanager
@@ -135,10 +76,7 @@ def frozen(server: EmbeddedServer) -> Iterator[None]:
 @pytest.fixture
 async def nodes(own_server: EmbeddedServer, namespace: str) -> AsyncIterator[list[Brainless]]:
     """Three nodes on the test's own server, flushing every 20 ms, keeping 64 revisions per key."""
-    started = [
-        Brainless(own_server.url, namespace=namespace, location=f"node-{i}", flush_interval=0.02, history=64)
-        for i in range(3)
-    ]
+    started = [new_node(own_server, namespace, f"node-{i}", history=64) for i in range(3)]
     for node in started:
         await node.start()
     yield started
@@ -154,7 +92,7 @@ async def nodes(own_server: EmbeddedServer, namespace: str) -> AsyncIterator[lis
 async def test_stop_writes_everything_pending_within_the_timeout(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=3600)
+    db = new_node(own_server, namespace, "prague-1", flush_interval=3600)
     await db.start()
     stored = [db.call.add(n=i, state="new") for i in range(200)]
     await db.flush()
@@ -178,7 +116,7 @@ async def test_stop_writes_everything_pending_within_the_timeout(
 async def test_stop_with_nats_dead_returns_at_once_listing_what_it_could_not_write(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
+    db = new_node(own_server, namespace, "prague-1")
     await db.start()
     kept, gone = db.call.add(n=1), db.call.add(n=2)
     await db.flush()
@@ -202,7 +140,7 @@ async def test_stop_with_nats_dead_returns_at_once_listing_what_it_could_not_wri
 async def test_stop_with_nats_frozen_returns_within_the_timeout_listing_what_it_could_not_write(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
+    db = new_node(own_server, namespace, "prague-1")
     await db.start()
     kept = db.call.add(n=1)
     await db.flush()
@@ -441,17 +379,13 @@ async def written_twice_deleted_and_followed(a: Brainless) -> tuple[list[Any], l
 async def test_a_delete_marker_removed_after_its_retention_stays_removed_after_a_server_crash(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
-    await a.start()
-    try:
+    async with new_node(own_server, namespace, "prague-1") as a:
         calls, kept = await written_twice_deleted_and_followed(a)
         a.delete_retention = 0.001
         await asyncio.sleep(0.01)
         assert await a.expire_deletes() == len(calls)
         live, markers = await raw_bucket(own_server.url, a.bucket_name("call"))
         assert set(live) == {c.uuid for c in kept} and not markers
-    finally:
-        await a.stop()
     own_server.kill()
     own_server.start()
     assert set(await fresh_load(own_server.url, namespace)) == {c.uuid for c in kept}
@@ -461,11 +395,10 @@ async def test_a_delete_marker_removed_after_its_retention_stays_removed_after_a
 async def test_an_older_version_brought_back_over_a_remembered_delete_is_deleted_again(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
-    b = Brainless(own_server.url, namespace=namespace, location="brno-1", flush_interval=0.02)
-    await a.start()
-    await b.start()
-    try:
+    async with (
+        new_node(own_server, namespace, "prague-1") as a,
+        new_node(own_server, namespace, "brno-1") as b,
+    ):
         calls, kept = await written_twice_deleted_and_followed(a)
         await eventually(lambda: all(k.uuid in b.call for k in kept) and len(b.call) == len(kept), timeout=10)
         a.delete_retention = 0.001  # a removes the markers; b still remembers the deletes
@@ -493,9 +426,6 @@ async def test_an_older_version_brought_back_over_a_remembered_delete_is_deleted
         assert set(await fresh_load(own_server.url, namespace)) == {k.uuid for k in kept}
         await b.expire_deletes()
         assert not any(b.call.replica.is_deleted(uuid) for uuid in back)
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 # -- bad data in NATS ------------------------------------------------------------------------------
@@ -529,27 +459,26 @@ def foreign_key(i: int) -> str:
     return f"8a6b1f5e-0000-1000-8000-{i:012d}"
 
 
-async def put_foreign(url: str, bucket: str, values: dict[str, bytes], first: int) -> dict[str, str]:
-    """Write values with a plain nats-py client; returns ``{key: what the value is}``."""
-    client = await nats.connect(url)
-    try:
+async def put_raw(url: str, bucket: str, values: dict[str, bytes]) -> None:
+    """Write ``{key: value}`` with a plain nats-py client, in order."""
+    async with nats_connection(url) as client:
         kv = await client.jetstream().key_value(bucket)
-        keys = {}
-        for i, (what, value) in enumerate(values.items(), start=first):
-            await kv.put(foreign_key(i), value)
-            keys[foreign_key(i)] = what
-        return keys
-    finally:
-        await client.close()
+        for key, value in values.items():
+            await kv.put(key, value)
+
+
+async def put_foreign(url: str, bucket: str, values: dict[str, bytes], first: int) -> dict[str, str]:
+    """Write values under keys ``foreign_key(first)`` on; returns ``{key: what the value is}``."""
+    keys = {foreign_key(i): what for i, what in enumerate(values, start=first)}
+    await put_raw(url, bucket, {key: values[what] for key, what in keys.items()})
+    return keys
 
 
 @pytest.mark.nats
 async def test_bad_values_in_a_bucket_are_set_aside_at_load(
     own_server: EmbeddedServer, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
-    await a.start()
-    try:
+    async with new_node(own_server, namespace, "prague-1") as a:
         good = [a.call.add(n=i, state="new") for i in range(5)]
         await a.flush()
         bucket = a.bucket_name("call")
@@ -557,9 +486,7 @@ async def test_bad_values_in_a_bucket_are_set_aside_at_load(
         await put_foreign(own_server.url, bucket, {"good": GOOD_FOREIGN}, first=100)
 
         caplog.set_level(logging.WARNING, logger="brainlessdb")
-        fresh = Brainless(own_server.url, namespace=namespace, location="fresh-1", flush_interval=0.02)
-        await fresh.start()
-        try:
+        async with new_node(own_server, namespace, "fresh-1") as fresh:
             assert set(memory_of(fresh)) == {c.uuid for c in good} | {foreign_key(100)}
             assert fresh.call[foreign_key(100)].state == "from a foreign writer"
             replica = fresh.call.replica
@@ -574,32 +501,22 @@ async def test_bad_values_in_a_bucket_are_set_aside_at_load(
             added = fresh.call.add(n=99, state="after")
             await eventually(lambda: added.uuid in a.call, timeout=10)
             assert fresh.stats()["collections"]["call"]["watch_restarts"] == 0
-        finally:
-            await fresh.stop()
-    finally:
-        await a.stop()
 
 
 @pytest.mark.nats
 async def test_bad_values_arriving_through_the_watch_are_set_aside(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    a = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=0.02)
-    b = Brainless(own_server.url, namespace=namespace, location="brno-1", flush_interval=0.02)
-    await a.start()
-    await b.start()
-    try:
+    async with (
+        new_node(own_server, namespace, "prague-1") as a,
+        new_node(own_server, namespace, "brno-1") as b,
+    ):
         known = a.call.add(n=1, state="new")
         await eventually(lambda: known.uuid in b.call, timeout=10)
         bucket = a.bucket_name("call")
         bad = await put_foreign(own_server.url, bucket, {**UNREADABLE, **AGAINST_THE_SCHEMA}, first=1)
         # A bad value over an entity both nodes hold: set aside too; the entity keeps its last good version.
-        client = await nats.connect(own_server.url)
-        try:
-            kv = await client.jetstream().key_value(bucket)
-            await kv.put(known.uuid, b"garbage")
-        finally:
-            await client.close()
+        await put_raw(own_server.url, bucket, {known.uuid: b"garbage"})
         await put_foreign(own_server.url, bucket, {"good": GOOD_FOREIGN}, first=100)
         later = a.call.add(n=2, state="later")
         for node in (a, b):
@@ -621,20 +538,12 @@ async def test_bad_values_arriving_through_the_watch_are_set_aside(
         assert live[known.uuid] == {"n": 1, "state": "repaired"}
         # And a delete over garbage is written too.
         await put_foreign(own_server.url, bucket, {"garbage again": b"garbage"}, first=200)
-        client = await nats.connect(own_server.url)
-        try:
-            kv = await client.jetstream().key_value(bucket)
-            await kv.put(known.uuid, b"\x00garbage again")
-        finally:
-            await client.close()
+        await put_raw(own_server.url, bucket, {known.uuid: b"\x00garbage again"})
         await eventually(lambda: b.call.replica.dead_letter_count == len(bad) + 3, timeout=10)
         del b.call[known]
         await eventually(lambda: known.uuid not in a.call and not b.call.replica.has_pending(), timeout=10)
         _, markers = await raw_bucket(own_server.url, bucket)
         assert known.uuid in markers
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 # -- endless conflicts ----------------------------------------------------------------------------
@@ -660,9 +569,7 @@ class Contended(MemoryStorage):
 async def test_a_change_that_keeps_conflicting_is_reported_and_retried(namespace: str) -> None:
     store = MemoryStorage()
     contended = Contended(store)
-    db = Brainless(contended, namespace=namespace, location="prague-1", flush_interval=0.02)
-    await db.start()
-    try:
+    async with Brainless(contended, namespace=namespace, location="prague-1", flush_interval=0.02) as db:
         call = db.call.add(n=1)
         await db.flush()
         contended.contended = True
@@ -678,8 +585,6 @@ async def test_a_change_that_keeps_conflicting_is_reported_and_retried(namespace
         await eventually(lambda: not call.dirty, timeout=10)
         entry = await store.get(db.bucket_name("call"), call.uuid)
         assert entry is not None and b'"n":2' in entry.value
-    finally:
-        await db.stop()
 
 
 # -- cluster failover ------------------------------------------------------------------------------
@@ -687,16 +592,13 @@ async def test_a_change_that_keeps_conflicting_is_reported_and_retried(namespace
 
 async def stream_leader(url: str, stream: str) -> str:
     """The name of the server leading a stream (``n1``..``n3`` in an ``EmbeddedCluster``)."""
-    client = await nats.connect(url)
-    try:
+    async with nats_connection(url) as client:
         for _ in range(100):
             info = await client.jetstream().stream_info(stream)
             if info.cluster is not None and info.cluster.leader:
                 return info.cluster.leader
             await asyncio.sleep(0.1)
         raise AssertionError(f"{stream} has no leader")
-    finally:
-        await client.close()
 
 
 async def retrying(what: Any, timeout: float = 30.0) -> Any:
@@ -773,7 +675,7 @@ async def test_a_socket_that_breaks_under_a_publish_fails_the_writes_and_stop_st
 ) -> None:
     # nats-py's publish sometimes flushes its buffer inline, and then raises the socket's own error
     # (BrokenPipeError, ConnectionResetError) when the server has just gone away.
-    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=3600)
+    db = new_node(own_server, namespace, "prague-1", flush_interval=3600)
     await db.start()
     calls = [db.call.add(n=i) for i in range(3)]
     await db.flush()
@@ -807,7 +709,7 @@ async def test_stop_returns_when_the_connection_is_lost_while_it_closes(
 ) -> None:
     """nats-py refuses to drain while it reconnects, and its close() can then meet the socket it lost
     (seen once with the server killed): stop() still returns, with nothing left pending."""
-    db = Brainless(own_server.url, namespace=namespace, location="prague-1", flush_interval=3600)
+    db = new_node(own_server, namespace, "prague-1", flush_interval=3600)
     await db.start()
     db.call.add(n=1)
     await db.flush()

@@ -40,8 +40,7 @@ from brainlessdb.core.merge import field_stamps
 from brainlessdb.core.views import entity_of
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.storage.memory import MemoryStorage
-
-from .conftest import MakeDb
+from tests.helpers import MakeDb
 
 # -- strategies ----------------------------------------------------------------------------------
 

@@ -14,8 +14,7 @@ import pytest
 
 from brainlessdb import Brainless
 from brainlessdb.shell.journal import Journal
-
-from .conftest import eventually
+from tests.helpers import eventually
 
 CRASHING_NODE = """
 import asyncio, sys

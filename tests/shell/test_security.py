@@ -32,8 +32,7 @@ from brainlessdb.errors import FlushError, PermissionDeniedError, StorageError
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.nats.errors import redact_url
 from brainlessdb.storage.nats.kv import NatsKVStorage
-
-from .conftest import eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.nats
 

@@ -18,8 +18,7 @@ import pytest
 
 import brainlessdb
 from brainlessdb import Brainless, Entity
-
-from .conftest import eventually
+from tests.helpers import eventually
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ import pytest
 
 from brainlessdb import Brainless, Change, Delete, FlushError, SchemaError
 from brainlessdb.core.codec import decode_value
-
-from .conftest import MakeDb, eventually
+from tests.helpers import MakeDb, eventually
 
 
 async def stored_record(db: Brainless, collection: str, uuid: str) -> Any:
