@@ -68,7 +68,7 @@ async def database(source: Any, ns: str, location: str, **options: Any) -> Async
 def check_clean(db: Brainless, what: str) -> None:
     """Fail loudly if a flush left anything unwritten (a benchmark of failing writes means nothing)."""
     collection = db.collection(COLLECTION)
-    pending, errors = collection.replica.pending_count(), len(collection.replica.errors)
+    pending, errors = collection.sync.pending_count(), len(collection.sync.errors())
     if pending or errors:
         raise RuntimeError(f"{what}: {pending} entities still pending, {errors} errors after flush")
 

@@ -205,7 +205,7 @@ async def settle(nodes: list[Brainless], timeout: float) -> bool:
     """Wait until nothing is pending anywhere and every node holds the same; False after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pending = any(c.replica.has_pending() for n in nodes for c in n.collections.values())
+        pending = any(c.sync.has_pending() for n in nodes for c in n.collections.values())
         first = memory_of(nodes[0])
         if not pending and all(memory_of(n) == first for n in nodes[1:]):
             for node in nodes:
@@ -287,7 +287,7 @@ async def soak(args: argparse.Namespace, server: EmbeddedServer) -> int:
             rss=rss_bytes(),
             traced=traced_bytes(model),
             entities=sum(len(c) for c in calls),
-            tombstones=sum(len(c.replica._tombstones) for c in calls),
+            tombstones=sum(len(c.sync.tombstones) for c in calls),
         )
 
     try:
@@ -337,7 +337,7 @@ async def soak(args: argparse.Namespace, server: EmbeddedServer) -> int:
     # can come back from nats-server 2.15.1 after a hard kill: see docs/reliability.md. They are told
     # apart from any other disagreement, which would be the library's.
     forgotten = {
-        u for u in model.deleted if not any(n.collection(COLLECTION).replica.is_deleted(u) for n in nodes)
+        u for u in model.deleted if not any(n.collection(COLLECTION).sync.is_deleted(u) for n in nodes)
     }
     server_resurrected = {u for u in set(stored) | set(loaded) if u in forgotten}
     agree_fresh = _without(loaded, server_resurrected) == expected

@@ -34,6 +34,7 @@ from brainlessdb.errors import (
     PermissionDeniedError,
     QueryError,
     SchemaError,
+    ServerError,
     StorageError,
     UnavailableError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "PermissionDeniedError",
     "QueryError",
     "SchemaError",
+    "ServerError",
     "StorageError",
     "UnavailableError",
     "flush",

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 import pytest
 
-from brainlessdb.core.collection import Collection
+from brainlessdb.core.changes import LocalChanges
+from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, new_entity
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.sync.state import SyncState
+from brainlessdb.core.table import EntityTable
 
 STAMP = (1 << 40, "prague-1")
 
 
-def collection_of(schema: Schema) -> Collection[Any]:
-    """A collection without a database (enough to build and read entities)."""
-    collection: Collection[Any] = Collection(cast(Any, None), "calls")
-    collection.adopt_schema(schema)
-    return collection
+class Owner(LocalChanges):
+    """An entity owner without a database (enough to build and read entities)."""
+
+    def __init__(self, schema: Schema) -> None:
+        clock = HybridLogicalClock("prague-1")
+        super().__init__("calls", clock, lambda uuid: None)
+        self.table = EntityTable(self, lambda listener, event: None)
+        self.attach(self.table, SyncState(self.table, clock, lambda: None))
+        self.table.adopt_schema(schema)
+
+    @property
+    def schema(self) -> Schema | None:
+        return self.table.schema
+
+
+def collection_of(schema: Schema) -> Owner:
+    return Owner(schema)
 
 
 def test_new_entity_sets_the_state_an_entity_starts_with() -> None:
@@ -26,7 +39,7 @@ def test_new_entity_sets_the_state_an_entity_starts_with() -> None:
     entity = new_entity(collection, "u-1", {"state": "idle"}, STAMP, 7)
     assert isinstance(entity, Entity)
     assert type(entity) is not Entity  # the collection's subclass, holding its fields' readers
-    assert (entity._collection, entity.uuid, entity._data, entity._stamps) == (
+    assert (entity._owner, entity.uuid, entity._data, entity._stamps) == (
         collection,
         "u-1",
         {"state": "idle"},
@@ -66,7 +79,7 @@ def test_a_schema_that_grows_gives_new_attributes() -> None:
         _ = entity.queue
     grown = collection.schema
     assert grown is not None
-    collection.adopt_schema(
+    collection.table.adopt_schema(
         grown.extend(
             Schema.from_json(
                 {

@@ -349,7 +349,7 @@ async def check_fresh_node_agrees(db: Brainless, make_fresh: Callable[[], Awaita
     """After ``flush()``, a node that has just started holds exactly what ``db`` holds (and could write)."""
     await db.flush()
     for coll in db.collections.values():
-        pending = coll.replica.pending_count()
+        pending = coll.sync.pending_count()
         assert pending == 0, f"{coll.name}: {pending} pending after flush()"
     expected = {name: entities for name, entities in snapshot(db).items() if entities}
     fresh = await make_fresh()

@@ -264,7 +264,7 @@ async def test_a_foreign_json_object_is_accepted_as_data(nats_server: Any, names
         await client.close()
     await eventually(lambda: "8a6b1f5e-0000-1000-8000-000000000001" in a.call)
     assert a.call["8a6b1f5e-0000-1000-8000-000000000001"].state == "x"
-    await eventually(lambda: a.call.replica.dead_letter_count == 2)
+    await eventually(lambda: a.call.sync.dead_letter_count == 2)
     assert len(a.call) == 2
     await a.stop()
 
@@ -289,7 +289,7 @@ async def test_a_watch_survives_a_server_restart(own_server: Any, namespace: str
         await eventually(lambda: b.call[first.uuid].n == 10, timeout=20)
         after = a.call.add(n=3)
         await eventually(lambda: after.uuid in b.call, timeout=20)
-        await eventually(lambda: not a.call.replica.has_pending(), timeout=20)
+        await eventually(lambda: not a.call.sync.has_pending(), timeout=20)
     finally:
         await a.stop()
         await b.stop()
@@ -338,7 +338,7 @@ async def test_delete_markers_past_their_retention_are_removed(make_db: MakeDb) 
             break
         await asyncio.sleep(0.05)
     assert await gone()
-    assert not a.call.replica.is_deleted(call.uuid)
+    assert not a.call.sync.is_deleted(call.uuid)
     late = await make_db("late-1")
     assert call.uuid not in late.call
 

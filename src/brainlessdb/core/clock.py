@@ -41,7 +41,7 @@ class HybridLogicalClock:
     def tick(self) -> Stamp:
         """A fresh stamp, greater than every stamp this clock has issued or observed."""
         now_ms = self._now_ms
-        # The system clock is read inline: a tick comes with every change, and a call more costs 10%.
+        # The system clock is read inline: a tick comes with every change (see docs/performance.md).
         physical = (_time_ns() // 1_000_000 if now_ms is None else now_ms()) << COUNTER_BITS
         last = self._last
         if physical > last:

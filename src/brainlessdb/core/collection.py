@@ -1,29 +1,31 @@
 """Collection: the entities of one bucket held in memory, with the spec's API over them.
 
 Everything here answers from memory and never does I/O. Queries are ``async`` because the spec makes
-them awaitable; apart from waiting for a collection's first load, they run synchronously. The state that
-syncing needs (what to write, what was acknowledged, what other nodes wrote) lives in ``replica.SyncState``,
-which the shell drives; the collection only tells it about each local change.
+them awaitable; apart from waiting for a collection's first load, they run synchronously. A collection
+is assembled from three parts: its ``EntityTable`` (entities, indexes, listeners, schema), the
+``LocalChanges`` that make this node's changes, and the ``SyncState`` that the shell drives
+(``collection.sync``). This module adds the public API over them: argument handling and queries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
+from functools import partial
 from operator import attrgetter
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
-from brainlessdb.core import views as convert
+from brainlessdb.core import views
+from brainlessdb.core.changes import LocalChanges
 from brainlessdb.core.clock import HybridLogicalClock
-from brainlessdb.core.entity import Entity, FieldOwner, add_fields, entity_class, new_entity
+from brainlessdb.core.entity import Entity
 from brainlessdb.core.ids import new_uuid, parse_uuid
 from brainlessdb.core.query.filtering import select
-from brainlessdb.core.query.index import INDEXED_LOOKUPS, IndexSet
+from brainlessdb.core.query.index import INDEXED_LOOKUPS
 from brainlessdb.core.query.ordering import order
 from brainlessdb.core.query.plan import Condition, Plan, bind_criteria, parse_order, plan_criteria
-from brainlessdb.core.schema import Schema, check_field_name
+from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.state import SyncState
-from brainlessdb.core.tracked import untrack
-from brainlessdb.core.values import MISSING, copy_json
+from brainlessdb.core.table import EntityTable
 from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
 from brainlessdb.events import Callback, Change, Delete, Event, Listener
 
@@ -61,50 +63,35 @@ class Collection(Generic[T]):
     def __init__(self, host: Host, name: str) -> None:
         self._host = host
         self.name = name
-        self._entities: dict[str, Entity] = {}
-        self._schema: Schema | None = None
-        self._type: type[Any] | None = None
-        self._indexes = IndexSet()
-        self._listeners: list[Listener] = []
-        self._nested_old: dict[tuple[str, str], Any] = {}
-        self._fields: dict[str, str] | None = None
-        self._exact_types: Mapping[str, frozenset[type]] = {}
-        self._plans: dict[tuple[str, ...], Plan] = {}
-        self._entity_class = entity_class(name)
-        self.replica = SyncState(self)
+        self._local = LocalChanges(name, host.clock, partial(host.changed, self))
+        self._table = table = EntityTable(self._local, host.emit)
+        self.sync = SyncState(table, host.clock, partial(host.changed, self))
+        self._local.attach(table, self.sync)
+        # The table never rebinds these: held here too for the queries' hot paths.
+        self._entities = table.entities
+        self._indexes = table.indexes
+        self._plans = table.plans
 
     # -- schema and type -------------------------------------------------------------------------
 
     @property
     def schema(self) -> Schema | None:
         """The locked schema (None until the first ``add()`` or ``typed()``)."""
-        return self._schema
+        return self._table.schema
 
     def typed(self, cls: type[U]) -> Collection[U]:
         """Return results as live instances of the dataclass ``cls`` (its fields extend the schema)."""
         declared = Schema.from_dataclass(cls)
-        if self._schema is None:
-            self._set_schema(declared)
+        current = self._table.schema
+        if current is None:
+            self._local.set_schema(declared)
         else:
-            grown = self._schema.extend(declared)
-            if grown != self._schema:
-                self._set_schema(grown)
-        convert.view_class(cls)
-        self._type = cls
+            grown = current.extend(declared)
+            if grown != current:
+                self._local.set_schema(grown)
+        views.view_class(cls)
+        self._table.view_type = cls
         return cast("Collection[U]", self)
-
-    def _set_schema(self, schema: Schema) -> None:
-        self.adopt_schema(schema)
-        self.replica.schema_changed()
-        self._host.changed(self)
-
-    def adopt_schema(self, schema: Schema) -> None:
-        """Take a schema stored by another node (the shell calls this)."""
-        self._schema = schema
-        self._fields = schema.field_types()
-        self._exact_types = schema.exact_types
-        add_fields(self._entity_class, schema.fields)
-        self._plans.clear()
 
     # -- adding ----------------------------------------------------------------------------------
 
@@ -114,30 +101,11 @@ class Collection(Generic[T]):
             # The commonest call, add(a_dict): check_new() below makes the entity's own dict from it.
             values, given = data, None
         else:
-            values = convert.fields_of(data)
+            values = views.fields_of(data)
             values.update(fields)
             given = values.pop("uuid", None)
         uuid = new_uuid(self._host.uuid_node) if given is None else self._given_uuid(given)
-        schema = self._schema
-        if not values and (schema is None or not schema.fields):
-            # A version without fields has no stamp to store: it could never be written.
-            raise SchemaError("an entity needs at least one field")
-        if schema is None:
-            schema = Schema.infer(values)
-            self._set_schema(schema)
-        # Checked, in field order, and with private copies of dicts and lists: later changes through the
-        # caller's own objects must not slip in untracked.
-        values = schema.check_new(values)
-        stamp = self._host.clock.tick()
-        entity = new_entity(self, uuid, values, stamp)
-        self._entities[uuid] = entity
-        self._indexes.on_add(uuid, values)
-        self.replica.local_change(entity)
-        self._host.changed(self, uuid)
-        if self._listeners:
-            changes = {name: (MISSING, value) for name, value in values.items()}
-            self._emit(Change(self.name, uuid, self._result(entity), changes, "local", created=True))
-        return self._result(entity)
+        return self._result(self._local.add(uuid, values))
 
     def _given_uuid(self, given: Any) -> str:
         if not isinstance(given, str):
@@ -146,7 +114,7 @@ class Collection(Generic[T]):
             uuid = parse_uuid(given)
         except ValueError as exc:
             raise SchemaError(f"invalid uuid {given!r}", field="uuid") from exc
-        if uuid in self._entities or self.replica.is_deleted(uuid):
+        if uuid in self._entities or self.sync.is_deleted(uuid):
             raise DuplicateError(self.name, uuid)
         return uuid
 
@@ -193,7 +161,7 @@ class Collection(Generic[T]):
     async def order_by(self, *keys: str, **criteria: Any) -> list[T]:
         """The entities matching ``criteria``, sorted by ``keys`` (``"-key"`` for descending)."""
         await self._host.ready(self)
-        order_keys = parse_order(keys, self._field_types())
+        order_keys = parse_order(keys, self._table.field_types)
         selected = self._select(criteria)
         return self._own_results(order(selected, order_keys, _data_of, _uuid_of, _field_reader))
 
@@ -223,12 +191,9 @@ class Collection(Generic[T]):
         return self._result(entity)
 
     def _own_results(self, entities: list[Entity]) -> list[T]:
-        """``_results`` of a list made for this query alone: an untyped collection returns it as it is.
-
-        Copying a list of entities touches every entity (its reference count): at 10,000 entities that
-        costs about a tenth of an ``order_by``.
-        """
-        if self._type is None:
+        """``_results`` of a list made for this query alone: an untyped collection returns it as it is
+        (a copy would touch every entity's reference count once more)."""
+        if self._table.view_type is None:
             return cast("list[T]", entities)
         return self._results(entities)
 
@@ -251,9 +216,6 @@ class Collection(Generic[T]):
     def _scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
         return ((uuid, entity._data) for uuid, entity in self._entities.items())
 
-    def _field_types(self) -> dict[str, str] | None:
-        return self._fields
-
     def _conditions(self, criteria: Mapping[str, Any]) -> tuple[Condition, ...]:
         keys = tuple(criteria)
         return bind_criteria(self._plans.get(keys) or self._plan(keys), criteria)
@@ -264,23 +226,14 @@ class Collection(Generic[T]):
         if plan is None:
             if len(self._plans) >= PLANS_KEPT:
                 self._plans.clear()
-            plan = self._plans[keys] = plan_criteria(keys, self._fields)
+            plan = self._plans[keys] = plan_criteria(keys, self._table.field_types)
         return plan
 
     # -- deleting --------------------------------------------------------------------------------
 
     def delete(self, item: Any) -> bool:
         """Delete by uuid, entity or typed instance; False if there was no such entity."""
-        key = self._key(item)
-        entity = self._entities.pop(key, None)
-        if entity is None:
-            return False
-        self._indexes.on_remove(key, entity._data)
-        self.replica.local_delete(entity, self._host.clock.tick())
-        self._host.changed(self, key)
-        if self._listeners:
-            self._emit(Delete(self.name, key, self._result(entity), "local"))
-        return True
+        return self._local.delete(self._key(item))
 
     def __delitem__(self, item: Any) -> None:
         if not self.delete(item):
@@ -288,10 +241,9 @@ class Collection(Generic[T]):
 
     def clear(self) -> None:
         """Forget every entity in memory (NATS keeps them; ``load()`` brings them back)."""
-        self._entities.clear()
-        self._indexes.clear()
-        self._nested_old.clear()
-        self.replica.clear()
+        self._table.clear()
+        self._local.clear()
+        self.sync.clear()
 
     # -- persistence -----------------------------------------------------------------------------
 
@@ -307,118 +259,24 @@ class Collection(Generic[T]):
 
     def on_change(self, callback: Callback, *, local: bool = False, remote: bool = True) -> Callback:
         """Call ``callback(Change)`` when an entity is added or changed (by other nodes, by default)."""
-        self._listeners.append(Listener(Change, callback, local=local, remote=remote))
+        self._table.listeners.append(Listener(Change, callback, local=local, remote=remote))
         return callback
 
     def on_delete(self, callback: Callback, *, local: bool = False, remote: bool = True) -> Callback:
         """Call ``callback(Delete)`` when an entity is deleted (by other nodes, by default)."""
-        self._listeners.append(Listener(Delete, callback, local=local, remote=remote))
+        self._table.listeners.append(Listener(Delete, callback, local=local, remote=remote))
         return callback
 
-    @property
-    def has_listeners(self) -> bool:
-        """True when some callback listens to this collection's changes."""
-        return bool(self._listeners)
-
-    def _emit(self, event: Event) -> None:
-        for listener in self._listeners:
-            if listener.wants(event):
-                self._host.emit(listener, event)
-
-    def emit_remote_change(
-        self, entity: Entity, changes: Mapping[str, tuple[Any, Any]], created: bool
-    ) -> None:
-        if self._listeners:
-            self._emit(Change(self.name, entity.uuid, self._result(entity), changes, "remote", created))
-
-    def emit_remote_delete(self, uuid: str, entity: Entity | None) -> None:
-        if self._listeners:
-            self._emit(Delete(self.name, uuid, None if entity is None else self._result(entity), "remote"))
-
-    # -- what entities and the replica call ------------------------------------------------------
-
-    def _set_field(self, entity: Entity, name: str, value: Any) -> None:
-        uuid = entity._uuid
-        if self._entities.get(uuid) is not entity:
-            raise NotFoundError(self.name, uuid)
-        data = entity._data
-        kind = type(value)
-        if (
-            kind in self._exact_types.get(name, _NO_TYPES)
-            and (kind is not str or value.isascii())
-            and (kind is not float or value - value == 0.0)
-        ):
-            # The common case, a plain scalar of a type the field takes, checked without a call.
-            old = data.get(name, MISSING)
-            if type(old) is kind and old == value:
-                return
-        else:
-            if self._schema is None:
-                check_field_name(name)
-                value = copy_json(name, value)
-            else:
-                value = self._schema.accept(name, value)  # dicts and lists come back as private copies
-            old = data.get(name, MISSING)
-            kind = type(value)
-            if kind is not dict and kind is not list and type(old) is kind and old == value:
-                return
-        data[name] = value
-        self._changed_field(entity, name, old, value)
-
-    def _changed_field(self, entity: Entity, name: str, old: Any, new: Any) -> None:
-        stamp = self._host.clock.tick()
-        stamps = entity._stamps
-        if isinstance(stamps, dict):
-            stamps[name] = stamp
-        else:
-            # The first change of a field since the entity was added or loaded: from one shared stamp
-            # to one per field.
-            stamps = dict.fromkeys(entity._data, stamps)
-            stamps[name] = stamp
-            _set_slot(entity, "_stamps", stamps)
-        if name in self._indexes.fields:
-            self._indexes.on_change(entity._uuid, name, old, new)
-        self.replica.local_change(entity)
-        self._host.changed(self, entity._uuid)
-        if self._listeners:
-            self._emit(Change(self.name, entity._uuid, self._result(entity), {name: (old, new)}, "local"))
-
-    def _missing_field(self, entity: Entity, name: str) -> Any:
-        spec = None if self._schema is None else self._schema.fields.get(name)
-        if spec is None:
-            raise AttributeError(f"{self.name} entity has no field {name!r}")
-        return spec.default
-
-    def _track_field(self, entity: Entity, name: str, value: Any) -> Any:
-        tracked = FieldOwner(entity, name).wrap(value)
-        entity._data[name] = tracked
-        return tracked
-
-    def _before_nested(self, entity: Entity, name: str) -> None:
-        if self._listeners or self._indexes.covers(name):
-            self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
-
-    def _after_nested(self, entity: Entity, name: str) -> None:
-        old = self._nested_old.pop((entity._uuid, name), MISSING)
-        self._changed_field(entity, name, old, entity._data[name])
-
-    def _view(self, entity: Entity, cls: type[U]) -> U:
-        return convert.make_view(cls, entity)
-
     def _results(self, entities: Iterable[Entity]) -> list[T]:
-        if self._type is None:
-            return cast("list[T]", list(entities))
-        return convert.make_views(self._type, entities)
+        return self._table.results(entities)
 
     def _result(self, entity: Entity) -> T:
-        if self._type is None:
-            return cast("T", entity)
-        return cast("T", convert.make_view(self._type, entity))
+        return cast("T", self._table.result(entity))
 
     def _key(self, item: Any) -> str:
         if isinstance(item, str):
             return item
-        entity = convert.entity_of(item)
+        entity = views.entity_of(item)
         if entity is not None:
             return entity.uuid
         uuid = getattr(item, "uuid", None)
@@ -426,30 +284,23 @@ class Collection(Generic[T]):
             return uuid
         raise TypeError(f"expected a uuid string, an entity or a typed instance with a uuid, got {item!r}")
 
-    # -- used by the replica ---------------------------------------------------------------------
-
     @property
-    def entities(self) -> dict[str, Entity]:
+    def entities(self) -> Mapping[str, Entity]:
+        """The entities held, by uuid (read-only: change them through the collection)."""
         return self._entities
 
-    @property
-    def indexes(self) -> IndexSet:
-        return self._indexes
-
     def __repr__(self) -> str:
-        dirty = self.replica.pending_count()
+        dirty = self.sync.pending_count()
         paths = ", ".join("__".join(path) for path in self._indexes.paths)
         return f"<Collection {self.name}: {len(self._entities)} entities, {dirty} pending, indexes=[{paths}]>"
 
 
-_set_slot = object.__setattr__
-_NO_TYPES: frozenset[type] = frozenset()
 _data_of = attrgetter("_data")
 
 
 def _field_reader(name: str) -> Callable[[Entity], Any]:
-    """Reads field ``name`` of an entity (``KeyError`` where absent): a sort key, faster than any
-    composition of ``attrgetter`` and ``itemgetter`` (CPython specializes both steps of this one)."""
+    """Reads field ``name`` of an entity (``KeyError`` where absent): a sort key, written out because
+    CPython specializes both steps of this function, not a composition of ``attrgetter``/``itemgetter``."""
 
     def read(entity: Entity) -> Any:
         return entity._data[name]

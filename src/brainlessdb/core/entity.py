@@ -2,25 +2,51 @@
 
 An entity holds its fields (``data``), the stamp of each field, the KV revision it last saw, and two
 counters: ``_version`` grows with every local change and ``_written`` is the version NATS acknowledged.
-The entity is dirty while they differ. Every change goes through its collection, which validates it
-against the schema, stamps it, updates the indexes and wakes the flusher: ``entity.state = x``,
-``entity["state"] = x`` and in-place changes of nested dicts and lists (see ``tracked``) alike.
+The entity is dirty while they differ. Every change goes through its owner (the ``EntityOwner``
+protocol, which ``Collection`` implements), which validates it against the schema, stamps it, updates
+the indexes and wakes the flusher: ``entity.state = x``, ``entity["state"] = x`` and in-place changes of
+nested dicts and lists (see ``tracked``) alike. The sync state sets the revision and the counters with
+``set_slot``: assignment on an entity means a field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from brainlessdb.core.merge import Stamps
 from brainlessdb.core.tracked import TrackedDict, TrackedList, track, untrack
 
-if TYPE_CHECKING:
-    from brainlessdb.core.collection import Collection
-
 T = TypeVar("T")
 
-_set_slot = object.__setattr__
+set_slot: Final = object.__setattr__
+"""Sets one of an entity's own slots (``_revision``, ``_version``...): ``entity.x = ...`` sets a field."""
+
+
+class EntityOwner(Protocol):
+    """What an entity needs from the collection that holds it."""
+
+    name: str
+    entity_class: type[Entity]
+    """The collection's subclass of ``Entity``, whose class attributes read its fields."""
+
+    def set_field(self, entity: Entity, name: str, value: Any) -> None:
+        """Check, store and stamp a new value of a field (``SchemaError`` if it does not fit)."""
+
+    def track_field(self, entity: Entity, name: str, value: dict[str, Any] | list[Any]) -> Any:
+        """The field's dict or list, wrapped so that changes made inside it are tracked."""
+
+    def default_of(self, entity: Entity, name: str) -> Any:
+        """The value of a field the entity does not hold (its default; ``AttributeError`` if unknown)."""
+
+    def before_nested(self, entity: Entity, name: str) -> None:
+        """A tracked dict or list of field ``name`` is about to change in place."""
+
+    def after_nested(self, entity: Entity, name: str) -> None:
+        """A tracked dict or list of field ``name`` changed in place."""
+
+    def view(self, entity: Entity, cls: type[T]) -> T:
+        """A live instance of the dataclass ``cls`` backed by ``entity``."""
 
 
 class EntityState:
@@ -30,9 +56,9 @@ class EntityState:
     ``new_entity()`` builds one and turns it into an ``Entity`` (the same memory layout).
     """
 
-    __slots__ = ("_collection", "_data", "_revision", "_stamps", "_uuid", "_version", "_written")
+    __slots__ = ("_data", "_owner", "_revision", "_stamps", "_uuid", "_version", "_written")
 
-    _collection: Collection[Any]
+    _owner: EntityOwner
     _uuid: str
     _data: dict[str, Any]
     _stamps: Stamps
@@ -42,13 +68,13 @@ class EntityState:
 
     def __init__(
         self,
-        collection: Collection[Any],
+        owner: EntityOwner,
         uuid: str,
         data: dict[str, Any],
         stamps: Stamps,
         revision: int | None = None,
     ) -> None:
-        self._collection = collection
+        self._owner = owner
         self._uuid = uuid
         self._data = data
         self._stamps = stamps
@@ -58,19 +84,19 @@ class EntityState:
 
 
 def new_entity(
-    collection: Collection[Any],
+    owner: EntityOwner,
     uuid: str,
     data: dict[str, Any],
     stamps: Stamps,
     revision: int | None = None,
 ) -> Entity:
-    """A new entity of ``collection``, an instance of its entity class (see ``entity_class``).
+    """A new entity of ``owner``, an instance of its entity class (see ``entity_class``).
 
-    Built as an ``EntityState``, whose slots are set at C speed, then given its class: three times
-    faster than through ``Entity.__setattr__``, and one is made per add and per entity loaded.
+    Built as an ``EntityState``, whose slots are set without the ``Entity.__setattr__`` hook, then
+    given its class: one is made per add and per entity loaded (see docs/performance.md).
     """
-    entity = EntityState(collection, uuid, data, stamps, revision)
-    entity.__class__ = collection._entity_class
+    entity = EntityState(owner, uuid, data, stamps, revision)
+    entity.__class__ = owner.entity_class
     return cast("Entity", entity)
 
 
@@ -79,9 +105,9 @@ class Entity(EntityState):
 
     __slots__ = ()
 
-    def __new__(cls, collection: Collection[Any], *args: Any, **kwargs: Any) -> Entity:
-        # Entity(...) makes an instance of the collection's entity class, which can read its fields.
-        made: Entity = object.__new__(collection._entity_class if cls is Entity else cls)
+    def __new__(cls, owner: EntityOwner, *args: Any, **kwargs: Any) -> Entity:
+        # Entity(...) makes an instance of the owner's entity class, which can read its fields.
+        made: Entity = object.__new__(owner.entity_class if cls is Entity else cls)
         return made
 
     @property
@@ -112,7 +138,7 @@ class Entity(EntityState):
 
     def as_type(self, cls: type[T]) -> T:
         """A live instance of the dataclass ``cls`` backed by this entity (its changes are tracked)."""
-        return self._collection._view(self, cls)
+        return self._owner.view(self, cls)
 
     def get(self, name: str, default: Any = None) -> Any:
         """The value of field ``name``, or ``default`` if the entity has no such field."""
@@ -123,19 +149,19 @@ class Entity(EntityState):
     def __getitem__(self, name: str) -> Any:
         value = self._data[name]
         if type(value) is dict or type(value) is list:
-            value = self._collection._track_field(self, name, value)
+            value = self._owner.track_field(self, name, value)
         return value
 
     def __setitem__(self, name: str, value: Any) -> None:
-        self._collection._set_field(self, name, value)
+        self._owner.set_field(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _SLOTS:
-            _set_slot(self, name, value)
+            set_slot(self, name, value)
         elif name in _OWN_ATTRIBUTES:
             raise AttributeError(f"cannot set {name!r} on an entity: use entity[{name!r}] for a field")
         else:
-            self._collection._set_field(self, name, value)
+            self._owner.set_field(self, name, value)
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete field {name!r}: assign None instead")
@@ -156,7 +182,7 @@ class Entity(EntityState):
 
     def __repr__(self) -> str:
         state = " dirty" if self.dirty else ""
-        return f"<Entity {self._collection.name}/{self._uuid}{state} {untrack(self._data)!r}>"
+        return f"<Entity {self._owner.name}/{self._uuid}{state} {untrack(self._data)!r}>"
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._data))
@@ -172,7 +198,7 @@ class FieldReader:
 
     Fields are read through descriptors rather than a ``__getattr__`` hook: a class with that hook has
     every attribute access go through it (CPython then neither specializes slot reads nor finds the
-    field without first raising an ``AttributeError``), which made every read of an entity slower.
+    field without first raising an ``AttributeError``): every read of an entity would pay for it.
     """
 
     __slots__ = ("name",)
@@ -186,9 +212,9 @@ class FieldReader:
         name = self.name
         value = entity._data.get(name, _ABSENT)
         if value is _ABSENT:
-            return entity._collection._missing_field(entity, name)
+            return entity._owner.default_of(entity, name)
         if type(value) is dict or type(value) is list:
-            return entity._collection._track_field(entity, name, value)
+            return entity._owner.track_field(entity, name, value)
         return value
 
 
@@ -207,7 +233,7 @@ def add_fields(cls: type[Entity], names: Iterable[str]) -> None:
 
 
 class FieldOwner:
-    """The owner of the tracked containers of one entity field: forwards their changes to the collection."""
+    """Owns the tracked containers of one entity field: forwards their changes to the entity's owner."""
 
     __slots__ = ("entity", "name", "top")
 
@@ -222,11 +248,11 @@ class FieldOwner:
 
     def before_nested_change(self) -> None:
         if self.attached:
-            self.entity._collection._before_nested(self.entity, self.name)
+            self.entity._owner.before_nested(self.entity, self.name)
 
     def after_nested_change(self) -> None:
         if self.attached:
-            self.entity._collection._after_nested(self.entity, self.name)
+            self.entity._owner.after_nested(self.entity, self.name)
 
     def wrap(self, value: Any) -> Any:
         self.top = track(value, self)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
 from brainlessdb.core.values import (
+    JSON_TYPE_NAMES,
     check_json,
     copy_json,
     is_utf8,
@@ -35,27 +36,10 @@ SCHEMA_FORMAT: Final = 1
 _NO_DEFAULT: Final = object()
 
 # The exact types of decoded JSON values, by schema type (None: a null).
-_DECODED_TYPES: Final[Mapping[type, str | None]] = {
-    str: "str",
-    int: "int",
-    float: "float",
-    bool: "bool",
-    dict: "dict",
-    list: "list",
-    type(None): None,
-}
+_DECODED_TYPES: Final[Mapping[type, str | None]] = {**JSON_TYPE_NAMES, type(None): None}
 
-_PY_TYPES: Final[Mapping[Any, str]] = {
-    str: "str",
-    int: "int",
-    float: "float",
-    bool: "bool",
-    dict: "dict",
-    list: "list",
-    tuple: "list",
-    Any: "any",
-    object: "any",
-}
+# The schema type of each annotation that names one directly.
+_PY_TYPES: Final[Mapping[Any, str]] = {**JSON_TYPE_NAMES, tuple: "list", Any: "any", object: "any"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,22 +98,24 @@ def is_number(value: Any) -> bool:
     return cls is int or cls is float or (isinstance(value, (int, float)) and cls is not bool)
 
 
+JSON_TYPE_NAMES: Final[Mapping[type, str]] = {
+    bool: "bool",  # before int: a bool is an int to isinstance()
+    int: "int",
+    float: "float",
+    str: "str",
+    dict: "dict",
+    list: "list",
+}
+"""The schema type name of each JSON value type (``None`` aside: a null tells no type)."""
+
+
 def json_type(value: Any) -> str:
-    """The schema type name of a JSON-like value."""
+    """The schema type name of a JSON-like value (``"any"`` for None)."""
     if value is None:
         return "any"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, dict):
-        return "dict"
-    if isinstance(value, list):
-        return "list"
+    for kind, name in JSON_TYPE_NAMES.items():
+        if isinstance(value, kind):
+            return name
     raise SchemaError(f"unsupported value type {type(value).__name__}")
 
 

@@ -92,7 +92,7 @@ _ABSENT: Final = object()
 
 def make_views(cls: type[T], entities: Iterable[Entity]) -> list[T]:
     """Live instances of ``cls``, one per entity, in order: what ``make_view`` makes, with both loops in C
-    (a query's results are made this way, and a Python call per entity cost more than the query)."""
+    (a query's results are made this way: no Python call per entity)."""
     made = view_class(cls)
     entities = entities if isinstance(entities, list) else list(entities)
     views: list[T] = list(map(_new_object, repeat(made, len(entities))))
@@ -130,7 +130,7 @@ def _field_property(item: dataclasses.Field[Any]) -> property:
 
     def write(self: Any, value: Any) -> None:
         entity: Entity = _entity_of_view(self, ENTITY_ATTRIBUTE)
-        entity._collection._set_field(entity, name, value)
+        entity._owner.set_field(entity, name, value)
 
     return property(read, write, doc=f"The entity's {name!r} field.")
 

@@ -9,22 +9,19 @@ reached as attributes (``db.call``) and answer from memory.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 import re
 import socket
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 from brainlessdb.core.clock import HybridLogicalClock
-from brainlessdb.core.codec import decode_json
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.ids import location_node
-from brainlessdb.core.schema import Schema
-from brainlessdb.core.sync.state import SCHEMA_KEY as SCHEMA_ERROR_KEY
+from brainlessdb.core.sync.schema_sync import decode_schema
 from brainlessdb.errors import (
     BrainlessError,
     DecodeError,
@@ -38,11 +35,10 @@ from brainlessdb.events import Event, Listener
 from brainlessdb.retry import Backoff
 from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.follower import BucketFollower
+from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
 from brainlessdb.storage.base import Entry, Op, Storage
-from brainlessdb.storage.memory import MemoryStorage
-from brainlessdb.storage.nats.errors import redact_url
-from brainlessdb.storage.nats.kv import NatsKVStorage
+from brainlessdb.storage.source import open_storage
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +51,15 @@ ATTACH_RETRY_START: Final = 0.1  # seconds before opening a collection's bucket 
 ATTACH_RETRY_MAX: Final = 5.0
 
 NatsSource = Any  # a connected nats-py client, a URL or list of URLs, a Storage, or None
+
+
+class DatabaseState(enum.Enum):
+    """Where a database is in its life: ``start()`` once, ``stop()`` once."""
+
+    NEW = "new"
+    STARTED = "started"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 class Brainless:
@@ -114,17 +119,17 @@ class Brainless:
         self._schema_watch: BucketFollower | None = None
         self._flusher: Flusher | None = None
         self._callbacks: set[asyncio.Task[Any]] = set()
-        self._housekeeper: asyncio.Task[None] | None = None
-        self._state = "new"
+        self._housekeeper: Housekeeper | None = None
+        self._state = DatabaseState.NEW
         self.callback_errors = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> Brainless:
         """Connect, load every stored collection of the namespace, and start syncing."""
-        if self._state == "started":
+        if self._state is DatabaseState.STARTED:
             return self
-        if self._state == "stopped":
+        if self._state is DatabaseState.STOPPED:
             raise NotStartedError("a stopped database cannot be started again; make a new one")
         self._storage, self._owns_storage = await self._open_storage()
         if self._journal_path is not None:
@@ -139,7 +144,7 @@ class Brainless:
         )
         schema_bucket = await self._schema_bucket()
         self._schema_watch = BucketFollower(self._storage, schema_bucket, self._apply_schema)
-        self._state = "started"
+        self._state = DatabaseState.STARTED
         self._schema_watch.start()
         await self._schema_watch.caught_up.wait()
         for collection in list(self._collections.values()):
@@ -155,50 +160,36 @@ class Brainless:
         if self._journal is not None:
             await self._journal.restore(self._open_collection)
         self._flusher.start()
-        self._housekeeper = asyncio.create_task(self._housekeeping(), name="brainlessdb-housekeeping")
-        if any(c.replica.has_pending() for c in self._collections.values()):
+        self._housekeeper = Housekeeper(
+            self._storage, self._followed_buckets, lambda: self.delete_retention, self.changed
+        )
+        self._housekeeper.start()
+        if any(c.sync.has_pending() for c in self._collections.values()):
             self._flusher.wake()
         return self
 
     async def _open_storage(self) -> tuple[Storage, bool]:
-        source = self._source
-        if source is None:
-            return MemoryStorage(), True
-        if isinstance(source, (MemoryStorage, NatsKVStorage)):
-            return source, False
-        if isinstance(source, str) or (
-            isinstance(source, Sequence) and all(isinstance(u, str) for u in source)
-        ):
-            servers = source if isinstance(source, str) else list(source)
-            connecting = NatsKVStorage.connect(
-                servers, replicas=self.replicas, history=self.history, **self._nats_options
-            )
-            try:
-                storage = await asyncio.wait_for(connecting, self.connect_timeout)
-            except asyncio.TimeoutError:
-                # Reconnecting for ever is right once connected, not for the first connection.
-                raise UnavailableError(
-                    f"no NATS server of {redact_url(servers) if isinstance(servers, str) else len(servers)} "
-                    f"accepted a connection within {self.connect_timeout}s"
-                ) from None
-            return storage, True
-        if not callable(getattr(source, "jetstream", None)):
-            raise TypeError(f"expected a nats client, a URL, a list of URLs or None, got {source!r}")
-        return NatsKVStorage(source, replicas=self.replicas, history=self.history), False
+        return await open_storage(
+            self._source,
+            replicas=self.replicas,
+            history=self.history,
+            nats_options=self._nats_options,
+            connect_timeout=self.connect_timeout,
+        )
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop syncing, write everything pending (within ``timeout`` seconds), and disconnect.
 
         Raises ``FlushError`` listing what could not be written; it stays in memory only.
         """
-        if self._state != "started":
-            self._state = "stopped"
+        if self._state is not DatabaseState.STARTED:
+            self._state = DatabaseState.STOPPED
             return
-        self._state = "stopping"
+        self._state = DatabaseState.STOPPING
         assert self._flusher is not None
         assert self._storage is not None
         if self._housekeeper is not None:
-            self._housekeeper.cancel()
+            self._housekeeper.stop()
         budget = timeout if timeout is not None else self.stop_timeout
         try:
             await self._flusher.stop()
@@ -207,7 +198,7 @@ class Brainless:
             except asyncio.TimeoutError:
                 raise self._unwritten(budget) from None
         finally:
-            self._state = "stopped"
+            self._state = DatabaseState.STOPPED
             for task in self._attaching.values():
                 task.cancel()
             watches = [*self._followers.values(), *([self._schema_watch] if self._schema_watch else [])]
@@ -223,10 +214,9 @@ class Brainless:
         """The ``FlushError`` of a flush cut short by the stop timeout: every change still pending."""
         errors: dict[str, BaseException] = {}
         for collection in self._collections.values():
-            replica = collection.replica
-            keys = replica.pending_keys() + ([SCHEMA_ERROR_KEY] if replica.schema_pending else [])
-            for key in keys:
-                cause = replica.errors.get(key)
+            causes = collection.sync.errors()
+            for key in collection.sync.pending_keys():
+                cause = causes.get(key)
                 if not isinstance(cause, Exception):  # none yet, or the cancelled write itself
                     cause = UnavailableError(f"not acknowledged within the stop timeout ({budget}s)")
                 errors[f"{collection.name}/{key}"] = cause
@@ -259,7 +249,7 @@ class Brainless:
             raise InvalidNameError("collection", str(name))
         collection: Collection[Any] = Collection(self, name)
         self._collections[name] = collection
-        if self._state == "started":
+        if self._state is DatabaseState.STARTED:
             self._attach(collection)
         return collection
 
@@ -300,7 +290,7 @@ class Brainless:
             self._attaching[collection.name] = task
 
     def _attached(self, collection: Collection[Any], task: asyncio.Task[None], retry: Backoff | None) -> None:
-        if task.cancelled() or self._state != "started":
+        if task.cancelled() or self._state is not DatabaseState.STARTED:
             return
         if isinstance(task.exception(), UnavailableError):
             # An outage or an election, not a lasting failure: try again until the bucket opens (a read
@@ -315,12 +305,12 @@ class Brainless:
         if delay:
             await asyncio.sleep(delay)
         bucket = await self._bucket(collection)
-        replica = collection.replica
+        inbox = collection.sync.inbox
         follower = BucketFollower(
             self._storage,
             bucket,
-            replica.apply,
-            resync=(replica.begin_resync, replica.end_resync),
+            inbox.apply,
+            resync=(inbox.begin_resync, inbox.end_resync),
             resync_after=self.delete_retention,
         )
         self._followers[collection.name] = follower
@@ -331,45 +321,19 @@ class Brainless:
         if entry.op is not Op.PUT:
             return
         try:
-            stored = Schema.from_json(decode_json(entry.value))
+            stored = decode_schema(entry.value)
         except (DecodeError, SchemaError) as exc:
             logger.error("unreadable schema of collection %r: %s", entry.key, exc)
             return
-        if not COLLECTION_PATTERN.fullmatch(entry.key):
-            return
-        collection = self.collection(entry.key)
-        replica = collection.replica
-        local = collection.schema
-        if local is None or local == stored:
-            collection.adopt_schema(stored)
-            replica.schema_stored(stored, entry.revision)
-            return
-        try:
-            grown = stored.extend(local)
-        except SchemaError:
-            # Resolved when this node's flush meets the stored schema: it reports the conflict then.
-            return
-        if grown == stored:
-            collection.adopt_schema(stored)
-            replica.schema_stored(stored, entry.revision)
-        else:
-            replica.schema_revision = entry.revision
+        if COLLECTION_PATTERN.fullmatch(entry.key):
+            self.collection(entry.key).sync.schema.seen(stored, entry.revision)
 
     async def _open_collection(self, name: str) -> Collection[Any]:
         collection = self.collection(name)
         await self.ready(collection)
         return collection
 
-    # -- housekeeping: old delete markers, and resyncs after long outages -------------------------
-
-    async def _housekeeping(self) -> None:
-        interval = max(0.05, min(self.delete_retention / 4, 600.0))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.expire_deletes()
-            except Exception:
-                logger.exception("removing old delete markers failed; retrying later")
+    # -- resyncs after long outages, and old delete markers -------------------------------------
 
     @property
     def resyncs(self) -> int:
@@ -382,30 +346,15 @@ class Brainless:
 
     async def expire_deletes(self) -> int:
         """Remove delete markers older than ``delete_retention`` from the buckets; returns how many."""
-        assert self._storage is not None
-        cutoff_ms = int((time.time() - self.delete_retention) * 1000)
-        removed = 0
-        for collection in list(self._collections.values()):
-            if collection.name not in self._followers:
-                continue
-            bucket = self.bucket_name(collection.name)
-            for uuid, revision in collection.replica.expired_tombstones(cutoff_ms):
-                entry = await self._storage.get(bucket, uuid)
-                if entry is not None and entry.op is Op.PUT and entry.revision < (revision or 0):
-                    # A version older than the delete: NATS brought it back (a hard kill of nats-server after
-                    # another node removed the marker, see docs/reliability.md). Delete it again.
-                    collection.replica.delete_again(uuid, entry.revision)
-                    self.changed(collection, uuid)
-                    continue
-                if entry is not None and (
-                    entry.op is Op.PUT or (revision is not None and entry.revision > revision)
-                ):
-                    continue  # written again since: the replica deals with it as it arrives
-                if entry is not None:
-                    await self._storage.forget(bucket, uuid)
-                collection.replica.forget_tombstone(uuid)
-                removed += 1
-        return removed
+        if self._housekeeper is None:
+            raise NotStartedError("expire_deletes() needs a started database")
+        return await self._housekeeper.expire_deletes()
+
+    def _followed_buckets(self) -> list[tuple[Collection[Any], str]]:
+        """The collections whose bucket is watched, each with its bucket."""
+        return [
+            (c, self.bucket_name(name)) for name, c in self._collections.items() if name in self._followers
+        ]
 
     # -- what collections ask of the database (the Host protocol) --------------------------------
 
@@ -442,7 +391,7 @@ class Brainless:
         """
         if collection in self._loaded:
             return
-        if self._state != "started":
+        if self._state is not DatabaseState.STARTED:
             return
         task = self._attaching.get(collection.name)
         if task is None:
@@ -456,7 +405,7 @@ class Brainless:
         await self._require_flusher().flush([collection])
 
     async def load_collection(self, collection: Collection[Any]) -> None:
-        if self._state != "started":
+        if self._state is not DatabaseState.STARTED:
             raise NotStartedError("load() needs a started database")
         await self.ready(collection)
         assert self._storage is not None
@@ -464,7 +413,7 @@ class Brainless:
         await self._followers[collection.name].wait_for(target)
 
     def _require_flusher(self) -> Flusher:
-        if self._state != "started" or self._flusher is None:
+        if self._state is not DatabaseState.STARTED or self._flusher is None:
             raise NotStartedError("the database is not started (call start() or setup() first)")
         return self._flusher
 
@@ -475,16 +424,16 @@ class Brainless:
         flusher = self._flusher.stats if self._flusher is not None else {}
         storage_stats = getattr(self._storage, "stats", {})
         return {
-            "state": self._state,
+            "state": self._state.value,
             "flush": dict(flusher),
             "storage": dict(storage_stats),
             "callback_errors": self.callback_errors,
             "collections": {
                 name: {
                     "entities": len(c),
-                    "pending": c.replica.pending_count(),
-                    "errors": len(c.replica.errors),
-                    "dead_letters": c.replica.dead_letter_count,
+                    "pending": c.sync.pending_count(),
+                    "errors": len(c.sync.errors()),
+                    "dead_letters": c.sync.dead_letter_count,
                     "watch_restarts": self._followers[name].restarts if name in self._followers else 0,
                 }
                 for name, c in self._collections.items()
@@ -493,6 +442,6 @@ class Brainless:
 
     def __repr__(self) -> str:
         return (
-            f"<Brainless {self.namespace}@{self.location} {self._state}, "
+            f"<Brainless {self.namespace}@{self.location} {self._state.value}, "
             f"{len(self._collections)} collections>"
         )

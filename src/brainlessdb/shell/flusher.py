@@ -5,7 +5,8 @@ through the storage (pipelined, acknowledgements gathered), and reports each out
 write is merged with what the bucket holds and retried within the same flush. Rounds never overlap (a
 lock), so a manual ``flush()`` during a background round waits for it and then writes what is left: an
 entity is never written twice for the same change. Failures never stop the loop: they are logged, kept
-on the replica, retried with backoff, and raised by the next ``flush()``/``stop()`` that cannot write them.
+in the collection's sync state, retried with backoff, and raised by the next ``flush()``/``stop()``
+that cannot write them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
-from brainlessdb.core.codec import decode_json, encode_json
 from brainlessdb.core.collection import Collection
-from brainlessdb.core.schema import Schema
-from brainlessdb.core.sync.state import SCHEMA_KEY, PendingWrite
+from brainlessdb.core.sync.outbox import PendingWrite
+from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
 from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError, StorageError
 from brainlessdb.retry import Backoff, cancel_and_wait
 from brainlessdb.storage.base import Storage, Write
@@ -100,7 +100,7 @@ class Flusher:
         async with self._lock:
             self.stats["rounds"] += 1
             for _ in range(CONFLICT_ROUNDS):
-                busy = [c for c in chosen if c.replica.has_pending()]
+                busy = [c for c in chosen if c.sync.has_pending()]
                 if not busy:
                     break
                 conflicts = await asyncio.gather(*(self._flush_collection(c) for c in busy))
@@ -109,20 +109,20 @@ class Flusher:
             else:
                 # Still meeting newer revisions after every round: reported, and retried later.
                 for collection, keys in zip(busy, conflicts, strict=True):
-                    pending = set(collection.replica.pending_keys())
+                    outbox = collection.sync.outbox
+                    pending = set(outbox.pending_keys())
                     for key in keys:
                         if key in pending:
-                            collection.replica.errors.setdefault(key, ConflictError(key, None))
+                            outbox.errors.setdefault(key, ConflictError(key, None))
         errors: dict[str, BaseException] = {}
         for collection in chosen:
-            replica = collection.replica
-            for key, error in replica.errors.items():
+            sync = collection.sync
+            for key, error in sync.errors().items():
                 errors[f"{collection.name}/{key}"] = error
-            schema_error = replica.errors.get(SCHEMA_KEY)
-            if schema_error is not None:
+            if sync.schema.error is not None:
                 # Nothing of a collection is written before its schema is stored.
-                for key in replica.pending_keys():
-                    errors.setdefault(f"{collection.name}/{key}", schema_error)
+                for key in sync.outbox.pending_keys():
+                    errors.setdefault(f"{collection.name}/{key}", sync.schema.error)
         if errors and raise_errors:
             first = next(iter(errors.values()))
             raise FlushError(f"{len(errors)} change(s) could not be written; first: {first}", errors)
@@ -130,16 +130,17 @@ class Flusher:
 
     async def _flush_collection(self, collection: Collection[Any]) -> list[str]:
         """One round for one collection; the keys whose conflict needs another round."""
-        replica = collection.replica
-        if replica.schema_pending:
+        sync = collection.sync
+        outbox = sync.outbox
+        if sync.schema.pending:
             try:
                 stored = await self._write_schema(collection)
             except StorageError as exc:
-                replica.schema_failed(exc)
+                sync.schema.failed(exc)
                 stored = False
             if not stored:
                 return []
-        writes = replica.take_writes()
+        writes = outbox.take_writes()
         if not writes:
             return []
         try:
@@ -148,7 +149,7 @@ class Flusher:
         except BaseException as exc:
             # Whatever happened (even cancellation by stop()), these writes are no longer in flight.
             for write in writes:
-                replica.failed(write, exc)
+                outbox.failed(write, exc)
             if isinstance(exc, StorageError):
                 self.stats["errors"] += len(writes)
                 logger.warning("%s: %d change(s) not written: %s", collection.name, len(writes), exc)
@@ -161,10 +162,10 @@ class Flusher:
                 conflicts.append(write)
             elif isinstance(result, BaseException):
                 self.stats["errors"] += 1
-                replica.failed(write, result)
+                outbox.failed(write, result)
                 logger.warning("%s/%s not written: %s", collection.name, write.key, result)
             else:
-                replica.written(write, result)
+                outbox.written(write, result)
         if self._on_written is not None:
             self._on_written(collection, [w.key for w in writes])
         if not conflicts:
@@ -176,53 +177,43 @@ class Flusher:
             )
         except BaseException as exc:
             for write in conflicts:
-                replica.failed(write, exc)
+                outbox.failed(write, exc)
             raise
         for write, current in zip(conflicts, currents, strict=True):
             if isinstance(current, BaseException):
-                replica.failed(write, current)
+                outbox.failed(write, current)
             else:
-                replica.conflicted(write, current)
+                sync.conflicted(write, current)
         return [write.key for write in conflicts]
 
     async def _write_schema(self, collection: Collection[Any]) -> bool:
-        """Store the collection's schema (merging with a stored one); False if it cannot be."""
-        replica = collection.replica
+        """Store the collection's schema (merged with a stored one); False if it cannot be, for now."""
+        sync = collection.sync.schema
         schema = collection.schema
         if schema is None:
-            replica.schema_pending = False
             return True
         bucket = await self._schema_bucket()
         for _ in range(CONFLICT_ROUNDS):
-            value = encode_json(schema.to_json())
             [result] = await self._storage.write(
-                bucket, [Write(collection.name, value, replica.schema_revision or 0)]
+                bucket, [Write(collection.name, encode_schema(schema), sync.revision or 0)]
             )
             if isinstance(result, int):
-                replica.schema_stored(schema, result)
+                sync.stored(schema, result)
                 return True
             if not isinstance(result, ConflictError):
-                replica.schema_failed(result)
+                sync.failed(result)
                 return False
             current = await self._storage.get(bucket, collection.name)
             if current is None:
-                replica.schema_revision = None
+                sync.lost()
                 continue
             try:
-                stored = Schema.from_json(decode_json(current.value))
+                stored = decode_schema(current.value)
             except (DecodeError, SchemaError) as exc:
-                replica.schema_failed(exc)
+                sync.failed(exc)
                 return False
-            try:
-                merged = stored.extend(schema)
-            except SchemaError as exc:
-                message = f"collection {collection.name!r}: another node stored an incompatible schema: {exc}"
-                replica.schema_rejected(stored, current.revision, SchemaError(message, field=exc.field))
+            merged = sync.conflicted(stored, current.revision)
+            if merged is None:
                 return True
-            collection.adopt_schema(merged)
             schema = merged
-            replica.schema_revision = current.revision
-            if merged == stored:
-                replica.schema_stored(merged, current.revision)
-                return True
         return False

@@ -16,16 +16,15 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from brainlessdb.core.codec import decode_json, encode_json
 from brainlessdb.core.collection import Collection
-from brainlessdb.core.schema import Schema
+from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
 from brainlessdb.errors import BrainlessError, StorageError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_KEY = ""
+JOURNAL_SCHEMA_ROW: Final = ""  # the uuid column of a collection's schema row
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -86,9 +85,9 @@ class Journal:
         """Keep what is now pending for entity ``uuid`` (or the collection's schema, for None)."""
         if uuid is None:
             if collection.schema is not None:
-                self.record(collection.name, SCHEMA_KEY, encode_json(collection.schema.to_json()), False)
+                self.record(collection.name, JOURNAL_SCHEMA_ROW, encode_schema(collection.schema), False)
             return
-        pending = collection.replica.pending_value(uuid)
+        pending = collection.sync.outbox.pending_value(uuid)
         if pending is None:
             self.settle(collection.name, [uuid])
         else:
@@ -96,9 +95,9 @@ class Journal:
 
     def settle_written(self, collection: Collection[Any], keys: list[str]) -> None:
         """After a flush round: forget what of ``keys`` (and the schema) has nothing pending any more."""
-        settled = collection.replica.settled(keys)
-        if not collection.replica.schema_pending:
-            settled.append(SCHEMA_KEY)
+        settled = collection.sync.outbox.settled(keys)
+        if not collection.sync.schema.pending:
+            settled.append(JOURNAL_SCHEMA_ROW)
         self.settle(collection.name, settled)
 
     async def restore(self, open_collection: Callable[[str], Awaitable[Collection[Any]]]) -> None:
@@ -107,12 +106,10 @@ class Journal:
         for entry in entries:
             try:
                 collection = await open_collection(entry.collection)
-                if entry.uuid == SCHEMA_KEY:
-                    if collection.schema is None:
-                        collection.adopt_schema(Schema.from_json(decode_json(entry.value)))
-                        collection.replica.schema_changed()
+                if entry.uuid == JOURNAL_SCHEMA_ROW:
+                    collection.sync.schema.restore(decode_schema(entry.value))
                 else:
-                    collection.replica.restore(entry.uuid, entry.value, entry.deleted)
+                    collection.sync.inbox.restore(entry.uuid, entry.value, entry.deleted)
             except BrainlessError as exc:
                 logger.error("journal entry %s/%s cannot be restored: %s", entry.collection, entry.uuid, exc)
         if entries:

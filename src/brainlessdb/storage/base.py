@@ -1,6 +1,6 @@
 """The storage seam: what the shell needs from a key/value store, in bytes and integer revisions.
 
-``Storage`` lists the methods the library calls.
+``Storage`` lists the methods the library calls; any object that has them may be given to ``Brainless``.
 Two implementations come with it: ``MemoryStorage`` (in-process, the in-memory mode and the unit tests) and
 ``NatsKVStorage`` (NATS JetStream KV). Encoding and merging stay out of it. The bucket and key name rules
 are NATS KV's, and both implementations check them.
@@ -13,7 +13,7 @@ import enum
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeGuard, runtime_checkable
 
 from brainlessdb.errors import InvalidNameError, StorageError
 
@@ -106,6 +106,7 @@ async def flatten(batches: AsyncGenerator[WatchBatch, None]) -> AsyncGenerator[W
                 yield event
 
 
+@runtime_checkable
 class Storage(Protocol):
     """A store of buckets of keys with revisions, compare-and-set writes and a resumable watch.
 
@@ -146,3 +147,19 @@ class Storage(Protocol):
     async def close(self) -> None:
         """Stop every watch and release the connection if this storage owns it."""
         ...
+
+
+STORAGE_METHODS: Final = tuple(
+    name for name, member in vars(Storage).items() if callable(member) and not name.startswith("_")
+)
+
+
+def is_storage(candidate: object) -> TypeGuard[Storage]:
+    """Whether ``candidate`` is an object (not a class) with every method of ``Storage``.
+
+    Unlike ``isinstance(candidate, Storage)`` on Python 3.12+, this also finds methods a wrapper
+    delegates through ``__getattr__``.
+    """
+    return not isinstance(candidate, type) and all(
+        callable(getattr(candidate, name, None)) for name in STORAGE_METHODS
+    )

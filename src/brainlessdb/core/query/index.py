@@ -173,7 +173,7 @@ class IndexSet:
 def _build(path: Path, source: Source) -> Index:
     index: Index = {}
     if len(path) == 1:
-        # Top-level paths are the common case; skipping resolve_in() makes building a third faster.
+        # Top-level paths are the common case: read without a resolve_in() call per entity.
         name = path[0]
         for uuid, data in source():
             value = data.get(name, MISSING)

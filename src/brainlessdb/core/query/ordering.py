@@ -43,8 +43,8 @@ def order(
     result = items
     # Stable sorts from the last key to the first give the lexicographic order over all keys. Each pass
     # stores only references: a list of per-item tuples would wake the cyclic GC, which then walks every
-    # entity in memory (that alone tripled the time of a 100k-entity sort). Each list of the items costs
-    # a pass over them (reference counts), so none is made beyond what each sort makes.
+    # entity in memory (see docs/performance.md). No list of the items is made beyond what each sort
+    # makes: each is a pass over them (reference counts).
     for key in reversed(keys):
         result = _sorted_by(result, data_of, uuid_of, key, field_of)
     return cast("list[T]", result)
@@ -61,7 +61,7 @@ def _sorted_by(
 
     list.sort computes each key once, in list order (CPython and PyPy alike), so an iterator over the
     values hands every item its own value at C speed: no Python call per item, and no index list to map
-    back (which cost as much as the sort). reverse=True keeps the sort stable.
+    back. reverse=True keeps the sort stable.
     """
     if key.natural:
         # The schema says the values are of one naturally ordered kind, None or absent. When all are

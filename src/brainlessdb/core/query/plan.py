@@ -38,8 +38,8 @@ UUID_PATH: Final = (UUID_FIELD,)
 class Condition(NamedTuple):
     """One criterion: the value at ``path`` compared by ``lookup`` with ``value``.
 
-    A named tuple rather than a frozen dataclass: one is bound per criterion and query, and a tuple is
-    built several times faster (a frozen dataclass sets each field through ``object.__setattr__``).
+    A named tuple rather than a frozen dataclass: one is bound per criterion and query, and a frozen
+    dataclass sets each field through ``object.__setattr__`` (see docs/performance.md).
     """
 
     key: str

@@ -1,0 +1,167 @@
+"""LocalChanges: the path of every change made on this node to one collection.
+
+An ``add``, a field assignment (``entity.state = x``, ``entity["state"] = x``, a typed view's
+``view.state = x``), a change inside a dict or list field, a delete, and a schema set by ``add()`` or
+``typed()`` all come here. Each is checked against the schema (nothing partial is kept when it does not
+fit), stamped by the clock, applied to the table (entities and indexes), handed to the sync state's
+outbox, announced to the shell (``changed``: the journal and the flusher) and to local listeners. This
+class is the ``EntityOwner`` of the collection's entities: they call it for every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+from brainlessdb.core import views
+from brainlessdb.core.clock import HybridLogicalClock
+from brainlessdb.core.entity import Entity, FieldOwner, entity_class, set_slot
+from brainlessdb.core.schema import Schema, check_field_name
+from brainlessdb.core.sync.state import SyncState
+from brainlessdb.core.table import EntityTable
+from brainlessdb.core.tracked import untrack
+from brainlessdb.core.values import MISSING, copy_json
+from brainlessdb.errors import NotFoundError, SchemaError
+
+T = TypeVar("T")
+
+Changed = Callable[[str | None], None]
+"""Tells the shell that entity ``uuid`` (or the schema, for None) has a change waiting to be written."""
+
+_NO_TYPES: Final[frozenset[type]] = frozenset()
+
+
+class LocalChanges:
+    """Makes this node's changes to one collection: checked, stamped, indexed, queued and announced."""
+
+    def __init__(self, name: str, clock: HybridLogicalClock, changed: Changed) -> None:
+        self.name = name
+        self.entity_class = entity_class(name)
+        self._clock = clock
+        self._changed = changed
+        self._nested_old: dict[tuple[str, str], Any] = {}
+        # Set by ``attach``: the table and the sync state are built with this object as their owner.
+        self._table: EntityTable
+        self._sync: SyncState
+
+    def attach(self, table: EntityTable, sync: SyncState) -> None:
+        self._table = table
+        self._sync = sync
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    def set_schema(self, schema: Schema) -> None:
+        """Make ``schema`` the collection's, to be stored with the next flush."""
+        self._table.adopt_schema(schema)
+        self._sync.schema.changed()
+        self._changed(None)
+
+    # -- whole entities --------------------------------------------------------------------------
+
+    def add(self, uuid: str, values: dict[str, Any]) -> Entity:
+        """Add a new entity with ``values`` (checked here; the schema is inferred from a first add)."""
+        schema = self._table.schema
+        if not values and (schema is None or not schema.fields):
+            # A version without fields has no stamp to store: it could never be written.
+            raise SchemaError("an entity needs at least one field")
+        if schema is None:
+            schema = Schema.infer(values)
+            self.set_schema(schema)
+        # Checked, in field order, and with private copies of dicts and lists: later changes through the
+        # caller's own objects must not slip in untracked.
+        values = schema.check_new(values)
+        entity = self._table.new_entity(uuid, values, self._clock.tick())
+        self._table.insert(entity)
+        self._sync.outbox.local_change(entity)
+        self._changed(uuid)
+        if self._table.listeners:
+            changes = {name: (MISSING, value) for name, value in values.items()}
+            self._table.emit_change(entity, changes, "local", created=True)
+        return entity
+
+    def delete(self, uuid: str) -> bool:
+        """Delete the entity ``uuid``; False if this node does not hold it."""
+        entity = self._table.remove(uuid)
+        if entity is None:
+            return False
+        self._sync.outbox.local_delete(entity, self._clock.tick())
+        self._changed(uuid)
+        self._table.emit_delete(uuid, entity, "local")
+        return True
+
+    # -- fields: the EntityOwner protocol --------------------------------------------------------
+
+    def set_field(self, entity: Entity, name: str, value: Any) -> None:
+        uuid = entity._uuid
+        table = self._table
+        if table.entities.get(uuid) is not entity:
+            raise NotFoundError(self.name, uuid)
+        data = entity._data
+        kind = type(value)
+        if (
+            kind in table.exact_types.get(name, _NO_TYPES)
+            and (kind is not str or value.isascii())
+            and (kind is not float or value - value == 0.0)
+        ):
+            # The common case, a plain scalar of a type the field takes, checked without a call.
+            old = data.get(name, MISSING)
+            if type(old) is kind and old == value:
+                return
+        else:
+            schema = table.schema
+            if schema is None:
+                check_field_name(name)
+                value = copy_json(name, value)
+            else:
+                value = schema.accept(name, value)  # dicts and lists come back as private copies
+            old = data.get(name, MISSING)
+            kind = type(value)
+            if kind is not dict and kind is not list and type(old) is kind and old == value:
+                return
+        data[name] = value
+        self._changed_field(entity, name, old, value)
+
+    def _changed_field(self, entity: Entity, name: str, old: Any, new: Any) -> None:
+        stamp = self._clock.tick()
+        stamps = entity._stamps
+        if isinstance(stamps, dict):
+            stamps[name] = stamp
+        else:
+            # The first change of a field since the entity was added or loaded: from one shared stamp
+            # to one per field.
+            stamps = dict.fromkeys(entity._data, stamps)
+            stamps[name] = stamp
+            set_slot(entity, "_stamps", stamps)
+        table = self._table
+        if name in table.indexes.fields:
+            table.indexes.on_change(entity._uuid, name, old, new)
+        self._sync.outbox.local_change(entity)
+        self._changed(entity._uuid)
+        if table.listeners:
+            table.emit_change(entity, {name: (old, new)}, "local")
+
+    def default_of(self, entity: Entity, name: str) -> Any:
+        schema = self._table.schema
+        spec = None if schema is None else schema.fields.get(name)
+        if spec is None:
+            raise AttributeError(f"{self.name} entity has no field {name!r}")
+        return spec.default
+
+    def track_field(self, entity: Entity, name: str, value: dict[str, Any] | list[Any]) -> Any:
+        tracked = FieldOwner(entity, name).wrap(value)
+        entity._data[name] = tracked
+        return tracked
+
+    def before_nested(self, entity: Entity, name: str) -> None:
+        if self._table.listeners or self._table.indexes.covers(name):
+            self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
+
+    def after_nested(self, entity: Entity, name: str) -> None:
+        old = self._nested_old.pop((entity._uuid, name), MISSING)
+        self._changed_field(entity, name, old, entity._data[name])
+
+    def view(self, entity: Entity, cls: type[T]) -> T:
+        return views.make_view(cls, entity)
+
+    def clear(self) -> None:
+        self._nested_old.clear()

@@ -1,0 +1,245 @@
+"""Inbox: what the bucket holds, merged into a collection's memory.
+
+Every entry of a load, of the watch, or of a conflicting write comes through ``apply()``. The rules it
+keeps: a local change not yet stored is never overwritten (entries are merged field by field, see
+``core.merge``); a delete wins (the uuid is remembered as a tombstone, any later version of it is
+ignored, and deleted again in the bucket if a foreign writer put it back); a node's own writes coming
+back (same or older revision) change nothing. An entry that cannot be used (bad JSON, a value that does
+not fit the schema) is set aside as a dead letter. A full replay (``begin_resync``/``end_resync``)
+also drops what the bucket no longer holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from brainlessdb.core.clock import HybridLogicalClock, Stamp
+from brainlessdb.core.codec import FOREIGN_NODE, decode_delete, decode_value
+from brainlessdb.core.entity import Entity, set_slot
+from brainlessdb.core.merge import Record, field_stamps, merge_into
+from brainlessdb.core.sync.outbox import Outbox
+from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
+from brainlessdb.core.table import EntityTable
+from brainlessdb.core.values import MISSING
+from brainlessdb.errors import DecodeError, SchemaError
+from brainlessdb.storage.base import Entry, Op
+
+DEAD_LETTERS_KEPT: Final = 1000
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry of the bucket that could not be used, kept aside with the reason."""
+
+    key: str
+    revision: int
+    value: bytes
+    reason: str
+
+
+class Inbox:
+    """Applies the entries of one collection's bucket to its table."""
+
+    def __init__(
+        self,
+        table: EntityTable,
+        outbox: Outbox,
+        tombstones: Tombstones,
+        clock: HybridLogicalClock,
+        wake: Callable[[], None],
+    ) -> None:
+        self._table = table
+        self._outbox = outbox
+        self._tombstones = tombstones
+        self._clock = clock
+        self._wake = wake
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
+        self.dead_letter_count = 0
+        self.last_revision = 0
+        self._resync_seen: set[str] | None = None
+
+    def apply(self, entry: Entry) -> None:
+        """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory."""
+        # Every entry of a load and every echo of this node's own writes comes through here: the key's
+        # entity and tombstone are looked up once, and an own write is recognised before any decoding.
+        revision = entry.revision
+        if revision > self.last_revision:
+            self.last_revision = revision
+        uuid = entry.key
+        if self._resync_seen is not None:
+            self._resync_seen.add(uuid)
+        entity = self._table.entities.get(uuid)
+        tomb = self._tombstones.get(uuid)
+        try:
+            if entry.op is Op.PUT:
+                if entity is not None and tomb is None:
+                    # A put this node has seen already (an older revision), or its own write coming back
+                    # before its acknowledgement (the same bytes): it tells the revision, nothing new.
+                    known = entity._revision
+                    if known is not None and revision <= known:
+                        return
+                    if self._outbox.sent_value(uuid) == entry.value:
+                        set_slot(entity, "_revision", revision)
+                        return
+                record = decode_value(entry.value, time_ns=entry.time_ns)
+            else:
+                record = decode_delete(entry.value, time_ns=entry.time_ns)
+        except DecodeError as exc:
+            self._dead_letter(entry, str(exc))
+            return
+        newest = record.max_stamp()
+        if newest is not None:
+            self._clock.observe(newest[0])
+        if tomb is not None:
+            self._apply_to_tombstone(tomb, entry, record)
+            return
+        if record.deleted is not None:
+            self.drop(uuid, record.deleted, revision)
+            return
+        if not self._fits_schema(entry, record):
+            return
+        if entity is None:
+            self._create(uuid, record, revision)
+            return
+        if entity._revision is not None and revision <= entity._revision:
+            return
+        self._merge(entity, record, revision)
+
+    def _apply_to_tombstone(self, tomb: Tombstone, entry: Entry, record: Record) -> None:
+        if tomb.revision is not None and entry.revision <= tomb.revision:
+            return
+        tomb.revision = entry.revision
+        if record.deleted is not None:
+            tomb.pending = False
+            if record.deleted > tomb.stamp:
+                tomb.stamp = record.deleted
+        elif not self._outbox.is_inflight(entry.key):
+            # Someone put the deleted uuid back (a foreign writer, or a write that raced the delete).
+            tomb.pending = True
+            self._wake()
+
+    def _fits_schema(self, entry: Entry, record: Record) -> bool:
+        schema = self._table.schema
+        if schema is None:
+            return True
+        try:
+            # A foreign value is stamped all alike by the decoder: its first stamp tells.
+            first = record.first_stamp()
+            if first is not None and first[1] == FOREIGN_NODE:
+                schema.check_stored(record.data)
+            else:
+                schema.check_stored_types(record.data)
+        except SchemaError as exc:
+            self._dead_letter(entry, f"does not fit the schema: {exc}")
+            return False
+        return True
+
+    def _create(self, uuid: str, record: Record, revision: int) -> None:
+        table = self._table
+        entity = table.new_entity(uuid, record.data, record.compact_stamps, revision)
+        table.insert(entity)
+        if table.listeners:
+            changes = {name: (MISSING, value) for name, value in record.data.items()}
+            table.emit_change(entity, changes, "remote", created=True)
+
+    def _merge(self, entity: Entity, record: Record, revision: int) -> None:
+        stamps = own_stamps(entity)
+        changed = merge_into(entity._data, stamps, record)
+        set_slot(entity, "_revision", revision)
+        self._table.reindex(entity, changed)
+        if self._outbox.is_dirty(entity._uuid) and _same_stamps(stamps, record):
+            # What is stored already holds everything this node has: nothing left to write.
+            self._outbox.settle(entity)
+        if changed:
+            changes = {name: (old, entity._data[name]) for name, old in changed.items()}
+            self._table.emit_change(entity, changes, "remote")
+
+    def drop(self, uuid: str, stamp: Stamp, revision: int | None) -> None:
+        """``uuid`` was deleted at ``stamp`` (its marker is stored): forget it, remember the delete."""
+        self._tombstones.add(uuid, stamp, revision, pending=False)
+        self._outbox.forget(uuid)
+        entity = self._table.remove(uuid)
+        if entity is not None:
+            self._table.emit_delete(uuid, entity, "remote")
+
+    def restore(self, uuid: str, value: bytes, deleted: bool) -> None:
+        """Take back a pending change found in the journal after a crash: merge it in, to be written again."""
+        record = decode_delete(value, time_ns=0) if deleted else decode_value(value, time_ns=0)
+        table = self._table
+        if record.deleted is not None:
+            entity = table.remove(uuid)
+            if entity is not None:
+                self._outbox.local_delete(entity, record.deleted)
+            elif uuid not in self._tombstones:
+                self._tombstones.add(uuid, record.deleted, None, pending=True)
+            return
+        if uuid in self._tombstones:
+            return  # deleted meanwhile: the delete wins
+        entity = table.entities.get(uuid)
+        if entity is None:
+            entity = table.new_entity(uuid, record.data, record.compact_stamps)
+            table.insert(entity)
+        else:
+            table.reindex(entity, merge_into(entity._data, own_stamps(entity), record))
+        self._outbox.local_change(entity)
+
+    # -- full replays ----------------------------------------------------------------------------
+
+    def begin_resync(self) -> None:
+        """A full replay of the bucket starts: note every key it holds."""
+        self._resync_seen = set()
+
+    def end_resync(self) -> list[str]:
+        """The replay is complete: drop what was stored once but is gone now (deleted, marker purged).
+
+        Entities never stored yet (created here, not yet acknowledged) are kept, and so is anything with a
+        write in flight. Returns the dropped uuids.
+        """
+        seen, self._resync_seen = self._resync_seen, None
+        if seen is None:
+            return []
+        gone = [
+            uuid
+            for uuid, entity in self._table.entities.items()
+            if entity._revision is not None and uuid not in seen and not self._outbox.is_inflight(uuid)
+        ]
+        for uuid in gone:
+            self.drop(uuid, self._clock.tick(), None)
+        return gone
+
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
+        self.dead_letter_count += 1
+        self.dead_letters.append(DeadLetter(entry.key, entry.revision, entry.value, reason))
+        logger.warning(
+            "%s: entry %s at revision %d set aside: %s", self._table.name, entry.key, entry.revision, reason
+        )
+
+    def clear(self) -> None:
+        self.last_revision = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Inbox {self._table.name}: applied up to revision {self.last_revision}, "
+            f"{self.dead_letter_count} dead letters>"
+        )
+
+
+def own_stamps(entity: Entity) -> dict[str, Stamp]:
+    """The entity's stamps one per field, held so from now on (a merge changes them in place)."""
+    stamps = entity._stamps
+    if isinstance(stamps, dict):
+        return stamps
+    stamps = field_stamps(stamps, entity._data)
+    set_slot(entity, "_stamps", stamps)
+    return stamps
+
+
+def _same_stamps(stamps: dict[str, Stamp], record: Record) -> bool:
+    theirs = record.stamps
+    return len(stamps) == len(theirs) and all(theirs.get(name) == stamp for name, stamp in stamps.items())

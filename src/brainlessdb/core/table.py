@@ -1,0 +1,115 @@
+"""EntityTable: what one collection holds — its entities, their indexes, its listeners and its schema.
+
+The table is the one place where these change. Local changes (the public ``Collection``) and changes
+merged from the bucket (the sync state) use the same few verbs: ``insert``, ``remove``, ``reindex`` and
+the two ``emit_*``; neither reaches into the other. Entities are built here (``new_entity``) as instances
+of their owner's entity class, and query results are made here (``result``/``results``): the entities
+themselves, or live typed views when the collection is typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from brainlessdb.core import views
+from brainlessdb.core.entity import Entity, EntityOwner, add_fields, new_entity
+from brainlessdb.core.merge import Stamps
+from brainlessdb.core.query.index import IndexSet
+from brainlessdb.core.query.plan import Plan
+from brainlessdb.core.schema import Schema
+from brainlessdb.events import Change, Delete, Event, Listener, Origin
+
+Dispatch = Callable[[Listener, Event], None]
+"""Delivers one event to one listener (the database calls sync callbacks and schedules async ones)."""
+
+
+class EntityTable:
+    """The entities of one collection with their indexes, listeners and schema."""
+
+    def __init__(self, owner: EntityOwner, dispatch: Dispatch) -> None:
+        self.owner = owner
+        self.name = owner.name
+        # These containers are never rebound, so the collection may hold them directly.
+        self.entities: dict[str, Entity] = {}
+        self.indexes = IndexSet()
+        self.listeners: list[Listener] = []
+        self.plans: dict[tuple[str, ...], Plan] = {}
+        self.schema: Schema | None = None
+        self.field_types: dict[str, str] | None = None
+        self.exact_types: Mapping[str, frozenset[type]] = {}
+        self.view_type: type[Any] | None = None
+        self._dispatch = dispatch
+
+    def adopt_schema(self, schema: Schema) -> None:
+        """Make ``schema`` the collection's: entities read its fields as attributes, queries re-plan."""
+        self.schema = schema
+        self.field_types = schema.field_types()
+        self.exact_types = schema.exact_types
+        add_fields(self.owner.entity_class, schema.fields)
+        self.plans.clear()
+
+    def new_entity(
+        self, uuid: str, data: dict[str, Any], stamps: Stamps, revision: int | None = None
+    ) -> Entity:
+        """An entity of this collection (not yet in the table)."""
+        return new_entity(self.owner, uuid, data, stamps, revision)
+
+    def insert(self, entity: Entity) -> None:
+        """Hold ``entity`` and index it."""
+        self.entities[entity._uuid] = entity
+        self.indexes.on_add(entity._uuid, entity._data)
+
+    def remove(self, uuid: str) -> Entity | None:
+        """Stop holding the entity ``uuid`` and unindex it; the entity, or None if it was not held."""
+        entity = self.entities.pop(uuid, None)
+        if entity is not None:
+            self.indexes.on_remove(uuid, entity._data)
+        return entity
+
+    def reindex(self, entity: Entity, old_values: Mapping[str, Any]) -> None:
+        """Fields of ``entity`` changed from ``old_values`` (``MISSING`` where absent) to its values."""
+        indexes, data, uuid = self.indexes, entity._data, entity._uuid
+        for name, old in old_values.items():
+            indexes.on_change(uuid, name, old, data[name])
+
+    def clear(self) -> None:
+        self.entities.clear()
+        self.indexes.clear()
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def emit_change(
+        self, entity: Entity, changes: Mapping[str, tuple[Any, Any]], origin: Origin, created: bool = False
+    ) -> None:
+        """Tell the listeners that ``entity`` was added or changed (``changes``: field → (old, new))."""
+        if self.listeners:
+            self._emit(Change(self.name, entity._uuid, self.result(entity), changes, origin, created))
+
+    def emit_delete(self, uuid: str, entity: Entity | None, origin: Origin) -> None:
+        """Tell the listeners that the entity ``uuid`` was deleted (``entity``: its last state here)."""
+        if self.listeners:
+            self._emit(Delete(self.name, uuid, None if entity is None else self.result(entity), origin))
+
+    def _emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            if listener.wants(event):
+                self._dispatch(listener, event)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def result(self, entity: Entity) -> Any:
+        """What a query returns for ``entity``: the entity, or its typed view."""
+        if self.view_type is None:
+            return entity
+        return views.make_view(self.view_type, entity)
+
+    def results(self, entities: Iterable[Entity]) -> list[Any]:
+        """``result`` of each entity, in order (a new list)."""
+        if self.view_type is None:
+            return list(entities)
+        return views.make_views(self.view_type, entities)
+
+    def __repr__(self) -> str:
+        paths = ", ".join("__".join(path) for path in self.indexes.paths)
+        return f"<EntityTable {self.name}: {len(self.entities)} entities, indexes=[{paths}]>"
