@@ -49,7 +49,7 @@ class Entry:
     """One entry of a bucket: the key's value (or delete marker) at ``revision``.
 
     Treated as immutable, but not ``frozen``: a watch makes one per message, and a frozen dataclass's
-    ``__init__`` (``object.__setattr__`` per field) costs twice as much.
+    ``__init__`` sets each field through ``object.__setattr__`` (see docs/performance.md).
     """
 
     key: str

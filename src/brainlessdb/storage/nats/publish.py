@@ -154,8 +154,8 @@ class Publisher:
     async def _ack_inbox(self) -> str:
         # One wildcard subscription receives every acknowledgement (reply subjects ``<inbox>.<batch>.<i>``).
         # nats-py's publish_async does the same but loses JetStream API errors (its reply handler raises
-        # instead of failing the future, so a revision conflict looks like a timeout), and it measured
-        # ~1.3x slower.
+        # instead of failing the future, so a revision conflict looks like a timeout), and it is slower
+        # (see docs/performance.md).
         async with self._inbox_lock:
             if self._inbox is None:
                 inbox = self._nc.new_inbox()
