@@ -7,7 +7,8 @@ wrap the in-memory storage, which honours the same contract as NATS KV.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,71 +302,77 @@ class GatedStorage(MemoryStorage):
         return await super().write(bucket, writes)
 
 
-async def test_change_during_an_inflight_write_is_written_once_more(make_db: MakeDb) -> None:
-    storage = GatedStorage()
-    db = Brainless(storage, namespace="ns", location="a", flush_interval=60)
+@contextlib.asynccontextmanager
+async def gated_db(storage: GatedStorage, flush_interval: float) -> AsyncIterator[Brainless]:
+    """A database started on ``storage``, stopped at the end even when the test fails (gate opened)."""
+    db = Brainless(storage, namespace="ns", location="a", flush_interval=flush_interval)
     await db.start()
-    call = db.call.add(state="new")
-    await db.flush()
-    storage.writes.clear()
-
-    storage.gate.clear()
-    storage.entered.clear()
-    call.state = "v1"
-    flushing = asyncio.create_task(db.flush())
-    await storage.entered.wait()
-    call.state = "v2"
-    storage.gate.set()
-    await flushing
-    assert call.dirty
-    await db.flush()
-    assert not call.dirty
-    assert len(storage.writes) == 2
-    stored = await storage.get("ns-call", call.uuid)
-    assert stored is not None and b'"v2"' in stored.value
-    await db.stop()
+    try:
+        yield db
+    finally:
+        storage.gate.set()
+        await db.stop()
 
 
-async def test_overlapping_flushes_write_each_change_once(make_db: MakeDb) -> None:
+async def test_change_during_an_inflight_write_is_written_once_more() -> None:
     storage = GatedStorage()
-    db = Brainless(storage, namespace="ns", location="a", flush_interval=0)
-    await db.start()
-    storage.gate.clear()
-    calls = [db.call.add(state=str(i)) for i in range(20)]
-    await asyncio.sleep(0.01)
-    manual = [asyncio.create_task(db.flush()) for _ in range(3)]
-    await asyncio.sleep(0.01)
-    storage.gate.set()
-    await asyncio.gather(*manual)
-    assert not any(c.dirty for c in calls)
-    keys = [w.key for w in storage.writes]
-    assert sorted(keys) == sorted(c.uuid for c in calls)
-    await db.stop()
-
-
-async def test_background_flush_survives_errors_and_reports_them(make_db: MakeDb) -> None:
-    storage = GatedStorage()
-    db = Brainless(storage, namespace="ns", location="a", flush_interval=0.01)
-    await db.start()
-    storage.gate.clear()
-    call = db.call.add(state="new")
-    await asyncio.sleep(0.05)
-    storage.fail_next = 3
-    storage.gate.set()
-    with pytest.raises(FlushError):
-        await db.call.flush()
-    await eventually(lambda: not call.dirty)
-    assert db.stats()["flush"]["errors"] >= 1
-
-    storage.fail_next = 1000
-    call.state = "unwritable"
-    with pytest.raises(FlushError) as failed:
+    async with gated_db(storage, flush_interval=60) as db:
+        call = db.call.add(state="new")
         await db.flush()
-    assert isinstance(next(iter(failed.value.errors.values())), UnavailableError)
-    storage.fail_next = 0
-    await db.flush()
-    assert not call.dirty
-    await db.stop()
+        storage.writes.clear()
+
+        storage.gate.clear()
+        storage.entered.clear()
+        call.state = "v1"
+        flushing = asyncio.create_task(db.flush())
+        await storage.entered.wait()
+        call.state = "v2"
+        storage.gate.set()
+        await flushing
+        assert call.dirty
+        await db.flush()
+        assert not call.dirty
+        assert len(storage.writes) == 2
+        stored = await storage.get("ns-call", call.uuid)
+        assert stored is not None and b'"v2"' in stored.value
+
+
+async def test_overlapping_flushes_write_each_change_once() -> None:
+    storage = GatedStorage()
+    async with gated_db(storage, flush_interval=0) as db:
+        storage.gate.clear()
+        calls = [db.call.add(state=str(i)) for i in range(20)]
+        await asyncio.sleep(0.01)
+        manual = [asyncio.create_task(db.flush()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        storage.gate.set()
+        await asyncio.gather(*manual)
+        assert not any(c.dirty for c in calls)
+        keys = [w.key for w in storage.writes]
+        assert sorted(keys) == sorted(c.uuid for c in calls)
+
+
+async def test_background_flush_survives_errors_and_reports_them() -> None:
+    storage = GatedStorage()
+    async with gated_db(storage, flush_interval=0.01) as db:
+        storage.gate.clear()
+        call = db.call.add(state="new")
+        await asyncio.sleep(0.05)
+        storage.fail_next = 3
+        storage.gate.set()
+        with pytest.raises(FlushError):
+            await db.call.flush()
+        await eventually(lambda: not call.dirty)
+        assert db.stats()["flush"]["errors"] >= 1
+
+        storage.fail_next = 1000
+        call.state = "unwritable"
+        with pytest.raises(FlushError) as failed:
+            await db.flush()
+        assert isinstance(next(iter(failed.value.errors.values())), UnavailableError)
+        storage.fail_next = 0
+        await db.flush()
+        assert not call.dirty
 
 
 @pytest.mark.parametrize(
