@@ -34,13 +34,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from brainlessdb.errors import BrainlessError
+# Re-exported: what the servers here raise, importable from here as well.
+from brainlessdb.errors import ServerError as ServerError
 
 LOOPBACK: Final = "127.0.0.1"
-
-
-class ServerError(BrainlessError, RuntimeError):
-    """The embedded nats-server could not be found, started or stopped."""
 
 
 def find_binary() -> str:

@@ -1,6 +1,8 @@
 """Every exception brainlessdb raises: one hierarchy, each also a subclass of the builtin it resembles.
 
-Callers branch on the type and on the attributes each error carries, never on its message.
+Callers branch on the type and on the attributes each error carries, never on its message. A failure of
+the store is an ``OSError`` (``except OSError`` catches it with the socket errors it stands for), one that
+retrying may cure a ``ConnectionError``; a misuse is a ``ValueError``, ``KeyError`` or ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class DecodeError(BrainlessError, ValueError):
     """Bytes found in a bucket that are not an entity version this library can read."""
 
 
-class StorageError(BrainlessError):
+class StorageError(BrainlessError, OSError):
     """The storage backend failed; ``__cause__`` holds the original error."""
 
 
@@ -80,7 +82,7 @@ class ConflictError(StorageError):
         self.expected = expected
 
 
-class UnavailableError(StorageError):
+class UnavailableError(StorageError, ConnectionError):
     """The store could not be reached in time (outage, leader election); retrying later may succeed."""
 
 
@@ -98,3 +100,7 @@ class FlushError(StorageError):
 
 class NotStartedError(BrainlessError, RuntimeError):
     """The database was used before ``start()``/``setup()`` or after ``stop()``."""
+
+
+class ServerError(BrainlessError, RuntimeError):
+    """The embedded nats-server could not be found, started or stopped."""
