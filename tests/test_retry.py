@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from brainlessdb import Brainless
 from brainlessdb.retry import Backoff, cancel_and_wait
+from brainlessdb.shell.flusher import Flusher
+from brainlessdb.shell.follower import BucketFollower
+from brainlessdb.storage.base import Write
+from brainlessdb.storage.memory import MemoryStorage
 
 
 def test_backoff_doubles_up_to_its_max_and_starts_again_after_a_reset() -> None:
@@ -51,19 +55,36 @@ async def test_cancel_and_wait_ends_the_task_and_swallows_only_its_cancellation(
         await cancel_and_wait(failing)
 
 
-async def test_flusher_and_followers_show_their_state_in_repr() -> None:
-    db = Brainless(None, namespace="reprs", location="a", flush_interval=0.25)
-    await db.start()
+async def test_a_flusher_shows_whether_it_runs_its_backoff_and_counters_in_repr() -> None:
+    async def no_bucket(*_: Any) -> str:
+        raise AssertionError("nothing to flush")
+
+    flusher = Flusher(MemoryStorage(), list, no_bucket, no_bucket, 0.25)
+    counters = "rounds=0, writes=0, conflicts=0, errors=0"
+    assert repr(flusher) == (
+        f"<Flusher stopped every 0.25s, 0 failed rounds in a row (next retry in 0.1s), {counters}>"
+    )
+    flusher.start()
     try:
-        db.call.add(state="waiting")
-        await db.flush()
-        await db.call.load()
-        flusher = repr(db._flusher)
-        assert flusher.startswith("<Flusher running every 0.25s, 0 failed rounds in a row")
-        assert "writes=1" in flusher
-        follower = repr(db._followers["call"])
-        assert follower.startswith("<BucketFollower reprs-call caught up, applied revision 1, 0 restarts")
+        assert repr(flusher).startswith("<Flusher running every 0.25s")
     finally:
-        await db.stop()
-    assert repr(db._flusher).startswith("<Flusher stopped")
-    assert " stopped," in repr(db._followers["call"])
+        await flusher.stop()
+    assert repr(flusher).startswith("<Flusher stopped")
+
+
+async def test_a_follower_shows_its_bucket_revision_and_restarts_in_repr() -> None:
+    storage = MemoryStorage()
+    await storage.open_bucket("b")
+    await storage.write("b", [Write("k", b"v", 0)])
+    follower = BucketFollower(storage, "b", lambda entry: None)
+    assert repr(follower).startswith("<BucketFollower b stopped, applied revision 0, 0 restarts")
+    follower.start()
+    try:
+        await asyncio.wait_for(follower.caught_up.wait(), 5)
+        assert repr(follower) == (
+            "<BucketFollower b caught up, applied revision 1, 0 restarts, 0 resyncs, 0 failures in a row "
+            "(next restart in 0.1s)>"
+        )
+    finally:
+        await follower.stop()
+        await storage.close()
