@@ -114,7 +114,7 @@ async def raw_bucket(
 
 def converged(nodes: list[Brainless], collection: str = "call") -> bool:
     """No node has anything pending, and every node holds the same of ``collection``."""
-    if any(c.replica.has_pending() for node in nodes for c in node.collections.values()):
+    if any(c.sync.has_pending() for node in nodes for c in node.collections.values()):
         return False
     first = memory_of(nodes[0], collection)
     return all(memory_of(node, collection) == first for node in nodes[1:])

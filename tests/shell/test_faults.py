@@ -221,7 +221,7 @@ async def test_an_outage_loses_nothing_and_writes_nothing_twice(
     for node in nodes:
         assert memory_of(node) == expected
         assert node.stats()["storage"]["restarts"] >= 1  # the watch resumed
-        assert node.call.replica.dead_letter_count == 0
+        assert node.call.sync.dead_letter_count == 0
     assert await fresh_load(url, nodes[0].namespace) == expected
     live, markers = await raw_bucket(url, bucket)
     assert live == expected
@@ -419,13 +419,13 @@ async def test_an_older_version_brought_back_over_a_remembered_delete_is_deleted
         b.delete_retention = 0.001
         await asyncio.sleep(0.01)
         await b.expire_deletes()
-        await eventually(lambda: not b.call.replica.has_pending(), timeout=10)
+        await eventually(lambda: not b.call.sync.has_pending(), timeout=10)
         live, markers = await raw_bucket(own_server.url, bucket)
         assert set(live) == {k.uuid for k in kept}
         assert back <= markers
         assert set(await fresh_load(own_server.url, namespace)) == {k.uuid for k in kept}
         await b.expire_deletes()
-        assert not any(b.call.replica.is_deleted(uuid) for uuid in back)
+        assert not any(b.call.sync.is_deleted(uuid) for uuid in back)
 
 
 # -- bad data in NATS ------------------------------------------------------------------------------
@@ -489,9 +489,9 @@ async def test_bad_values_in_a_bucket_are_set_aside_at_load(
         async with new_node(own_server, namespace, "fresh-1") as fresh:
             assert set(memory_of(fresh)) == {c.uuid for c in good} | {foreign_key(100)}
             assert fresh.call[foreign_key(100)].state == "from a foreign writer"
-            replica = fresh.call.replica
-            assert replica.dead_letter_count == len(bad)
-            assert {letter.key for letter in replica.dead_letters} == set(bad)
+            inbox = fresh.call.sync.inbox
+            assert inbox.dead_letter_count == len(bad)
+            assert {letter.key for letter in inbox.dead_letters} == set(bad)
             assert fresh.stats()["collections"]["call"]["dead_letters"] == len(bad)
             for key in bad:
                 assert any(key in record.getMessage() for record in caplog.records), f"{bad[key]} not logged"
@@ -524,7 +524,7 @@ async def test_bad_values_arriving_through_the_watch_are_set_aside(
                 lambda node=node: foreign_key(100) in node.call and later.uuid in node.call, timeout=10
             )
             await eventually(
-                lambda node=node: node.call.replica.dead_letter_count == len(bad) + 1, timeout=10
+                lambda node=node: node.call.sync.dead_letter_count == len(bad) + 1, timeout=10
             )
             assert node.call[known.uuid].n == 1
             assert set(memory_of(node)) == {known.uuid, later.uuid, foreign_key(100)}
@@ -539,9 +539,9 @@ async def test_bad_values_arriving_through_the_watch_are_set_aside(
         # And a delete over garbage is written too.
         await put_foreign(own_server.url, bucket, {"garbage again": b"garbage"}, first=200)
         await put_raw(own_server.url, bucket, {known.uuid: b"\x00garbage again"})
-        await eventually(lambda: b.call.replica.dead_letter_count == len(bad) + 3, timeout=10)
+        await eventually(lambda: b.call.sync.dead_letter_count == len(bad) + 3, timeout=10)
         del b.call[known]
-        await eventually(lambda: known.uuid not in a.call and not b.call.replica.has_pending(), timeout=10)
+        await eventually(lambda: known.uuid not in a.call and not b.call.sync.has_pending(), timeout=10)
         _, markers = await raw_bucket(own_server.url, bucket)
         assert known.uuid in markers
 
