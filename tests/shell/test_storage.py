@@ -23,6 +23,7 @@ from brainlessdb.storage.base import CaughtUp, Entry, Op, WatchEvent, Write
 from brainlessdb.storage.memory import MemoryStorage
 from brainlessdb.storage.nats.kv import NatsKVStorage
 from brainlessdb.storage.nats.protocol import parse_ack_reply
+from tests.helpers import kv_storage, nats_connection
 
 # Both backends return async generators from watch(), so tests can close them with aclosing().
 Storage = MemoryStorage | NatsKVStorage
@@ -410,18 +411,16 @@ def test_ack_reply_subjects_of_both_forms_are_parsed() -> None:
 
 @pytest.fixture
 async def admin(nats_server: EmbeddedServer) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await nats.connect(nats_server.url)
-    yield nc
-    await nc.close()
+    async with nats_connection(nats_server.url) as nc:
+        yield nc
 
 
 @pytest.mark.nats
 async def test_created_bucket_is_a_normal_kv_bucket_for_nats_py(
     nats_server: EmbeddedServer, admin: nats.aio.client.Client, namespace: str
 ) -> None:
-    storage = await NatsKVStorage.connect(nats_server.url)
     bucket = f"{namespace}-call"
-    try:
+    async with kv_storage(nats_server.url) as storage:
         await storage.open_bucket(bucket)
         revision = await put(storage, bucket, "k1", b"hello")
 
@@ -440,8 +439,6 @@ async def test_created_bucket_is_a_normal_kv_bucket_for_nats_py(
         assert config.max_msgs_per_subject == 1
         assert config.deny_delete is True
         assert config.allow_rollup_hdrs is True
-    finally:
-        await storage.close()
 
 
 @pytest.mark.nats
@@ -450,8 +447,7 @@ async def test_existing_bucket_is_bound_not_reconfigured(
 ) -> None:
     bucket = f"{namespace}-call"
     await admin.jetstream().create_key_value(bucket=bucket, history=5)
-    storage = await NatsKVStorage.connect(nats_server.url, history=1)
-    try:
+    async with kv_storage(nats_server.url, history=1) as storage:
         assert await storage.open_bucket(bucket)
         config = (await admin.jetstream().stream_info(f"KV_{bucket}")).config
         assert config.max_msgs_per_subject == 5
@@ -460,22 +456,15 @@ async def test_existing_bucket_is_bound_not_reconfigured(
         entry = await storage.get(bucket, "k")
         assert entry is not None
         assert entry.value == b"v"
-    finally:
-        await storage.close()
 
 
 @pytest.mark.nats
 async def test_two_nodes_creating_the_same_bucket_both_succeed(
     nats_server: EmbeddedServer, namespace: str
 ) -> None:
-    first = await NatsKVStorage.connect(nats_server.url)
-    second = await NatsKVStorage.connect(nats_server.url, history=4)
     bucket = f"{namespace}-race"
-    try:
+    async with kv_storage(nats_server.url) as first, kv_storage(nats_server.url, history=4) as second:
         assert all(await asyncio.gather(first.open_bucket(bucket), second.open_bucket(bucket)))
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def wait_for_consumers(js: nats.js.JetStreamContext, stream: str, count: int) -> None:
@@ -489,9 +478,8 @@ async def wait_for_consumers(js: nats.js.JetStreamContext, stream: str, count: i
 async def test_cancelling_the_reader_deletes_the_consumer(
     nats_server: EmbeddedServer, admin: nats.aio.client.Client, namespace: str
 ) -> None:
-    storage = await NatsKVStorage.connect(nats_server.url)
     bucket = f"{namespace}-call"
-    try:
+    async with kv_storage(nats_server.url) as storage:
         await storage.open_bucket(bucket)
         events = storage.watch(bucket)
         assert await next_event(events) == CaughtUp(0)
@@ -506,8 +494,6 @@ async def test_cancelling_the_reader_deletes_the_consumer(
             await reader
 
         assert (await js.stream_info(f"KV_{bucket}")).state.consumer_count == 0
-    finally:
-        await storage.close()
 
 
 async def collect_until(events: AsyncIterator[WatchEvent], key: str, seen: list[Entry]) -> Entry:
@@ -521,10 +507,9 @@ async def collect_until(events: AsyncIterator[WatchEvent], key: str, seen: list[
 
 @pytest.mark.nats
 async def test_watch_survives_a_server_restart(own_server: EmbeddedServer, namespace: str) -> None:
-    storage = await NatsKVStorage.connect(own_server.url)
     bucket = f"{namespace}-call"
     seen: list[Entry] = []
-    try:
+    async with kv_storage(own_server.url) as storage:
         await storage.open_bucket(bucket)
         await put(storage, bucket, "before", b"1")
         async with contextlib.aclosing(storage.watch(bucket)) as events:
@@ -534,29 +519,23 @@ async def test_watch_survives_a_server_restart(own_server: EmbeddedServer, names
             own_server.kill()
             await asyncio.sleep(0.5)
             own_server.start()
-            writer = await NatsKVStorage.connect(own_server.url)
-            try:
+            async with kv_storage(own_server.url) as writer:
                 await writer.open_bucket(bucket)
                 revision = await put(writer, bucket, "after", b"2")
-            finally:
-                await writer.close()
 
             entry = await collect_until(events, "after", seen)
             assert entry.revision == revision
         revisions = [entry.revision for entry in seen]
         assert revisions == sorted(set(revisions))
         assert storage.stats["restarts"] >= 1
-    finally:
-        await storage.close()
 
 
 @pytest.mark.nats
 async def test_writes_fail_fast_while_the_server_is_down_and_work_again_after(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
-    storage = await NatsKVStorage.connect(own_server.url, timeout=2.0)
     bucket = f"{namespace}-call"
-    try:
+    async with kv_storage(own_server.url, timeout=2.0) as storage:
         await storage.open_bucket(bucket)
         await put(storage, bucket, "k0", b"0")
         own_server.kill()
@@ -576,8 +555,6 @@ async def test_writes_fail_fast_while_the_server_is_down_and_work_again_after(
             assert isinstance(results[0], UnavailableError)
             assert time.monotonic() < deadline, "writes did not recover"
             await asyncio.sleep(0.2)
-    finally:
-        await storage.close()
 
 
 async def write_until_accepted(storage: NatsKVStorage, bucket: str, key: str, deadline: float) -> int:
@@ -595,11 +572,12 @@ async def write_until_accepted(storage: NatsKVStorage, bucket: str, key: str, de
 async def test_replicated_bucket_keeps_working_when_its_leader_dies(
     nats_cluster: EmbeddedCluster, namespace: str
 ) -> None:
-    storage = await NatsKVStorage.connect(nats_cluster.urls, replicas=3, timeout=2.0)
-    admin = await nats.connect(nats_cluster.urls)
     bucket = f"{namespace}-call"
     seen: list[Entry] = []
-    try:
+    async with (
+        kv_storage(nats_cluster.urls, replicas=3, timeout=2.0) as storage,
+        nats_connection(nats_cluster.urls) as admin,
+    ):
         deadline = time.monotonic() + 30
         while not await _open_when_cluster_ready(storage, bucket):
             assert time.monotonic() < deadline, "cluster never accepted the bucket"
@@ -619,9 +597,6 @@ async def test_replicated_bucket_keeps_working_when_its_leader_dies(
                 assert entry.revision == revision
         revisions = [entry.revision for entry in seen]
         assert revisions == sorted(set(revisions))
-    finally:
-        await storage.close()
-        await admin.close()
 
 
 async def _open_when_cluster_ready(storage: NatsKVStorage, bucket: str) -> bool:
@@ -644,9 +619,8 @@ async def delete_consumers(js: nats.js.JetStreamContext, stream: str) -> int:
 async def test_watch_resumes_after_its_consumer_is_deleted_in_mid_replay(
     nats_server: EmbeddedServer, admin: nats.aio.client.Client, namespace: str
 ) -> None:
-    storage = await NatsKVStorage.connect(nats_server.url)
     bucket = f"{namespace}-call"
-    try:
+    async with kv_storage(nats_server.url) as storage:
         await storage.open_bucket(bucket)
         # More than the server's flow-control window lets out at once, so the replay is cut for real.
         count = 20_000
@@ -670,17 +644,14 @@ async def test_watch_resumes_after_its_consumer_is_deleted_in_mid_replay(
         assert [entry.revision for entry in entries] == sorted({entry.revision for entry in entries})
         assert {entry.key for entry in entries} == {f"k{i}" for i in range(count)}
         assert [event for event in seen if isinstance(event, CaughtUp)] == [CaughtUp(last)]
-    finally:
-        await storage.close()
 
 
 @pytest.mark.nats
 async def test_watch_catches_up_when_the_last_message_was_purged_by_an_operator(
     nats_server: EmbeddedServer, admin: nats.aio.client.Client, namespace: str
 ) -> None:
-    storage = await NatsKVStorage.connect(nats_server.url)
     bucket = f"{namespace}-call"
-    try:
+    async with kv_storage(nats_server.url) as storage:
         await storage.open_bucket(bucket)
         first = await put(storage, bucket, "a", b"1")
         last = await put(storage, bucket, "b", b"2")
@@ -688,8 +659,6 @@ async def test_watch_catches_up_when_the_last_message_was_purged_by_an_operator(
 
         async with contextlib.aclosing(storage.watch(bucket)) as events:
             assert summary(await take(events, 2)) == [("a", first, b"1", Op.PUT), ("caught-up", last)]
-    finally:
-        await storage.close()
 
 
 @pytest.mark.nats
