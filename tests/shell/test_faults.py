@@ -523,9 +523,7 @@ async def test_bad_values_arriving_through_the_watch_are_set_aside(
             await eventually(
                 lambda node=node: foreign_key(100) in node.call and later.uuid in node.call, timeout=10
             )
-            await eventually(
-                lambda node=node: node.call.sync.dead_letter_count == len(bad) + 1, timeout=10
-            )
+            await eventually(lambda node=node: node.call.sync.dead_letter_count == len(bad) + 1, timeout=10)
             assert node.call[known.uuid].n == 1
             assert set(memory_of(node)) == {known.uuid, later.uuid, foreign_key(100)}
             assert node.stats()["collections"]["call"]["watch_restarts"] == 0
