@@ -12,10 +12,11 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from nats.aio.client import Client
+from tests.helpers import eventually
 
 from benchmarks import baselines
 from benchmarks.common import (
@@ -272,7 +273,12 @@ async def lib_latencies(url: str, changes: int, timeout: float) -> list[float]:
 
             replica_b = node_b.collection(COLLECTION)
             replica_b.on_change(on_change)
-            await _until(lambda: entity.uuid in replica_b, timeout, "node B never saw the entity")
+            await eventually(
+                lambda: entity.uuid in replica_b,
+                timeout,
+                interval=0.001,
+                message="node B never saw the entity",
+            )
             latencies = []
             for i in range(changes):
                 arrived = waiting[i] = loop.create_future()
@@ -284,14 +290,6 @@ async def lib_latencies(url: str, changes: int, timeout: float) -> list[float]:
     finally:
         async with raw_connection(url) as nc:
             await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}", f"{ns}--schema")
-
-
-async def _until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        await asyncio.sleep(0.001)
 
 
 async def raw_latencies(url: str, changes: int, timeout: float) -> list[float]:
