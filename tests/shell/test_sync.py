@@ -15,7 +15,7 @@ from typing import Any
 import nats
 import pytest
 
-from brainlessdb import Brainless, Change, Delete, FlushError, SchemaError
+from brainlessdb import Brainless, Change, Delete, Entity, FlushError, SchemaError
 from brainlessdb.core.codec import decode_value
 from tests.helpers import MakeDb, eventually
 
@@ -86,13 +86,18 @@ async def test_concurrent_edits_of_one_field_converge(make_db: MakeDb) -> None:
     assert not any(node.call[call.uuid].dirty for node in (a, b, c))
 
 
-async def test_a_delete_wins_over_a_concurrent_update(make_db: MakeDb) -> None:
+async def one_call_on_two_nodes(make_db: MakeDb) -> tuple[Brainless, Brainless, Entity, Entity]:
+    """Nodes a and b (flushing only when told to), and a call a wrote and b loaded: a's entity, b's copy."""
     a = await make_db("prague-1", flush_interval=60)
     b = await make_db("brno-1", flush_interval=60)
     call = a.call.add(channel_id="1", state="new")
     await a.flush()
     await b.call.load()
-    copy = b.call[call.uuid]
+    return a, b, call, b.call[call.uuid]
+
+
+async def test_a_delete_wins_over_a_concurrent_update(make_db: MakeDb) -> None:
+    a, b, call, copy = await one_call_on_two_nodes(make_db)
 
     a.call.delete(call)
     copy.state = "updated after the delete"
@@ -110,12 +115,7 @@ async def test_a_delete_wins_over_a_concurrent_update(make_db: MakeDb) -> None:
 
 
 async def test_an_update_after_the_delete_arrived_cannot_resurrect(make_db: MakeDb) -> None:
-    a = await make_db("prague-1", flush_interval=60)
-    b = await make_db("brno-1", flush_interval=60)
-    call = a.call.add(channel_id="1", state="new")
-    await a.flush()
-    await b.call.load()
-    copy = b.call[call.uuid]
+    a, b, call, copy = await one_call_on_two_nodes(make_db)
     del a.call[call]
     await a.flush()
     await b.call.load()
@@ -352,7 +352,9 @@ async def test_a_resync_drops_what_was_deleted_and_forgotten_while_away(make_db:
     await b.call.load()
     assert gone.uuid in b.call
 
-    await b._followers["call"].stop()  # b is away
+    follower = b._watches.follower("call") if b._watches else None
+    assert follower is not None
+    await follower.stop()  # b is away
     del a.call[gone]
     await a.flush()
     a.delete_retention = 0.001

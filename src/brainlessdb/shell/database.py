@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 import logging
-import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
+from brainlessdb.core import names
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.ids import location_node
@@ -26,29 +26,22 @@ from brainlessdb.errors import (
     BrainlessError,
     DecodeError,
     FlushError,
-    InvalidNameError,
     NotStartedError,
     SchemaError,
     UnavailableError,
 )
 from brainlessdb.events import Event, Listener
-from brainlessdb.retry import Backoff
+from brainlessdb.shell.callbacks import CallbackRunner
 from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.follower import BucketFollower
 from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
+from brainlessdb.shell.watches import CollectionWatches
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.source import open_storage
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
-COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-SCHEMA_SUFFIX: Final = "--schema"
-# A bucket is the stream KV_<bucket>, and NATS refuses stream names over 255 characters.
-MAX_BUCKET_NAME: Final = 252
-ATTACH_RETRY_START: Final = 0.1  # seconds before opening a collection's bucket again after an outage
-ATTACH_RETRY_MAX: Final = 5.0
 
 NatsSource = Any  # a connected nats-py client, a URL or list of URLs, a Storage, or None
 
@@ -86,12 +79,7 @@ class Brainless:
         journal: str | Path | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
-        if (
-            not isinstance(namespace, str)
-            or not NAMESPACE_PATTERN.fullmatch(namespace)
-            or len(namespace) + len(SCHEMA_SUFFIX) > MAX_BUCKET_NAME
-        ):
-            raise InvalidNameError("namespace", str(namespace))
+        names.check_namespace(namespace)
         if flush_interval < 0:
             raise ValueError("flush_interval must be >= 0")
         self.namespace = namespace
@@ -113,15 +101,14 @@ class Brainless:
         self._storage: Storage | None = None
         self._owns_storage = False
         self._collections: dict[str, Collection[Any]] = {}
-        self._followers: dict[str, BucketFollower] = {}
-        self._attaching: dict[str, asyncio.Task[None]] = {}
+        self._watches: CollectionWatches | None = None
         self._loaded: set[Collection[Any]] = set()
         self._schema_watch: BucketFollower | None = None
         self._flusher: Flusher | None = None
-        self._callbacks: set[asyncio.Task[Any]] = set()
+        self._callbacks = CallbackRunner()
+        self.emit: Callable[[Listener, Event], None] = self._callbacks.emit  # for the Host protocol
         self._housekeeper: Housekeeper | None = None
         self._state = DatabaseState.NEW
-        self.callback_errors = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -142,13 +129,15 @@ class Brainless:
             self.flush_interval,
             on_written=None if self._journal is None else self._journal.settle_written,
         )
+        self._watches = CollectionWatches(self._storage, self.bucket_name, self.delete_retention)
+        self._loaded = self._watches.loaded
         schema_bucket = await self._schema_bucket()
         self._schema_watch = BucketFollower(self._storage, schema_bucket, self._apply_schema)
         self._state = DatabaseState.STARTED
         self._schema_watch.start()
         await self._schema_watch.caught_up.wait()
         for collection in list(self._collections.values()):
-            self._attach(collection)
+            self._watches.attach(collection)
         collections = list(self._collections.values())
         loaded = await asyncio.gather(*(self.ready(c) for c in collections), return_exceptions=True)
         for collection, result in zip(collections, loaded, strict=True):
@@ -161,7 +150,7 @@ class Brainless:
             await self._journal.restore(self._open_collection)
         self._flusher.start()
         self._housekeeper = Housekeeper(
-            self._storage, self._followed_buckets, lambda: self.delete_retention, self.changed
+            self._storage, self._watches.followed, lambda: self.delete_retention, self.changed
         )
         self._housekeeper.start()
         if any(c.sync.has_pending() for c in self._collections.values()):
@@ -199,12 +188,11 @@ class Brainless:
                 raise self._unwritten(budget) from None
         finally:
             self._state = DatabaseState.STOPPED
-            for task in self._attaching.values():
-                task.cancel()
-            watches = [*self._followers.values(), *([self._schema_watch] if self._schema_watch else [])]
-            await asyncio.gather(*(w.stop() for w in watches), return_exceptions=True)
-            for task in list(self._callbacks):
-                task.cancel()
+            stopping = [*([self._watches.stop()] if self._watches else [])]
+            if self._schema_watch is not None:
+                stopping.append(self._schema_watch.stop())
+            await asyncio.gather(*stopping, return_exceptions=True)
+            self._callbacks.cancel()
             if self._journal is not None:
                 self._journal.close()
             if self._owns_storage:
@@ -241,16 +229,10 @@ class Brainless:
         found = self._collections.get(name)
         if found is not None:
             return found
-        if (
-            not isinstance(name, str)
-            or not COLLECTION_PATTERN.fullmatch(name)
-            or len(self.bucket_name(name)) > MAX_BUCKET_NAME
-        ):
-            raise InvalidNameError("collection", str(name))
-        collection: Collection[Any] = Collection(self, name)
+        collection: Collection[Any] = Collection(self, names.check_collection(self.namespace, name))
         self._collections[name] = collection
-        if self._state is DatabaseState.STARTED:
-            self._attach(collection)
+        if self._state is DatabaseState.STARTED and self._watches is not None:
+            self._watches.attach(collection)
         return collection
 
     def __getattr__(self, name: str) -> Collection[Any]:
@@ -266,7 +248,7 @@ class Brainless:
 
     def bucket_name(self, collection: str) -> str:
         """The KV bucket of a collection: ``{namespace}-{collection}``."""
-        return f"{self.namespace}-{collection}"
+        return names.bucket_name(self.namespace, collection)
 
     async def _bucket(self, collection: Collection[Any]) -> str:
         bucket = self.bucket_name(collection.name)
@@ -275,47 +257,10 @@ class Brainless:
         return bucket
 
     async def _schema_bucket(self) -> str:
-        bucket = self.namespace + SCHEMA_SUFFIX
+        bucket = names.schema_bucket(self.namespace)
         assert self._storage is not None
         await self._storage.open_bucket(bucket)
         return bucket
-
-    def _attach(self, collection: Collection[Any], retry: Backoff | None = None) -> None:
-        if retry is not None or collection.name not in self._attaching:
-            delay = 0.0 if retry is None else retry.next()
-            task = asyncio.create_task(
-                self._watch(collection, delay), name=f"brainlessdb-attach-{collection.name}"
-            )
-            task.add_done_callback(lambda done: self._attached(collection, done, retry))
-            self._attaching[collection.name] = task
-
-    def _attached(self, collection: Collection[Any], task: asyncio.Task[None], retry: Backoff | None) -> None:
-        if task.cancelled() or self._state is not DatabaseState.STARTED:
-            return
-        if isinstance(task.exception(), UnavailableError):
-            # An outage or an election, not a lasting failure: try again until the bucket opens (a read
-            # of the collection meanwhile raises the error, or waits for the next attempt).
-            if retry is None:
-                # 0.1, 0.2, 0.4... up to ATTACH_RETRY_MAX seconds, without jitter.
-                retry = Backoff(ATTACH_RETRY_START, ATTACH_RETRY_MAX, jitter=0.0)
-            self._attach(collection, retry)
-
-    async def _watch(self, collection: Collection[Any], delay: float = 0.0) -> None:
-        assert self._storage is not None
-        if delay:
-            await asyncio.sleep(delay)
-        bucket = await self._bucket(collection)
-        inbox = collection.sync.inbox
-        follower = BucketFollower(
-            self._storage,
-            bucket,
-            inbox.apply,
-            resync=(inbox.begin_resync, inbox.end_resync),
-            resync_after=self.delete_retention,
-        )
-        self._followers[collection.name] = follower
-        follower.start()
-        await follower.caught_up.wait()
 
     def _apply_schema(self, entry: Entry) -> None:
         if entry.op is not Op.PUT:
@@ -325,7 +270,7 @@ class Brainless:
         except (DecodeError, SchemaError) as exc:
             logger.error("unreadable schema of collection %r: %s", entry.key, exc)
             return
-        if COLLECTION_PATTERN.fullmatch(entry.key):
+        if names.is_collection_name(entry.key):
             self.collection(entry.key).sync.schema.seen(stored, entry.revision)
 
     async def _open_collection(self, name: str) -> Collection[Any]:
@@ -338,23 +283,18 @@ class Brainless:
     @property
     def resyncs(self) -> int:
         """How many full replays of a bucket this node made (after outages longer than the retention)."""
-        return sum(follower.resyncs for follower in self._followers.values())
+        return 0 if self._watches is None else self._watches.resyncs
 
     async def resync(self) -> None:
         """Replay every collection's bucket in full and drop what is no longer there."""
-        await asyncio.gather(*(follower.resync() for follower in list(self._followers.values())))
+        if self._watches is not None:
+            await self._watches.resync()
 
     async def expire_deletes(self) -> int:
         """Remove delete markers older than ``delete_retention`` from the buckets; returns how many."""
         if self._housekeeper is None:
             raise NotStartedError("expire_deletes() needs a started database")
         return await self._housekeeper.expire_deletes()
-
-    def _followed_buckets(self) -> list[tuple[Collection[Any], str]]:
-        """The collections whose bucket is watched, each with its bucket."""
-        return [
-            (c, self.bucket_name(name)) for name, c in self._collections.items() if name in self._followers
-        ]
 
     # -- what collections ask of the database (the Host protocol) --------------------------------
 
@@ -364,53 +304,28 @@ class Brainless:
         if self._flusher is not None:
             self._flusher.wake()
 
-    def emit(self, listener: Listener, event: Event) -> None:
-        try:
-            result = listener.callback(event)
-        except Exception:
-            self.callback_errors += 1
-            logger.exception("change callback %r failed", listener.callback)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._callbacks.add(task)
-            task.add_done_callback(self._callback_done)
-
-    def _callback_done(self, task: asyncio.Task[Any]) -> None:
-        self._callbacks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.callback_errors += 1
-            logger.error("change callback failed", exc_info=task.exception())
+    @property
+    def callback_errors(self) -> int:
+        """How many change callbacks raised."""
+        return self._callbacks.errors
 
     async def ready(self, collection: Collection[Any]) -> None:
         """Wait until the collection's first load is done; return at once when it is, or when not started.
 
-        Every query awaits this, so a loaded collection is answered by one set lookup. It stays loaded for
-        good: a successful attach is never redone (only a failed one is retried), and a stopped database
-        never starts again.
+        Every query awaits this, so a loaded collection is answered by one set lookup (see ``watches``).
         """
         if collection in self._loaded:
             return
-        if self._state is not DatabaseState.STARTED:
-            return
-        task = self._attaching.get(collection.name)
-        if task is None:
-            return
-        if task.done() and not task.cancelled() and task.exception() is None:
-            self._loaded.add(collection)
-            return
-        await asyncio.shield(task)
+        if self._state is DatabaseState.STARTED and self._watches is not None:
+            await self._watches.ready(collection)
 
     async def flush_collection(self, collection: Collection[Any]) -> None:
         await self._require_flusher().flush([collection])
 
     async def load_collection(self, collection: Collection[Any]) -> None:
-        if self._state is not DatabaseState.STARTED:
+        if self._state is not DatabaseState.STARTED or self._watches is None:
             raise NotStartedError("load() needs a started database")
-        await self.ready(collection)
-        assert self._storage is not None
-        target = await self._storage.last_revision(self.bucket_name(collection.name))
-        await self._followers[collection.name].wait_for(target)
+        await self._watches.catch_up(collection)
 
     def _require_flusher(self) -> Flusher:
         if self._state is not DatabaseState.STARTED or self._flusher is None:
@@ -434,7 +349,7 @@ class Brainless:
                     "pending": c.sync.pending_count(),
                     "errors": len(c.sync.errors()),
                     "dead_letters": c.sync.dead_letter_count,
-                    "watch_restarts": self._followers[name].restarts if name in self._followers else 0,
+                    "watch_restarts": 0 if self._watches is None else self._watches.restarts(name),
                 }
                 for name, c in self._collections.items()
             },

@@ -1,0 +1,51 @@
+"""Names on NATS: which namespaces and collection names are valid, and the bucket each one uses.
+
+A collection ``call`` of namespace ``myapp`` lives in the KV bucket ``myapp-call``; the namespace's
+schemas live in ``myapp--schema``. A bucket is the JetStream stream ``KV_<bucket>``, and NATS refuses
+stream names over 255 characters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from brainlessdb.errors import InvalidNameError
+
+NAMESPACE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
+COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+SCHEMA_SUFFIX: Final = "--schema"
+MAX_BUCKET_NAME: Final = 252  # 255 minus the stream's "KV_"
+
+
+def check_namespace(namespace: Any) -> str:
+    """``namespace`` if it is a valid namespace, else ``InvalidNameError``."""
+    if (
+        not isinstance(namespace, str)
+        or not NAMESPACE_PATTERN.fullmatch(namespace)
+        or len(schema_bucket(namespace)) > MAX_BUCKET_NAME
+    ):
+        raise InvalidNameError("namespace", str(namespace))
+    return namespace
+
+
+def is_collection_name(name: Any) -> bool:
+    """True when ``name`` may name a collection (its bucket's length aside)."""
+    return isinstance(name, str) and COLLECTION_PATTERN.fullmatch(name) is not None
+
+
+def check_collection(namespace: str, name: Any) -> str:
+    """``name`` if it is a valid collection name in ``namespace``, else ``InvalidNameError``."""
+    if not is_collection_name(name) or len(bucket_name(namespace, name)) > MAX_BUCKET_NAME:
+        raise InvalidNameError("collection", str(name))
+    return str(name)
+
+
+def bucket_name(namespace: str, collection: str) -> str:
+    """The KV bucket of a collection: ``{namespace}-{collection}``."""
+    return f"{namespace}-{collection}"
+
+
+def schema_bucket(namespace: str) -> str:
+    """The KV bucket of a namespace's schemas: ``{namespace}--schema``."""
+    return namespace + SCHEMA_SUFFIX
