@@ -30,28 +30,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """One server shared by the tests that do not break it; each test uses its own namespace."""
-    server = EmbeddedServer(store_dir=tmp_path_factory.mktemp("nats-shared"))
-    server.start()
-    yield server
-    server.close()
+    with EmbeddedServer(store_dir=tmp_path_factory.mktemp("nats-shared")) as server:
+        yield server
 
 
 @pytest.fixture
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A server of this test's own, free to be killed and restarted."""
-    server = EmbeddedServer(store_dir=tmp_path_factory.mktemp("nats-own"))
-    server.start()
-    yield server
-    server.close()
+    with EmbeddedServer(store_dir=tmp_path_factory.mktemp("nats-own")) as server:
+        yield server
 
 
 @pytest.fixture
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
     """Three servers joined into one cluster on loopback."""
-    cluster = EmbeddedCluster(3, base_dir=tmp_path_factory.mktemp("nats-cluster"))
-    cluster.start()
-    yield cluster
-    cluster.close()
+    with EmbeddedCluster(3, base_dir=tmp_path_factory.mktemp("nats-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

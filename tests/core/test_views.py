@@ -38,6 +38,15 @@ def database() -> Brainless:
     return Brainless(None, namespace="t", location="prague-1")
 
 
+def typed_call(**fields: Any) -> tuple[Brainless, Call, Entity]:
+    """A database whose ``call`` collection is typed by ``Call``, a call added, its view and its entity."""
+    db = database()
+    view = db.call.typed(Call).add(Call(state="new", **fields))
+    entity = entity_of(view)
+    assert entity is not None
+    return db, view, entity
+
+
 def test_the_view_class_of_a_dataclass_is_made_once() -> None:
     assert view_class(Call) is view_class(Call)
     assert view_class(Call) is not view_class(CallWithNote)
@@ -62,9 +71,7 @@ def test_only_a_dataclass_has_a_view_class(wrong: Any) -> None:
 
 
 def test_a_typed_add_gives_an_instance_of_the_dataclass_backed_by_the_entity() -> None:
-    db = database()
-    view = db.call.typed(Call).add(Call(state="new", tags=["vip"]))
-    entity = entity_of(view)
+    db, view, entity = typed_call(tags=["vip"])
     assert isinstance(view, Call) and type(view) is view_class(Call)
     assert isinstance(entity, Entity)
     assert db.call.entities[entity.uuid] is entity
@@ -74,10 +81,7 @@ def test_a_typed_add_gives_an_instance_of_the_dataclass_backed_by_the_entity() -
 
 
 def test_a_view_reads_the_entity_as_it_is_now() -> None:
-    db = database()
-    view = db.call.typed(Call).add(Call(state="new"))
-    entity = entity_of(view)
-    assert entity is not None
+    _, view, entity = typed_call()
     entity.state = "ringing"
     entity.tags.append("vip")
     assert view.state == "ringing"
@@ -85,10 +89,7 @@ def test_a_view_reads_the_entity_as_it_is_now() -> None:
 
 
 def test_writing_a_view_field_changes_the_entity_as_an_assignment_would() -> None:
-    db = database()
-    view = db.call.typed(Call).add(Call(state="new"))
-    entity = entity_of(view)
-    assert entity is not None
+    _, view, entity = typed_call()
     view.state = "ringing"
     view.tags.append("vip")
     assert (entity.state, entity.tags) == ("ringing", ["vip"])
@@ -109,10 +110,7 @@ def test_a_view_field_the_entity_lacks_reads_as_the_dataclass_default() -> None:
 
 
 def test_the_uuid_of_a_view_is_the_entitys_and_refuses_to_change() -> None:
-    db = database()
-    view = db.call.typed(Call).add(Call(state="new"))
-    entity = entity_of(view)
-    assert entity is not None
+    db, view, entity = typed_call()
     view.uuid = entity.uuid  # the same value: allowed (a dataclass __init__ does it)
     with pytest.raises(AttributeError):
         view.uuid = "8a6b1f5e-0000-1000-8000-000000000001"

@@ -6,12 +6,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 
 from brainlessdb import Brainless, BrainlessError
 from brainlessdb.storage.memory import MemoryStorage
-from tests.helpers import MakeDb
+from tests.helpers import MakeDb, nats_connection
 
 
 @pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
@@ -47,6 +46,5 @@ async def nats_client(backend: str, request: pytest.FixtureRequest) -> AsyncIter
     if backend == "memory":
         yield None
         return
-    client = await nats.connect(request.getfixturevalue("nats_server").url)
-    yield client
-    await client.close()
+    async with nats_connection(request.getfixturevalue("nats_server").url) as client:
+        yield client

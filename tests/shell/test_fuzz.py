@@ -365,13 +365,17 @@ async def check_fresh_node_agrees(db: Brainless, make_fresh: Callable[[], Awaita
         await fresh.stop()
 
 
-# Derandomized (the same examples every run) and without shrinking, so that a run is bounded in time.
-@settings(
-    derandomize=True,
-    phases=[Phase.explicit, Phase.generate],
-    max_examples=150,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+def bounded(max_examples: int) -> settings:
+    """Derandomized (the same examples every run) and without shrinking, so that a run is bounded in time."""
+    return settings(
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        max_examples=max_examples,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@bounded(max_examples=150)
 @given(data=st.data())
 async def test_random_api_calls_in_memory_raise_only_documented_errors(data: st.DataObject) -> None:
     store = MemoryStorage()
@@ -391,12 +395,7 @@ async def test_random_api_calls_in_memory_raise_only_documented_errors(data: st.
 
 
 @pytest.mark.nats
-@settings(
-    derandomize=True,
-    phases=[Phase.explicit, Phase.generate],
-    max_examples=30,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@bounded(max_examples=30)
 @given(data=st.data())
 async def test_random_api_calls_on_nats_raise_only_documented_errors(
     nats_server: EmbeddedServer, data: st.DataObject
