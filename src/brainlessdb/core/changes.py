@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 
 from brainlessdb.core import views
 from brainlessdb.core.clock import HybridLogicalClock
-from brainlessdb.core.entity import Entity, FieldOwner, entity_class, set_slot
+from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
@@ -47,6 +47,11 @@ class LocalChanges:
     def attach(self, table: EntityTable, sync: SyncState) -> None:
         self._table = table
         self._sync = sync
+        # The hot path of a field change reads these; the table and the sync state never rebind them.
+        self._entities = table.entities
+        self._indexes = table.indexes
+        self._listeners = table.listeners
+        self._outbox = sync.outbox
 
     # -- schema ----------------------------------------------------------------------------------
 
@@ -70,11 +75,11 @@ class LocalChanges:
         # Checked, in field order, and with private copies of dicts and lists: later changes through the
         # caller's own objects must not slip in untracked.
         values = schema.check_new(values)
-        entity = self._table.new_entity(uuid, values, self._clock.tick())
+        entity = new_entity(self, uuid, values, self._clock.tick())
         self._table.insert(entity)
-        self._sync.outbox.local_change(entity)
+        self._outbox.local_change(entity)
         self._changed(uuid)
-        if self._table.listeners:
+        if self._listeners:
             changes = {name: (MISSING, value) for name, value in values.items()}
             self._table.emit_change(entity, changes, "local", created=True)
         return entity
@@ -84,7 +89,7 @@ class LocalChanges:
         entity = self._table.remove(uuid)
         if entity is None:
             return False
-        self._sync.outbox.local_delete(entity, self._clock.tick())
+        self._outbox.local_delete(entity, self._clock.tick())
         self._changed(uuid)
         self._table.emit_delete(uuid, entity, "local")
         return True
@@ -93,13 +98,12 @@ class LocalChanges:
 
     def set_field(self, entity: Entity, name: str, value: Any) -> None:
         uuid = entity._uuid
-        table = self._table
-        if table.entities.get(uuid) is not entity:
+        if self._entities.get(uuid) is not entity:
             raise NotFoundError(self.name, uuid)
         data = entity._data
         kind = type(value)
         if (
-            kind in table.exact_types.get(name, _NO_TYPES)
+            kind in self._table.exact_types.get(name, _NO_TYPES)
             and (kind is not str or value.isascii())
             and (kind is not float or value - value == 0.0)
         ):
@@ -108,7 +112,7 @@ class LocalChanges:
             if type(old) is kind and old == value:
                 return
         else:
-            schema = table.schema
+            schema = self._table.schema
             if schema is None:
                 check_field_name(name)
                 value = copy_json(name, value)
@@ -132,13 +136,12 @@ class LocalChanges:
             stamps = dict.fromkeys(entity._data, stamps)
             stamps[name] = stamp
             set_slot(entity, "_stamps", stamps)
-        table = self._table
-        if name in table.indexes.fields:
-            table.indexes.on_change(entity._uuid, name, old, new)
-        self._sync.outbox.local_change(entity)
+        if name in self._indexes.fields:
+            self._indexes.on_change(entity._uuid, name, old, new)
+        self._outbox.local_change(entity)
         self._changed(entity._uuid)
-        if table.listeners:
-            table.emit_change(entity, {name: (old, new)}, "local")
+        if self._listeners:
+            self._table.emit_change(entity, {name: (old, new)}, "local")
 
     def default_of(self, entity: Entity, name: str) -> Any:
         schema = self._table.schema
@@ -153,7 +156,7 @@ class LocalChanges:
         return tracked
 
     def before_nested(self, entity: Entity, name: str) -> None:
-        if self._table.listeners or self._table.indexes.covers(name):
+        if self._listeners or self._indexes.covers(name):
             self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
 
     def after_nested(self, entity: Entity, name: str) -> None:

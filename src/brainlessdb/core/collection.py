@@ -271,6 +271,8 @@ class Collection(Generic[T]):
         return self._table.results(entities)
 
     def _result(self, entity: Entity) -> T:
+        if self._table.view_type is None:
+            return cast("T", entity)  # the common case, without a call
         return cast("T", self._table.result(entity))
 
     def _key(self, item: Any) -> str:
