@@ -29,6 +29,7 @@ from brainlessdb.errors import (
     EncodeError,
     FlushError,
     InvalidNameError,
+    LeaseLostError,
     NotFoundError,
     NotStartedError,
     PermissionDeniedError,
@@ -40,6 +41,7 @@ from brainlessdb.errors import (
 )
 from brainlessdb.events import Change, Delete
 from brainlessdb.shell.database import Brainless
+from brainlessdb.shell.leases import Lease
 
 __all__ = [
     "MISSING",
@@ -55,6 +57,8 @@ __all__ = [
     "Entity",
     "FlushError",
     "InvalidNameError",
+    "Lease",
+    "LeaseLostError",
     "NotFoundError",
     "NotStartedError",
     "PermissionDeniedError",

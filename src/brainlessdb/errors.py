@@ -98,6 +98,14 @@ class FlushError(StorageError):
         self.errors = errors
 
 
+class LeaseLostError(BrainlessError, RuntimeError):
+    """A lease is no longer held (it expired, or another node took it): stop what it protected."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"lease {name!r} lost: {reason}")
+        self.name = name
+
+
 class NotStartedError(BrainlessError, RuntimeError):
     """The database was used before ``start()``/``setup()`` or after ``stop()``."""
 

@@ -677,3 +677,32 @@ async def test_watch_on_a_connection_closed_by_its_owner_raises_storage_error(
     with pytest.raises(StorageError):
         await storage.get(bucket, "k")
     await storage.close()
+
+
+# -- per-message TTL (expiring buckets) ------------------------------------------------------------
+
+
+async def test_a_value_written_with_a_ttl_is_gone_after_it(storage: Storage, namespace: str) -> None:
+    bucket = f"{namespace}-leases"
+    assert await storage.open_bucket(bucket, expiring=True)
+    first = await write_one(storage, bucket, Write("k", b"v", 0, ttl=1.0))
+    assert isinstance(first, int)
+    kept = await write_one(storage, bucket, Write("kept", b"v", 0))
+    assert isinstance(kept, int)
+    assert await storage.get(bucket, "k") is not None
+    deadline = time.monotonic() + STEP
+    while await storage.get(bucket, "k") is not None:
+        assert time.monotonic() < deadline, "the value outlived its ttl"
+        await asyncio.sleep(0.05)
+    # Gone as if never written: a create expecting no entry succeeds; a write on the old revision fails.
+    assert isinstance(await write_one(storage, bucket, Write("k", b"late", first, ttl=1.0)), ConflictError)
+    assert isinstance(await write_one(storage, bucket, Write("k", b"again", 0, ttl=5.0)), int)
+    entry = await storage.get(bucket, "kept")
+    assert entry is not None and entry.value == b"v"  # a value written without a ttl stays
+
+
+async def test_a_bucket_without_ttl_refuses_ttls(storage: Storage, bucket: str) -> None:
+    result = await write_one(storage, bucket, Write("k", b"v", 0, ttl=1.0))
+    assert isinstance(result, StorageError)
+    with pytest.raises(StorageError):
+        await storage.open_bucket(bucket, expiring=True)

@@ -1,8 +1,8 @@
 """Names on NATS: which namespaces and collection names are valid, and the bucket each one uses.
 
 A collection ``call`` of namespace ``myapp`` lives in the KV bucket ``myapp-call``; the namespace's
-schemas live in ``myapp--schema``. A bucket is the JetStream stream ``KV_<bucket>``, and NATS refuses
-stream names over 255 characters.
+schemas live in ``myapp--schema`` and its leases in ``myapp--leases``. A bucket is the JetStream stream
+``KV_<bucket>``, and NATS refuses stream names over 255 characters.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from brainlessdb.errors import InvalidNameError
 NAMESPACE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
 COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 SCHEMA_SUFFIX: Final = "--schema"
+LEASE_SUFFIX: Final = "--leases"
 MAX_BUCKET_NAME: Final = 252  # 255 minus the stream's "KV_"
+MAX_KEY: Final = 1024  # far below NATS' subject limits, and a name that long is a mistake
+_KEY_CHARS: Final = frozenset("-/_.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def check_namespace(namespace: Any) -> str:
@@ -49,3 +52,25 @@ def bucket_name(namespace: str, collection: str) -> str:
 def schema_bucket(namespace: str) -> str:
     """The KV bucket of a namespace's schemas: ``{namespace}--schema``."""
     return namespace + SCHEMA_SUFFIX
+
+
+def lease_bucket(namespace: str) -> str:
+    """The KV bucket of a namespace's leases: ``{namespace}--leases``."""
+    return namespace + LEASE_SUFFIX
+
+
+def lease_key(name: Any) -> str:
+    """The KV key of the lease ``name`` (any non-empty string): its characters that a key cannot hold,
+    and ``=``, are written ``=XX`` per UTF-8 byte (``"dispatcher:queue-5"`` is ``dispatcher=3Aqueue-5``)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError("lease", str(name))
+    key = "".join(char if char in _KEY_CHARS else _escape(char) for char in name)
+    if key.startswith(".") or key.endswith(".") or ".." in key:
+        key = key.replace(".", "=2E")  # a key's dots separate subject tokens, which may not be empty
+    if len(key) > MAX_KEY:
+        raise InvalidNameError("lease", name)
+    return key
+
+
+def _escape(char: str) -> str:
+    return "".join(f"={byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))

@@ -36,6 +36,7 @@ from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.follower import BucketFollower
 from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
+from brainlessdb.shell.leases import Lease, Leases
 from brainlessdb.shell.watches import CollectionWatches
 from brainlessdb.storage.base import Entry, Op, Storage
 from brainlessdb.storage.source import open_storage
@@ -108,6 +109,7 @@ class Brainless:
         self._callbacks = CallbackRunner()
         self.emit: Callable[[Listener, Event], None] = self._callbacks.emit  # for the Host protocol
         self._housekeeper: Housekeeper | None = None
+        self._leases: Leases | None = None
         self._state = DatabaseState.NEW
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -128,6 +130,9 @@ class Brainless:
             self._schema_bucket,
             self.flush_interval,
             on_written=None if self._journal is None else self._journal.settle_written,
+        )
+        self._leases = Leases(
+            self._storage, names.lease_bucket(self.namespace), self.location, self.connect_timeout
         )
         self._watches = CollectionWatches(self._storage, self.bucket_name, self.delete_retention)
         self._loaded = self._watches.loaded
@@ -277,6 +282,19 @@ class Brainless:
         collection = self.collection(name)
         await self.ready(collection)
         return collection
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def lease(self, name: str, ttl: float = 10.0) -> Lease | None:
+        """Take the lease ``name`` for ``ttl`` seconds (at least 1); None while another node holds it.
+
+        Exclusive across every node of the namespace on one NATS: see ``brainlessdb.Lease``.
+        ``UnavailableError`` when NATS does not answer (a lease is never taken offline).
+        """
+        key = names.lease_key(name)
+        if self._state is not DatabaseState.STARTED or self._leases is None:
+            raise NotStartedError("lease() needs a started database")
+        return await self._leases.acquire(name, key, ttl)
 
     # -- resyncs after long outages, and old delete markers -------------------------------------
 

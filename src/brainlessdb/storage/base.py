@@ -83,14 +83,17 @@ class Write:
     """One compare-and-set write.
 
     ``expected_revision`` is the key's last revision this node saw: ``0`` means the key must not exist,
-    ``None`` writes unconditionally. ``delete`` writes a delete marker whose body is ``value``. Not frozen,
-    for the same reason as ``Entry``; subclasses may carry more (the replica's ``PendingWrite``).
+    ``None`` writes unconditionally. ``delete`` writes a delete marker whose body is ``value``. ``ttl``
+    (seconds, at least 1) makes the storage remove the value that long after it was written, unless it
+    was replaced meanwhile; only in a bucket opened ``expiring``. Not frozen, for the same reason as
+    ``Entry``; subclasses may carry more (the outbox's ``PendingWrite``).
     """
 
     key: str
     value: bytes
     expected_revision: int | None
     delete: bool = False
+    ttl: float | None = None
 
 
 WatchEvent = Entry | CaughtUp | Resumed
@@ -114,8 +117,12 @@ class Storage(Protocol):
     ``purge``, a ``watch`` of single events), which the library never needs.
     """
 
-    async def open_bucket(self, bucket: str, *, create: bool = True) -> bool:
-        """Make sure ``bucket`` exists (creating it when ``create``); False if absent and not created."""
+    async def open_bucket(self, bucket: str, *, create: bool = True, expiring: bool = False) -> bool:
+        """Make sure ``bucket`` exists (creating it when ``create``); False if absent and not created.
+
+        ``expiring``: writes to the bucket may carry a ``ttl`` (a bucket created so; ``StorageError`` if
+        an existing bucket was not).
+        """
         ...
 
     def watch_batches(self, bucket: str, *, after: int | None = None) -> AsyncIterator[WatchBatch]:

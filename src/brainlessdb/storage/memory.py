@@ -49,15 +49,29 @@ class _Bucket:
     revision: int = 0
     entries: dict[str, Entry] = field(default_factory=dict)
     watches: set[_Watch] = field(default_factory=set)
+    expiring: bool = False
+    deadlines: dict[str, float] = field(default_factory=dict)  # monotonic time a key's value expires
 
-    def append(self, key: str, value: bytes, op: Op) -> Entry:
+    def append(self, key: str, value: bytes, op: Op, ttl: float | None = None) -> Entry:
         self.revision += 1
         entry = Entry(key=key, revision=self.revision, value=value, op=op, time_ns=time.time_ns())
         self.entries[key] = entry
+        if ttl is None:
+            self.deadlines.pop(key, None)
+        else:
+            self.deadlines[key] = time.monotonic() + ttl
         for watch in self.watches:
             # Unbounded on purpose: a writer in the same process must never wait for a slow reader.
             watch.queue.put_nowait(entry)
         return entry
+
+    def last(self, key: str) -> Entry | None:
+        """The key's last entry, unless its ttl has passed (it is then removed, as NATS removes it)."""
+        deadline = self.deadlines.get(key)
+        if deadline is not None and time.monotonic() >= deadline:
+            del self.deadlines[key]
+            self.entries.pop(key, None)
+        return self.entries.get(key)
 
 
 class MemoryStorage:
@@ -78,14 +92,16 @@ class MemoryStorage:
         state = "closed" if self._closed else f"{len(self._watches)} watches"
         return f"<MemoryStorage {len(self._buckets)} buckets, {state}>"
 
-    async def open_bucket(self, bucket: str, *, create: bool = True) -> bool:
+    async def open_bucket(self, bucket: str, *, create: bool = True, expiring: bool = False) -> bool:
         """Make sure ``bucket`` exists (creating it when ``create``); False if absent and not created."""
         self._check_open()
         validate_bucket(bucket)
         if bucket not in self._buckets:
             if not create:
                 return False
-            self._buckets[bucket] = _Bucket()
+            self._buckets[bucket] = _Bucket(expiring=expiring)
+        elif expiring and not self._buckets[bucket].expiring:
+            raise StorageError(f"bucket {bucket!r} exists without per-message ttl")
         return True
 
     async def list_buckets(self, prefix: str) -> list[str]:
@@ -102,14 +118,17 @@ class MemoryStorage:
             if error is not None:
                 results.append(error)
                 continue
-            last = data.entries.get(write.key)
+            if write.ttl is not None and not data.expiring:
+                results.append(StorageError(f"bucket {bucket!r} takes no ttl"))
+                continue
+            last = data.last(write.key)
             if write.expected_revision is not None:
                 actual = 0 if last is None else last.revision
                 if actual != write.expected_revision:
                     results.append(ConflictError(write.key, write.expected_revision))
                     continue
             op = Op.DELETE if write.delete else Op.PUT
-            results.append(data.append(write.key, write.value, op).revision)
+            results.append(data.append(write.key, write.value, op, write.ttl).revision)
         return results
 
     async def get(self, bucket: str, key: str) -> Entry | None:
@@ -118,7 +137,7 @@ class MemoryStorage:
         error = check_key(key)
         if error is not None:
             raise error
-        return data.entries.get(key)
+        return data.last(key)
 
     async def last_revision(self, bucket: str) -> int:
         """The greatest revision in the bucket (0 when it never had an entry)."""

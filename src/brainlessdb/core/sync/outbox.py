@@ -110,7 +110,7 @@ class Outbox:
             revision, version = entity._revision, entity._version
             inflight[uuid] = version
             sent[uuid] = value
-            writes.append(PendingWrite(uuid, value, 0 if revision is None else revision, False, version))
+            writes.append(PendingWrite(uuid, value, 0 if revision is None else revision, version=version))
         for uuid, tomb in self._tombstones.pending():
             if uuid in inflight:
                 continue

@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 DUPLICATE_WINDOW: Final = 120.0  # seconds, as every KV bucket has
 
 
-def stream_config(bucket: str, *, replicas: int, history: int) -> StreamConfig:
-    """The stream of a new bucket: KV settings, direct get on, no per-message TTL."""
+def stream_config(bucket: str, *, replicas: int, history: int, expiring: bool = False) -> StreamConfig:
+    """The stream of a new bucket: KV settings, direct get on, per-message TTL only if ``expiring``."""
     return StreamConfig(
         name=f"KV_{bucket}",
         subjects=[f"$KV.{bucket}.>"],
@@ -41,11 +41,12 @@ def stream_config(bucket: str, *, replicas: int, history: int) -> StreamConfig:
         num_replicas=replicas,
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW,
+        allow_msg_ttl=expiring or None,
     )
 
 
 async def bind_stream(
-    js: JetStreamContext, bucket: str, *, create: bool, replicas: int, history: int
+    js: JetStreamContext, bucket: str, *, create: bool, replicas: int, history: int, expiring: bool = False
 ) -> StreamInfo | None:
     """The stream of ``bucket``, created first if absent and ``create``; None if absent and not created.
 
@@ -58,7 +59,8 @@ async def bind_stream(
         if not create:
             return None
     try:
-        info = await js.add_stream(stream_config(bucket, replicas=replicas, history=history))
+        config = stream_config(bucket, replicas=replicas, history=history, expiring=expiring)
+        info = await js.add_stream(config)
         if info.did_create:
             logger.info("created bucket %s (replicas=%d)", bucket, replicas)
         return info

@@ -142,16 +142,24 @@ class NatsKVStorage:
         state = "closed" if self._closed else f"{len(self._direct)} buckets, {len(self._watchers)} watches"
         return f"<NatsKVStorage {state}, replicas={self.replicas}, history={self.history}>"
 
-    async def open_bucket(self, bucket: str, *, create: bool = True) -> bool:
-        """Bind ``bucket``, or create it with our settings if ``create``; False if absent and not created."""
+    async def open_bucket(self, bucket: str, *, create: bool = True, expiring: bool = False) -> bool:
+        """Bind ``bucket``, or create it with our settings if ``create``; False if absent and not created.
+
+        ``expiring``: the bucket allows per-message TTL (created so; an existing one must allow it).
+        """
         self._check_open()
         validate_bucket(bucket)
-        if bucket in self._direct:
+        if bucket in self._direct and not expiring:
             return True  # bound already: spare the round trip (callers may open before every use)
         stream = f"KV_{bucket}"
         try:
             binding = bind_stream(
-                self._js, bucket, create=create, replicas=self.replicas, history=self.history
+                self._js,
+                bucket,
+                create=create,
+                replicas=self.replicas,
+                history=self.history,
+                expiring=expiring,
             )
             info = await self._guards.guarded(binding, bucket)
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
@@ -160,6 +168,8 @@ class NatsKVStorage:
             return False
         if info.config.max_msgs_per_subject < 1:
             raise StorageError(f"stream {stream!r} is not a key/value bucket")
+        if expiring and not info.config.allow_msg_ttl:
+            raise StorageError(f"bucket {bucket!r} exists without per-message TTL (allow_msg_ttl)")
         self._direct[bucket] = bool(info.config.allow_direct)
         return True
 

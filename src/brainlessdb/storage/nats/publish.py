@@ -30,6 +30,7 @@ from brainlessdb.storage.nats.protocol import KV_OPERATION
 HEADER_OVERHEAD: Final = len(b"NATS/1.0\r\n\r\n")
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 STATUS_HEADER: Final = Header.STATUS.value
+MSG_TTL: Final = "Nats-TTL"  # per-message TTL (nats-server 2.11+), in a bucket that allows it
 CHECK_INTERVAL: Final = 0.25  # how often a waiting write looks whether the connection dropped
 _UNAVAILABLE: Final = str(STATUS_UNAVAILABLE)
 
@@ -211,6 +212,10 @@ class Publisher:
             headers = headers or {}
             headers[KV_OPERATION] = "DEL"
             size += len(KV_OPERATION) + len("DEL") + 4
+        if write.ttl is not None:
+            headers = headers or {}
+            ttl = headers[MSG_TTL] = f"{max(1000, round(write.ttl * 1000))}ms"  # a Go duration, 1 s at least
+            size += len(MSG_TTL) + len(ttl) + 4
         # The server closes a connection that sends more than its max_payload (headers included), so a
         # too large value must never be sent.
         if size > self._nc.max_payload:
