@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -443,3 +445,14 @@ async def test_add_with_an_existing_uuid_is_refused(make_db: MakeDb) -> None:
     db.call.delete(call)
     with pytest.raises(brainlessdb.DuplicateError):
         db.call.add(uuid=deleted_uuid, channel_id="3")
+
+
+def test_the_readme_lists_every_name_db_dot_name_cannot_reach() -> None:
+    """The reserved names in the README are exactly the database's own public attributes."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- reserved names")[1].split("<!-- end of reserved names")[0]
+    listed = set(re.findall(r"`([a-z_]+)`", block))
+    db = Brainless(None, namespace="reserved", location="here")
+    own = {name for name in set(dir(db)) | set(vars(db)) if not name.startswith("_")}
+    assert listed == own
+    assert db.collection("lease").name == "lease"  # a collection with a reserved name is still reachable
