@@ -116,7 +116,7 @@ class Inbox:
             return
         tomb.revision = entry.revision
         if record.deleted is not None:
-            tomb.pending = False
+            self._outbox.marker_stored(entry.key)
             if record.deleted > tomb.stamp:
                 tomb.stamp = record.deleted
         elif not self._outbox.is_inflight(entry.key):

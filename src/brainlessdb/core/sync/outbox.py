@@ -142,9 +142,22 @@ class Outbox:
             self._dirty.pop(uuid, None)
 
     def failed(self, write: PendingWrite, error: BaseException) -> None:
-        """``write`` failed; it stays pending and is retried by a later flush."""
+        """``write`` failed; what it held stays pending and is retried by a later flush.
+
+        The error is kept only while something of the key is pending: a write failing after what it held
+        was settled otherwise (a remote delete dropped the entity) reports nothing.
+        """
         self.release(write)
-        self.errors[write.key] = error
+        uuid = write.key
+        if uuid in self._dirty or not self._tombstones.is_settled(uuid):
+            self.errors[uuid] = error
+
+    def marker_stored(self, uuid: str) -> None:
+        """The delete marker of ``uuid`` is in the bucket (seen there, or found gone with its key)."""
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            tomb.pending = False
+            self.errors.pop(uuid, None)
 
     def release(self, write: PendingWrite) -> None:
         """``write`` is no longer in flight (whatever its outcome)."""

@@ -53,9 +53,8 @@ class SyncState:
                 self.outbox.overwrite(uuid, current.revision)
             return
         # The key holds nothing although this node saw it stored: it was deleted and its marker purged.
-        tomb = self.tombstones.get(uuid)
-        if tomb is not None:
-            tomb.pending = False
+        if uuid in self.tombstones:
+            self.outbox.marker_stored(uuid)
             return
         entity = self._table.entities.get(uuid)
         if entity is not None and entity._revision is not None:
