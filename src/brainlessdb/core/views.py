@@ -15,6 +15,7 @@ from itertools import repeat
 from typing import Any, Final, TypeVar
 
 from brainlessdb.core.entity import Entity
+from brainlessdb.errors import SchemaError
 
 T = TypeVar("T")
 
@@ -80,6 +81,9 @@ def view_class(cls: type[T]) -> type[T]:
     }
     for item in dataclasses.fields(cls):
         namespace[item.name] = _uuid_property() if item.name == "uuid" else _field_property(item)
+    fields = frozenset(item.name for item in dataclasses.fields(cls) if item.name != "uuid")
+    frozen: bool = cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    namespace["__setattr__"] = _view_setattr(cls, fields, frozen)
     made = type(cls.__name__, (cls, TypedView), namespace)
     _view_classes[cls] = made
     return made
@@ -133,6 +137,42 @@ def _field_property(item: dataclasses.Field[Any]) -> property:
         entity._owner.set_field(entity, name, value)
 
     return property(read, write, doc=f"The entity's {name!r} field.")
+
+
+def _view_setattr(cls: type, fields: frozenset[str], frozen: bool) -> Callable[[Any, str, Any], None]:
+    """The views' ``__setattr__``: a field is a tracked change; a name that is neither a field nor a
+    settable attribute of the class (a property with a setter, a slot) is a ``SchemaError``, as an unknown
+    field of an untyped entity is, instead of an instance attribute that would never be stored. The views
+    of a frozen dataclass are read-only, as its instances are."""
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if name in fields:
+            if frozen:
+                raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+            # One call, as the field's property setter was: straight to the entity's owner.
+            entity: Entity = _entity_of_view(self, ENTITY_ATTRIBUTE)
+            entity._owner.set_field(entity, name, value)
+        elif _settable(type(self), name):
+            _set_attribute(self, name, value)
+        else:
+            raise SchemaError(
+                f"{cls.__qualname__} has no field {name!r} (fields: {', '.join(sorted(fields))})",
+                field=name,
+            )
+
+    return __setattr__
+
+
+_set_attribute = object.__setattr__
+
+
+def _settable(made: type, name: str) -> bool:
+    """Whether ``name`` is a data descriptor of the view class or its bases (what assignment calls)."""
+    for klass in made.__mro__:
+        found = klass.__dict__.get(name, _ABSENT)
+        if found is not _ABSENT:
+            return hasattr(type(found), "__set__")
+    return False
 
 
 def _uuid_property() -> property:
