@@ -1,4 +1,5 @@
-"""Stored values (format v1): versions round-trip, foreign values are accepted, bad bytes fail cleanly."""
+"""Stored values (format v2, v1 still read): versions round-trip, foreign values are accepted, bad bytes
+fail cleanly, and every number of the format is exact in an IEEE double."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from hypothesis import strategies as st
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
 from brainlessdb.core.codec import (
     FOREIGN_NODE,
+    ForeignRecord,
     _decode_generic,
     decode_delete,
     decode_value,
     encode_entity,
     encode_record,
     encode_tombstone,
+    wire_stamp,
 )
 from brainlessdb.core.merge import Record
 from brainlessdb.errors import DecodeError, EncodeError
@@ -106,7 +109,7 @@ def test_a_deleted_record_is_stored_as_its_tombstone(stamp: Stamp) -> None:
 
 def test_a_record_with_one_stamp_per_field_stores_no_overrides() -> None:
     record = Record(data={"a": 1, "b": 2}, stamps={"a": (5, "n"), "b": (5, "n")})
-    assert encode_record(record) == b'{"_v":1,"d":{"a":1,"b":2},"s":[5,"n"]}'
+    assert encode_record(record) == b'{"_v":2,"d":{"a":1,"b":2},"s":[0,5,"n"]}'
 
 
 def test_a_tuple_is_stored_as_a_json_array() -> None:
@@ -119,7 +122,12 @@ def test_a_tuple_is_stored_as_a_json_array() -> None:
 
 PRAGUE = "prague-1"
 BRNO = "brno-1"
-T0 = 117637120000000000
+T0_MS = 1_795_000_000_000  # 2026-11-18 11:06:40 UTC
+T0 = hlc_from_ms(T0_MS)
+DOCUMENTED_RECORD = Record(
+    data={"channel_id": "chan-1", "state": "ringing", "agent_id": 7},
+    stamps={"channel_id": (T0, PRAGUE), "state": (T0, PRAGUE), "agent_id": (hlc_from_ms(T0_MS + 240), BRNO)},
+)
 
 
 def test_the_documented_value_of_a_new_entity_is_byte_exact() -> None:
@@ -128,30 +136,116 @@ def test_the_documented_value_of_a_new_entity_is_byte_exact() -> None:
         stamps=dict.fromkeys(("channel_id", "state", "agent_id"), (T0, PRAGUE)),
     )
     assert encode_record(record) == (
-        b'{"_v":1,"d":{"channel_id":"chan-1","state":"ringing","agent_id":null},'
-        b'"s":[117637120000000000,"prague-1"]}'
+        b'{"_v":2,"d":{"channel_id":"chan-1","state":"ringing","agent_id":null},'
+        b'"s":[1795000000000,0,"prague-1"]}'
     )
 
 
 def test_the_documented_value_with_field_stamps_is_byte_exact_and_decodes_back() -> None:
     stored = (
-        b'{"_v":1,"d":{"channel_id":"chan-1","state":"ringing","agent_id":7},'
-        b'"s":[117637120000000000,"prague-1"],"t":{"agent_id":[117637120015728640,"brno-1"]}}'
+        b'{"_v":2,"d":{"channel_id":"chan-1","state":"ringing","agent_id":7},'
+        b'"s":[1795000000000,0,"prague-1"],"t":{"agent_id":[1795000000240,0,"brno-1"]}}'
     )
-    record = Record(
-        data={"channel_id": "chan-1", "state": "ringing", "agent_id": 7},
-        stamps={
-            "channel_id": (T0, PRAGUE),
-            "state": (T0, PRAGUE),
-            "agent_id": (T0 + (240 << 16), BRNO),
-        },
-    )
-    assert encode_record(record) == stored
-    assert canon(decode_value(stored, time_ns=TIME_NS)) == canon(record)
+    assert encode_record(DOCUMENTED_RECORD) == stored
+    assert canon(decode_value(stored, time_ns=TIME_NS)) == canon(DOCUMENTED_RECORD)
+
+
+def test_the_documented_counter_is_the_low_bits_of_the_clock_value() -> None:
+    record = Record(data={"state": "answered"}, shared=(hlc_from_ms(T0_MS + 250) + 3, PRAGUE))
+    assert encode_record(record) == b'{"_v":2,"d":{"state":"answered"},"s":[1795000000250,3,"prague-1"]}'
 
 
 def test_the_documented_tombstone_is_byte_exact() -> None:
-    assert encode_tombstone((117637120058982400, BRNO)) == b'{"_v":1,"x":[117637120058982400,"brno-1"]}'
+    assert encode_tombstone((hlc_from_ms(T0_MS + 900), BRNO)) == b'{"_v":2,"x":[1795000000900,0,"brno-1"]}'
+
+
+# Format v1, as the previous version wrote it: still read
+
+
+def test_the_documented_v1_value_decodes_as_before() -> None:
+    stored = (
+        b'{"_v":1,"d":{"channel_id":"chan-1","state":"ringing","agent_id":7},'
+        b'"s":[117637120000000000,"prague-1"],"t":{"agent_id":[117637120015728640,"brno-1"]}}'
+    )
+    assert canon(decode_value(stored, time_ns=TIME_NS)) == canon(DOCUMENTED_RECORD)
+    assert canon(_decode_generic(stored, TIME_NS)) == canon(DOCUMENTED_RECORD)
+
+
+def test_the_documented_v1_tombstone_decodes_as_before() -> None:
+    body = b'{"_v":1,"x":[117637120058982400,"brno-1"]}'
+    expected = Record(deleted=(hlc_from_ms(T0_MS + 900), BRNO))
+    assert decode_delete(body, time_ns=TIME_NS) == expected
+    assert decode_value(body, time_ns=TIME_NS) == expected
+
+
+def encode_v1(record: Record) -> bytes:
+    """A version as format v1 stored it (``docs/format.md``, "Format v1"): stamps ``[hlc, node]``."""
+    if record.deleted is not None:
+        return _plain.encode({"_v": 1, "x": list(record.deleted)})
+    base = max(record.stamps.values())
+    overrides = {name: list(stamp) for name, stamp in record.stamps.items() if stamp != base}
+    envelope: dict[str, Any] = {"_v": 1, "d": record.data, "s": list(base)}
+    if overrides:
+        envelope["t"] = overrides
+    return _plain.encode(envelope)
+
+
+@settings(max_examples=200)
+@given(live_records())
+def test_a_v1_value_decodes_to_the_version_it_stored(record: Record) -> None:
+    value = encode_v1(record)
+    for decoded in (decode_value(value, time_ns=TIME_NS), _decode_generic(value, TIME_NS)):
+        assert canon(decoded) == canon(record)
+        assert list(decoded.data) == list(record.data)
+
+
+@given(stamps)
+def test_a_v1_delete_marker_decodes_to_its_delete(stamp: Stamp) -> None:
+    body = encode_v1(Record(deleted=stamp))
+    assert decode_delete(body, time_ns=TIME_NS) == Record(deleted=stamp)
+    assert decode_value(body, time_ns=TIME_NS) == Record(deleted=stamp)
+
+
+# Every number the format itself holds is exact in an IEEE double (what JavaScript keeps)
+
+
+def format_numbers(obj: Any) -> list[Any]:
+    """The numbers of a stored value outside the entity's data (``d``): the version and the stamps."""
+    found: list[Any] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return
+        if isinstance(value, (int, float)):
+            found.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk({key: value for key, value in obj.items() if key != "d"})
+    return found
+
+
+@settings(max_examples=200)
+@given(st.one_of(live_records(), stamps.map(lambda stamp: Record(deleted=stamp))))
+def test_every_number_of_the_format_is_an_integer_exact_in_a_double(record: Record) -> None:
+    stored = msgspec.json.decode(encode_record(record))
+    numbers = format_numbers(stored)
+    assert numbers
+    for number in numbers:
+        assert type(number) is int
+        assert 0 <= number <= 2**53 - 1
+        assert float(number) == number
+
+
+@given(stamps)
+def test_a_v2_stamp_is_milliseconds_counter_and_node(stamp: Stamp) -> None:
+    stored = msgspec.json.decode(encode_tombstone(stamp))
+    assert stored == {"_v": 2, "x": [stamp[0] >> 16, stamp[0] & 0xFFFF, stamp[1]]}
+    assert stored["x"] == wire_stamp(stamp)
 
 
 # Values written by other clients
@@ -159,6 +253,7 @@ def test_the_documented_tombstone_is_byte_exact() -> None:
 
 def test_a_foreign_json_object_is_data_stamped_with_the_entry_time_and_no_node() -> None:
     record = decode_value(b'{"state": "idle", "queue": 3}', time_ns=TIME_NS)
+    assert type(record) is ForeignRecord  # the entity's complete state (the inbox completes it)
     assert record == Record(
         data={"state": "idle", "queue": 3},
         stamps={"state": (TIME_HLC, FOREIGN_NODE), "queue": (TIME_HLC, FOREIGN_NODE)},
@@ -201,7 +296,20 @@ DEEP = 100_000
         b'"text"',
         b"42",
         b"null",
-        b'{"_v": 2, "d": {"a": 1}, "s": [1, "n"]}',
+        b'{"_v": 3, "d": {"a": 1}, "s": [1, 0, "n"]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, "n"]}',  # a v1 stamp in v2
+        b'{"_v": 1, "d": {"a": 1}, "s": [1, 0, "n"]}',  # a v2 stamp in v1
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, 65536, "n"]}',  # the counter has 16 bits
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, -1, "n"]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [-1, 0, "n"]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [9007199254740992, 0, "n"]}',  # 2**53: not exact in a double
+        b'{"_v": 2, "d": {"a": 1}, "s": [1.0, 0, "n"]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, 0.0, "n"]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, 0, 5]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [true, 0, "n"]}',
+        b'{"_v": 2, "d": {"a": 1}, "s": [1, 0, "n"], "t": {"a": [1, 0]}}',
+        b'{"_v": 2, "x": [1, "n"]}',
+        b'{"_v": 2.0, "d": {"a": 1}, "s": [1, 0, "n"]}',
         b'{"_v": "1", "d": {"a": 1}, "s": [1, "n"]}',
         b'{"_v": true, "d": {"a": 1}, "s": [1, "n"]}',
         b'{"_v": 1.0, "d": {"a": 1}, "s": [1, "n"]}',
@@ -234,7 +342,13 @@ def test_a_malformed_value_raises_decode_error(value: bytes) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"_v": 1, "x": [1]}', b'{"_v": 1, "x": "soon"}', b'{"_v": 1, "x": [true, "n"]}'],
+    [
+        b'{"_v": 1, "x": [1]}',
+        b'{"_v": 1, "x": "soon"}',
+        b'{"_v": 1, "x": [true, "n"]}',
+        b'{"_v": 2, "x": [1, "n"]}',
+        b'{"_v": 2, "x": [1, 65536, "n"]}',
+    ],
 )
 def test_a_delete_marker_with_a_malformed_stamp_raises_decode_error(body: bytes) -> None:
     with pytest.raises(DecodeError):
@@ -262,9 +376,17 @@ def test_random_bytes_give_a_valid_record_or_decode_error(value: bytes, delete: 
     decodes_to_a_valid_record_or_decode_error(value, delete=delete)
 
 
-envelope_parts = st.one_of(json_values, stamps.map(list), st.lists(st.one_of(int64, st.text()), max_size=3))
+envelope_parts = st.one_of(
+    json_values,
+    stamps.map(list),
+    stamps.map(wire_stamp),
+    st.tuples(
+        st.integers(min_value=-1, max_value=2**53), st.integers(min_value=-1, max_value=2**16), st.text()
+    ).map(list),
+    st.lists(st.one_of(int64, st.text()), max_size=3),
+)
 envelopes = st.fixed_dictionaries(
-    {"_v": st.one_of(st.sampled_from([1, 1, 1, 2, 0, True, 1.0, "1", None]), json_values)},
+    {"_v": st.one_of(st.sampled_from([1, 2, 2, 2, 3, 0, True, 1.0, 2.0, "2", None]), json_values)},
     optional={
         "d": st.one_of(st.dictionaries(st.text(max_size=3), json_values, max_size=3), json_values),
         "s": envelope_parts,
@@ -289,7 +411,15 @@ def decoded_or_error(decode: Any, value: bytes) -> tuple[Any, ...]:
 
 
 @settings(max_examples=500)
-@given(st.one_of(envelopes, json_values, live_records().map(encode_record), stamps.map(encode_tombstone)))
+@given(
+    st.one_of(
+        envelopes,
+        json_values,
+        live_records().map(encode_record),
+        live_records().map(encode_v1),
+        stamps.map(encode_tombstone),
+    )
+)
 def test_the_typed_envelope_decodes_exactly_as_the_generic_path(obj: Any) -> None:
     """``decode_value`` decodes most values through a typed msgspec struct and falls back to the generic
     decoder for what the struct refuses: both must give the same record, or the same error."""
@@ -319,10 +449,8 @@ def test_a_decoded_value_whose_fields_share_one_stamp_hands_that_stamp_to_the_en
 def test_the_base_stamp_is_the_one_most_fields_have(stamps: dict[str, Stamp], base: Stamp) -> None:
     data = dict.fromkeys(stamps, 0)
     stored = msgspec.json.decode(encode_entity(data, stamps))
-    assert tuple(stored["s"]) == base
-    assert {name: tuple(stamp) for name, stamp in stored.get("t", {}).items()} == {
-        name: stamp for name, stamp in stamps.items() if stamp != base
-    }
+    assert stored["s"] == wire_stamp(base)
+    assert stored.get("t", {}) == {name: wire_stamp(stamp) for name, stamp in stamps.items() if stamp != base}
 
 
 # Values that JSON cannot hold

@@ -1,34 +1,53 @@
-"""Stored values: an entity version to bytes and back (format v1, described in ``docs/format.md``).
+"""Stored values: an entity version to bytes and back (format v2, described in ``docs/format.md``).
 
 A live entity is stored as one JSON object::
 
-    {"_v": 1, "d": {"state": "ringing", "queue_id": 5}, "s": [113761850009190400, "prague-1"],
-     "t": {"state": [113761850075709440, "brno-1"]}}
+    {"_v": 2, "d": {"state": "ringing", "queue_id": 5}, "s": [1795000000123, 0, "prague-1"],
+     "t": {"state": [1795000001138, 2, "brno-1"]}}
 
 ``d`` holds the fields, ``s`` the stamp shared by most of them and ``t`` the stamps of the fields whose
-stamp differs from ``s`` (omitted when empty). A deleted entity is a KV delete marker whose body is
-``{"_v": 1, "x": [hlc, node]}``. A JSON object without ``_v`` was written by another client: it is taken as
-the entity's data, stamped with the time NATS stored it, and an empty node name (so any later change made
-through brainlessdb wins over it).
+stamp differs from ``s`` (omitted when empty). A stamp is ``[ms, counter, node]``: every number is exact in
+an IEEE double, so a JavaScript client (``JSON.parse``, ``JSON.stringify``) keeps it. In memory a stamp
+stays ``(ms << 16 | counter, node)`` (see ``core.clock``). A deleted entity is a KV delete marker whose
+body is ``{"_v": 2, "x": [ms, counter, node]}``. Values of format v1 (stamps ``[hlc, node]``) are still
+read. A JSON object without ``_v`` was written by another client: it is decoded as a ``ForeignRecord``
+stamped with the time NATS stored it and an empty node name (so any later change made through
+brainlessdb wins over it); the inbox takes it as the entity's complete state (``core.sync.inbox``).
 """
 
 from __future__ import annotations
 
 import math
 from sys import intern
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
-from brainlessdb.core.clock import Stamp, hlc_from_ms
+from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
 from brainlessdb.core.merge import Record, Stamps
 from brainlessdb.errors import DecodeError, EncodeError
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""The format version this library writes."""
+READ_VERSIONS: Final = frozenset({1, 2})
+"""The format versions this library reads."""
 FOREIGN_NODE: Final = ""
+MAX_MS: Final = 2**53 - 1
+"""The greatest millisecond value a v2 stamp holds: every number in the format is exact in a double."""
+MAX_COUNTER: Final = (1 << COUNTER_BITS) - 1
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
+
+
+class ForeignRecord(Record):
+    """A plain JSON object another client wrote (no ``_v``): the entity's complete state at its stamp.
+
+    Every field it holds is stamped alike (``shared``: the time NATS stored it, no node name). The inbox
+    checks it against the schema in full and completes it (see ``core.sync.inbox``).
+    """
+
+    __slots__ = ()
 
 
 def encode_record(record: Record) -> bytes:
@@ -49,19 +68,26 @@ def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False
         if not stamps:
             raise EncodeError("an entity version without stamps cannot be stored")
         base = next(iter(stamps.values()))
-        overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
+        overrides = [(name, stamp) for name, stamp in stamps.items() if stamp != base]
         if len(overrides) * 2 >= len(stamps):
             # The first field's stamp is not the majority's: count (rare; usually one stamp covers the
             # fields of the add or load and a few changed fields have their own).
             base = _most_common(stamps)
-            overrides = {name: stamp for name, stamp in stamps.items() if stamp != base}
+            overrides = [(name, stamp) for name, stamp in stamps.items() if stamp != base]
     else:
         if not data:
             raise EncodeError("an entity version without stamps cannot be stored")
         base, overrides = stamps, None
-    envelope: dict[str, Any] = {"_v": FORMAT_VERSION, "d": data, "s": base}
+    hlc, node = base
+    envelope: dict[str, Any] = {
+        "_v": FORMAT_VERSION,
+        "d": data,
+        "s": (hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node),
+    }
     if overrides:
-        envelope["t"] = overrides
+        envelope["t"] = {
+            name: (hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node) for name, (hlc, node) in overrides
+        }
     if not checked:
         try:
             _check_json(data)
@@ -75,40 +101,89 @@ def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False
 
 def encode_tombstone(stamp: Stamp) -> bytes:
     """The body of the delete marker of an entity deleted at ``stamp``."""
-    return _encoder.encode({"_v": FORMAT_VERSION, "x": stamp})
+    hlc, node = stamp
+    return _encoder.encode({"_v": FORMAT_VERSION, "x": (hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node)})
 
 
-class _Envelope(msgspec.Struct, gc=False):
-    """A stored value of format v1 as msgspec decodes it: field types checked in C, one object made.
+def wire_stamp(stamp: Stamp) -> list[Any]:
+    """A stamp as format v2 stores it: ``[ms, counter, node]``."""
+    hlc, node = stamp
+    return [hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node]
+
+
+# -- decoding ----------------------------------------------------------------------------------------
+
+_Ms = Annotated[int, msgspec.Meta(ge=0, le=MAX_MS)]
+_Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
+_WireStamp = tuple[_Ms, _Counter, str]
+
+
+class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
+    """A stored value of format v2 as msgspec decodes it: field types checked in C, one object made.
 
     Absent members stay ``UNSET``, which a JSON ``null`` can never be, so ``"x": null`` is told apart from
     no ``x`` and fails as before. Not GC-tracked: it lives only while one value is decoded.
     """
 
-    v: int = msgspec.field(name="_v")
+    d: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    s: _WireStamp | msgspec.UnsetType = msgspec.UNSET
+    t: dict[str, _WireStamp] | msgspec.UnsetType | None = msgspec.UNSET
+    x: _WireStamp | msgspec.UnsetType = msgspec.UNSET
+
+
+class _EnvelopeV1(msgspec.Struct, tag_field="_v", tag=1, gc=False):
+    """A stored value of format v1 (stamps ``[hlc, node]``), still read."""
+
     d: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     s: tuple[int, str] | msgspec.UnsetType = msgspec.UNSET
     t: dict[str, tuple[int, str]] | msgspec.UnsetType | None = msgspec.UNSET
     x: tuple[int, str] | msgspec.UnsetType = msgspec.UNSET
 
 
-_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_envelope_decoder = msgspec.json.Decoder(_EnvelopeV2 | _EnvelopeV1)
 
 
 def decode_value(value: bytes, *, time_ns: int) -> Record:
     """The entity version stored in a KV value written at ``time_ns`` (nanoseconds since the epoch).
 
-    The fast path decodes the envelope into a typed ``_Envelope``, so msgspec checks the version, the data
-    and every stamp while parsing. Whatever it refuses — a foreign JSON object (no ``"_v"``), a value of
-    another format version, or a malformed one — goes through ``_decode_generic``, which decides what it
-    is exactly as the format says, so both paths accept and reject the same values.
+    The fast path decodes the envelope into a typed struct (one per format version, chosen by ``_v``), so
+    msgspec checks the version, the data and every stamp while parsing. Whatever it refuses — a foreign
+    JSON object (no ``"_v"``), a value of another format version, or a malformed one — goes through
+    ``_decode_generic``, which decides what it is exactly as the format says, so both paths accept and
+    reject the same values.
     """
     try:
         envelope = _envelope_decoder.decode(value)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return _decode_generic(value, time_ns)
-    if envelope.v != FORMAT_VERSION:
-        raise DecodeError(f"unsupported format version {envelope.v!r}")
+    if type(envelope) is _EnvelopeV1:
+        return _decode_v1(envelope)
+    v2: _EnvelopeV2 = envelope  # type: ignore[assignment]  # the one other kind (no call to narrow it)
+    x = v2.x
+    if x is not msgspec.UNSET:
+        ms, counter, node = x
+        return Record(deleted=(ms << COUNTER_BITS | counter, intern(node)))
+    data = v2.d
+    if data is msgspec.UNSET:
+        raise DecodeError("missing entity data ('d')")
+    s = v2.s
+    if s is msgspec.UNSET:
+        raise DecodeError("malformed stamp None")
+    ms, counter, node = s
+    # Interned: a handful of node names stand in thousands of stamps, one string each is enough.
+    base = (ms << COUNTER_BITS | counter, intern(node))
+    overrides = v2.t
+    if not overrides:
+        # Every field has the base stamp: the record (and the entity made of it) holds that one stamp.
+        return Record(data=data, shared=base)
+    stamps = dict.fromkeys(data, base)
+    for name, (ms, counter, node) in overrides.items():
+        if name in stamps:
+            stamps[name] = (ms << COUNTER_BITS | counter, intern(node))
+    return Record(data=data, stamps=stamps)
+
+
+def _decode_v1(envelope: _EnvelopeV1) -> Record:
     if envelope.x is not msgspec.UNSET:
         hlc, node = envelope.x
         return Record(deleted=(hlc, intern(node)))
@@ -118,11 +193,9 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     if envelope.s is msgspec.UNSET:
         raise DecodeError("malformed stamp None")
     hlc, node = envelope.s
-    # Interned: a handful of node names stand in thousands of stamps, one string each is enough.
     base = (hlc, intern(node))
     overrides = envelope.t
     if not overrides:
-        # Every field has the base stamp: the record (and the entity made of it) holds that one stamp.
         return Record(data=data, shared=base)
     stamps = dict.fromkeys(data, base)
     for name, (hlc, node) in overrides.items():
@@ -140,15 +213,17 @@ def _decode_generic(value: bytes, time_ns: int) -> Record:
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
     if "_v" not in obj:
-        return Record(data=obj, shared=(hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE))
-    if not _is_current_version(obj["_v"]):
-        raise DecodeError(f"unsupported format version {obj['_v']!r}")
+        return ForeignRecord(data=obj, shared=foreign_stamp(time_ns))
+    version = obj["_v"]
+    if type(version) is not int or version not in READ_VERSIONS:
+        # ``type() is int``: JSON ``true`` and ``1.0`` are == 1 in Python but are not a version number.
+        raise DecodeError(f"unsupported format version {version!r}")
     if "x" in obj:
-        return Record(deleted=_stamp(obj["x"]))
+        return Record(deleted=_stamp(obj["x"], version))
     data = obj.get("d")
     if not isinstance(data, dict):
         raise DecodeError("missing entity data ('d')")
-    base = _stamp(obj.get("s"))
+    base = _stamp(obj.get("s"), version)
     overrides = obj.get("t")
     if not overrides:
         return Record(data=data, shared=base)
@@ -157,7 +232,7 @@ def _decode_generic(value: bytes, time_ns: int) -> Record:
     stamps = dict.fromkeys(data, base)
     for name, raw in overrides.items():
         if name in stamps:
-            stamps[name] = _stamp(raw)
+            stamps[name] = _stamp(raw, version)
     return Record(data=data, stamps=stamps)
 
 
@@ -168,9 +243,16 @@ def decode_delete(value: bytes, *, time_ns: int) -> Record:
             obj = _decoder.decode(value)
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             obj = None
-        if isinstance(obj, dict) and _is_current_version(obj.get("_v")) and "x" in obj:
-            return Record(deleted=_stamp(obj["x"]))
-    return Record(deleted=(hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE))
+        if isinstance(obj, dict) and "x" in obj:
+            version = obj.get("_v")
+            if type(version) is int and version in READ_VERSIONS:
+                return Record(deleted=_stamp(obj["x"], version))
+    return Record(deleted=foreign_stamp(time_ns))
+
+
+def foreign_stamp(time_ns: int) -> Stamp:
+    """The stamp of what another client wrote at ``time_ns``: that millisecond, counter 0, no node name."""
+    return (hlc_from_ms(time_ns // 1_000_000), FOREIGN_NODE)
 
 
 def encode_json(obj: Any) -> bytes:
@@ -187,11 +269,6 @@ def decode_json(value: bytes) -> Any:
         return _decoder.decode(value)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
-
-
-def _is_current_version(version: Any) -> bool:
-    # ``type() is int``: JSON ``true`` and ``1.0`` are == 1 in Python but are not the version number.
-    return type(version) is int and version == FORMAT_VERSION
 
 
 _PLAIN: Final = frozenset({str, int, bool})
@@ -236,10 +313,23 @@ def _check_json(value: Any) -> None:
     raise EncodeError(f"a {type(value).__name__} cannot be stored as JSON")
 
 
-def _stamp(raw: Any) -> Stamp:
-    if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str:
-        # Interned: a handful of node names stand in thousands of stamps, one string each is enough.
-        return (raw[0], intern(raw[1]))
+def _stamp(raw: Any, version: int) -> Stamp:
+    """A stamp of format ``version`` as the generic decoder found it, checked as the typed path checks it."""
+    if type(raw) is list:
+        if version == FORMAT_VERSION:
+            if len(raw) == 3:
+                ms, counter, node = raw
+                if (
+                    type(ms) is int
+                    and type(counter) is int
+                    and type(node) is str
+                    and 0 <= ms <= MAX_MS
+                    and 0 <= counter <= MAX_COUNTER
+                ):
+                    # Interned: a handful of node names stand in thousands of stamps, one string each.
+                    return (ms << COUNTER_BITS | counter, intern(node))
+        elif len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str:
+            return (raw[0], intern(raw[1]))
     raise DecodeError(f"malformed stamp {raw!r}")
 
 
