@@ -1,4 +1,5 @@
-"""The merge of entity versions is a join: commutative, associative, idempotent, and deletes absorb."""
+"""The merge of entity versions is a join: commutative, associative, idempotent, and deletes absorb; a value
+re-serialized by a JavaScript client is the same value."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brainlessdb.core.clock import Stamp
-from brainlessdb.core.merge import Record, dominates, field_wins, merge_into, merge_records
+from brainlessdb.core.merge import (
+    Record,
+    dominates,
+    field_wins,
+    js_form,
+    merge_into,
+    merge_records,
+    same_js_value,
+)
 from brainlessdb.core.values import MISSING
 
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -314,3 +323,59 @@ def test_merging_into_a_record_with_a_shared_stamp_is_merging_into_its_per_field
     spelled = Record(data=dict(base.data), stamps=dict.fromkeys(base.data, stamp))
     assert canon(merge_records(shared, incoming)) == canon(merge_records(spelled, incoming))
     assert dominates(shared, incoming) == dominates(spelled, incoming)
+
+
+# Numbers as JavaScript writes them: a client that parses and re-serializes a value changes nothing
+
+# What ``JSON.stringify(JSON.parse(text))`` gives for each float (checked against Node in tests/interop).
+RESPELLED = [
+    (1.0, 1),
+    (-0.0, 0),
+    (0.0, 0),
+    (-3.0, -3),
+    (1e16, 10_000_000_000_000_000),
+    (1.5e17, 150_000_000_000_000_000),
+    (2.0**60, 1_152_921_504_606_847_000),  # JavaScript prints the shortest digits, padded with zeros
+    (1e21, 1e21),  # from 1e21 on JavaScript writes an exponent: read back as a float
+    (0.1, 0.1),
+    (1.5, 1.5),
+    ([1.0, {"k": -0.0}], [1, {"k": 0}]),
+    ({"b": 2.0, "a": "1.0"}, {"b": 2, "a": "1.0"}),
+    (True, True),
+    ("2.0e3", "2.0e3"),
+]
+
+
+@pytest.mark.parametrize(("value", "respelled"), RESPELLED, ids=repr)
+def test_js_form_spells_numbers_as_javascript_writes_them(value: Any, respelled: Any) -> None:
+    assert same_value(js_form(value), respelled)
+    assert same_js_value(value, respelled)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [(1, True), (0, False), (1, 2), (1, "1"), ([1], [1, 1]), ({"k": 1}, {"k": True}), (None, 0), (0.1, 0)],
+)
+def test_values_javascript_tells_apart_are_not_the_same(left: Any, right: Any) -> None:
+    assert not same_js_value(left, right)
+
+
+@given(values, stamps)
+def test_a_respelled_value_never_wins_over_the_value_it_respells(value: Any, stamp: Stamp) -> None:
+    respelled = js_form(value)
+    assert same_js_value(value, respelled)
+    assert not field_wins(stamp, respelled, stamp, value)
+    if not same_value(value, respelled):
+        assert field_wins(stamp, value, stamp, respelled)
+
+
+@settings(max_examples=200)
+@given(families(2, live=True))
+def test_a_respelled_version_changes_nothing_where_it_is_merged(family: list[Record]) -> None:
+    local, _ = family
+    respelled = Record(data=js_form(local.data), stamps=dict(local.stamps))
+    data, field_stamps = dict(local.data), dict(local.stamps)
+    assert merge_into(data, field_stamps, respelled) == {}
+    assert canon(Record(data=data, stamps=field_stamps)) == canon(local)
+    # And the other way round: a node holding the respelled version takes the original spelling back.
+    assert canon(merge_records(respelled, local)) == canon(local)

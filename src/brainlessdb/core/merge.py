@@ -1,10 +1,13 @@
 """Merging two versions of an entity: the rules that make every node converge to the same state.
 
-An entity's state is a map of fields, each holding a value and the stamp (see ``sync.clock``) of the change
+An entity's state is a map of fields, each holding a value and the stamp (see ``core.clock``) of the change
 that wrote it, plus an optional delete stamp. Two versions merge field by field: the value with the greater
 stamp wins (a last-writer-wins register per field, so concurrent edits of *different* fields both survive).
-Equal stamps with different values can only come from two writers sharing a node name within one clock
-tick; the greater canonical JSON encoding wins then, so the choice is still the same everywhere.
+Equal stamps with different values come from two writers sharing a node name within one clock tick, or
+from a client that re-serialized a stored value: the value whose canonical JSON encoding, with numbers
+as JavaScript writes them, is greater wins then, so the choice is still the same everywhere. Two spellings
+of one number (``1.0`` and the ``1`` that ``JSON.stringify`` makes of it) are one value: the spelling that
+is not JavaScript's is kept, so a node never sees a re-serialized value as a change.
 
 A delete absorbs everything: merging anything with a deleted version gives a deleted version whose stamp is
 the greater delete stamp, and no fields. That is what makes a delete win over concurrent and later updates
@@ -14,7 +17,8 @@ arrive late, twice, or in any order.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -115,12 +119,68 @@ def field_wins(stamp: Stamp, value: Any, other_stamp: Stamp, other_value: Any) -
     if stamp != other_stamp:
         return stamp > other_stamp
     # Not ``value == other_value``: Python finds 0 == False == 0.0 == -0.0, which JSON tells apart.
-    return bool(_canonical.encode(value) > _canonical.encode(other_value))
+    mine = _canonical.encode(value)
+    theirs = _canonical.encode(other_value)
+    if mine == theirs:
+        return False
+    return _tie_key(value, mine) > _tie_key(other_value, theirs)
+
+
+def _tie_key(value: Any, encoded: bytes) -> tuple[bytes, bool, bytes]:
+    """The order of two values under one stamp: their JavaScript form first, then the spelling that is not
+    JavaScript's (``1.0`` before ``1``), then the canonical JSON itself (a total order: it is injective)."""
+    js = js_encoded(value, encoded)
+    return js, js != encoded, encoded
 
 
 def _same_value(value: Any, other: Any) -> bool:
     """True when two field values are the same JSON value (``1``, ``1.0`` and ``True`` all differ)."""
     return bool(_canonical.encode(value) == _canonical.encode(other))
+
+
+# -- numbers as JavaScript writes them ---------------------------------------------------------------
+
+_JS_INTEGRAL_LIMIT: Final = 1e21
+"""``JSON.stringify`` writes an integral number below this as digits (``1.0`` as ``1``), above it with an
+exponent (``1e+21``), which a JSON decoder reads back as a float."""
+_EXACT_LIMIT: Final = 2.0**53
+
+
+def js_form(value: Any) -> Any:
+    """``value`` as a JavaScript client hands it back after ``JSON.parse`` and ``JSON.stringify``.
+
+    An integral float below 1e21 becomes an int (``1.0`` → ``1``, ``-0.0`` → ``0``, ``1.5e17`` →
+    ``150000000000000000``), with the digits JavaScript prints (its shortest ones, padded with zeros);
+    everything else is kept. Object keys keep their order here; the canonical encoding sorts them.
+    """
+    kind = type(value)
+    if kind is float:
+        if value.is_integer() and -_JS_INTEGRAL_LIMIT < value < _JS_INTEGRAL_LIMIT:
+            if -_EXACT_LIMIT < value < _EXACT_LIMIT:
+                return int(value)
+            return int(Decimal(repr(value)))
+        return value
+    if kind is list:
+        return [js_form(item) for item in value]
+    if kind is dict:
+        return {key: js_form(item) for key, item in value.items()}
+    return value
+
+
+def js_encoded(value: Any, encoded: bytes | None = None) -> bytes:
+    """The canonical JSON of ``value`` in its JavaScript form (``encoded``: its canonical JSON, if known)."""
+    if encoded is None:
+        encoded = _canonical.encode(value)
+    if b"." not in encoded and b"e" not in encoded:
+        return encoded  # no float in it (nor text holding a dot or an e): already its JavaScript form
+    return _canonical.encode(js_form(value))
+
+
+def same_js_value(value: Any, other: Any) -> bool:
+    """True when two values are one value to a JavaScript client (``1`` and ``1.0``, ``0`` and ``-0.0``)."""
+    mine = _canonical.encode(value)
+    theirs = _canonical.encode(other)
+    return mine == theirs or js_encoded(value, mine) == js_encoded(other, theirs)
 
 
 def merge_records(a: Record, b: Record) -> Record:
