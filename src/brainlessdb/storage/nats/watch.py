@@ -11,6 +11,9 @@ consumer, never by a pending count alone. Events are handed over in batches: the
 appends to a list and the reader takes the whole list at once (one wake-up per burst of messages, not
 one queue hand-off per message). The list is bounded: a slow reader blocks the subscription callback,
 which delays the flow-control replies, which makes the server pause delivery.
+
+One concern, longer than most modules here: the supervisor's states (replaying, live, stalled,
+restarting) and the messages that move between them are one state machine, easier to check whole.
 """
 
 from __future__ import annotations
