@@ -3,10 +3,13 @@
 Each replica has its own skewed hybrid logical clock and a map uuid -> ``Record``. Every local change sends
 the replica's whole new version of the entity; messages are delivered late, twice, or in any order, and a
 JavaScript client may re-serialize one (``JSON.parse``/``JSON.stringify``: ``1.0`` becomes ``1``) and send
-it again. Once every message has reached every replica, all replicas must hold the same state, and that
-state must be the one a sequential specification gives: per field the write with the greatest stamp, in
-the spelling it was written with, and every entity deleted anywhere deleted everywhere (an update stamped
-after the delete does not bring it back).
+it again. Another client may write an entity's complete state, which every node reads as every field
+stamped with the time NATS stored it (a field it lacks at its default): two such writes within one
+millisecond share their stamps. Once every message has reached every replica, all replicas must hold the
+same state, and that state must be the one a sequential specification gives: per field the write with
+the greatest stamp (among writes sharing it, the one the tie-break picks), in the spelling it was written
+with, and every entity deleted anywhere deleted everywhere (an update stamped after the delete does not
+bring it back).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from brainlessdb.core.clock import HybridLogicalClock, Stamp
-from brainlessdb.core.merge import Record, js_form, merge_into, merge_records, same_js_value
+from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
+from brainlessdb.core.codec import FOREIGN_NODE
+from brainlessdb.core.merge import Record, field_wins, js_form, merge_into, merge_records, same_js_value
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -79,7 +83,7 @@ class Replicas(RuleBasedStateMachine):
         self.created = 0
         self.final_order_seed = 0
         # The sequential specification.
-        self.writes: dict[tuple[str, str, Stamp], Any] = {}
+        self.writes: dict[tuple[str, str, Stamp], list[Any]] = {}
         self.latest: dict[tuple[str, str], Stamp] = {}
         self.deletes: dict[str, Stamp] = {}
 
@@ -149,6 +153,21 @@ class Replicas(RuleBasedStateMachine):
         self.deletes[uuid] = max(stamp, self.deletes.get(uuid, stamp))
         self._send(index, uuid)
 
+    @precondition(lambda self: self.created)
+    @rule(pick=picks, fields=st.dictionaries(st.sampled_from(FIELDS), values))
+    def another_client_writes_a_complete_state(self, pick: int, fields: dict[str, Any]) -> None:
+        """A put by another client: to every node, each field at the time NATS stored it (lacking: None)."""
+        uuid = f"e{pick % self.created}"
+        stamp = (hlc_from_ms(self.now), FOREIGN_NODE)
+        data = {name: fields.get(name) for name in FIELDS}
+        for name, value in data.items():
+            if (uuid, name, stamp) in self.writes:
+                event("two writes of another client share a stamp")
+            self._spec_write(uuid, name, stamp, value)
+        message = Message(-1, uuid, Record(data=data, stamps=dict.fromkeys(FIELDS, stamp)))
+        self.in_flight.append(message)
+        self.sent.append(message)
+
     # The network
 
     @precondition(lambda self: self.in_flight)
@@ -205,7 +224,8 @@ class Replicas(RuleBasedStateMachine):
                 assert set(record.data) == set(record.stamps)
                 for name, stamp in record.stamps.items():
                     # Until the original arrives, a replica may hold a JavaScript spelling of it.
-                    assert same_js_value(record.data[name], self.writes[uuid, name, stamp])
+                    written = self.writes[uuid, name, stamp]
+                    assert any(same_js_value(record.data[name], value) for value in written)
 
     @invariant()
     def each_clock_is_past_every_stamp_its_replica_holds(self) -> None:
@@ -261,7 +281,7 @@ class Replicas(RuleBasedStateMachine):
             self._receive(index, message)
 
     def _spec_write(self, uuid: str, name: str, stamp: Stamp, value: Any) -> None:
-        self.writes[uuid, name, stamp] = copy.deepcopy(value)
+        self.writes.setdefault((uuid, name, stamp), []).append(copy.deepcopy(value))
         current = self.latest.get((uuid, name))
         if current is None or stamp > current:
             self.latest[uuid, name] = stamp
@@ -279,7 +299,15 @@ class Replicas(RuleBasedStateMachine):
             expected = {name: stamp for (owner, name), stamp in self.latest.items() if owner == uuid}
             assert record.stamps == expected
             for name, stamp in expected.items():
-                assert same_value(record.data[name], self.writes[uuid, name, stamp])
+                assert same_value(record.data[name], self._winner(uuid, name, stamp))
+
+    def _winner(self, uuid: str, name: str, stamp: Stamp) -> Any:
+        """Of the writes of one field under one stamp, the one the tie-break keeps."""
+        winner, *others = self.writes[uuid, name, stamp]
+        for value in others:
+            if field_wins(stamp, value, stamp, winner):
+                winner = value
+        return winner
 
 
 Replicas.TestCase.settings = settings(max_examples=200, stateful_step_count=50)

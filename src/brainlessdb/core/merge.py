@@ -216,6 +216,34 @@ def merge_into(data: dict[str, Any], stamps: dict[str, Stamp], incoming: Record)
     return changed
 
 
+def merge_stored(
+    data: dict[str, Any], stamps: dict[str, Stamp], stored: Record
+) -> tuple[dict[str, Any], bool]:
+    """``merge_into`` a version read from the bucket; also whether the merge holds something it lacks.
+
+    The flag is True when, after the merge, ``data``/``stamps`` hold a field ``stored`` does not have, a
+    newer stamp, or under the same stamp a value that is not the same to a JavaScript client: what the
+    bucket holds is then behind this node, which must write the merge back (``stored`` was written over
+    the merge of earlier versions by another client, or by a node that did not know a field).
+    """
+    changed: dict[str, Any] = {}
+    ahead = False
+    incoming = stored.stamps
+    for name, stamp in incoming.items():
+        mine = stamps.get(name)
+        value = stored.data.get(name)
+        if mine is None or field_wins(stamp, value, mine, data.get(name)):
+            if mine is None or not _same_value(data.get(name), value):
+                changed[name] = data.get(name, MISSING)
+            data[name] = value
+            stamps[name] = stamp
+        elif mine != stamp or not same_js_value(data.get(name), value):
+            ahead = True
+    if len(stamps) > len(incoming):
+        ahead = True
+    return changed, ahead
+
+
 def dominates(local: Record, remote: Record) -> bool:
     """True when ``local`` holds something ``remote`` does not, so it must still be written."""
     merged = merge_records(local, remote)

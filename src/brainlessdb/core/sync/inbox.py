@@ -4,13 +4,20 @@ Every entry of a load, of the watch, or of a conflicting write comes through ``a
 keeps: a local change not yet stored is never overwritten (entries are merged field by field, see
 ``core.merge``); a delete wins (the uuid is remembered as a tombstone, any later version of it is
 ignored, and deleted again in the bucket if a foreign writer put it back); a node's own writes coming
-back (same or older revision) change nothing. An entry that cannot be used (bad JSON, a value that does
-not fit the schema) is set aside as a dead letter. A full replay (``begin_resync``/``end_resync``)
-also drops what the bucket no longer holds.
+back (same or older revision) change nothing. A full replay (``begin_resync``/``end_resync``) also drops
+what the bucket no longer holds.
+
+Whatever another client writes, every node ends with the same, whether it was running or loads the
+bucket later: a plain JSON object is the entity's complete state at the time NATS stored it (checked
+against the schema in full; an optional field it lacks takes its default); an entry that cannot be used
+(bad JSON, a value that does not fit the schema, a required field missing) is set aside as a dead letter
+on every node, and a node that holds a version of the entity writes it back over it. A node that finds
+the bucket behind its own version after a merge (a field it lacks, an older stamp) writes the merge back.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -18,9 +25,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from brainlessdb.core.clock import HybridLogicalClock, Stamp
-from brainlessdb.core.codec import FOREIGN_NODE, decode_delete, decode_value
+from brainlessdb.core.codec import ForeignRecord, decode_delete, decode_value
 from brainlessdb.core.entity import Entity, set_slot
-from brainlessdb.core.merge import Record, field_stamps, merge_into
+from brainlessdb.core.merge import Record, field_stamps, merge_into, merge_stored
+from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.outbox import Outbox
 from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
 from brainlessdb.core.table import EntityTable
@@ -63,6 +71,7 @@ class Inbox:
         self.dead_letter_count = 0
         self.last_revision = 0
         self._resync_seen: set[str] | None = None
+        self._required: tuple[Schema | None, frozenset[str]] = (None, frozenset())
 
     def apply(self, entry: Entry) -> None:
         """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory."""
@@ -91,7 +100,7 @@ class Inbox:
             else:
                 record = decode_delete(entry.value, time_ns=entry.time_ns)
         except DecodeError as exc:
-            self._dead_letter(entry, str(exc))
+            self._set_aside(entry, str(exc), entity, tomb)
             return
         newest = record.max_stamp()
         if newest is not None:
@@ -102,7 +111,7 @@ class Inbox:
         if record.deleted is not None:
             self.drop(uuid, record.deleted, revision)
             return
-        if not self._fits_schema(entry, record):
+        if not self._fits_schema(entry, record, entity):
             return
         if entity is None:
             self._create(uuid, record, revision)
@@ -124,21 +133,60 @@ class Inbox:
             tomb.pending = True
             self._wake()
 
-    def _fits_schema(self, entry: Entry, record: Record) -> bool:
+    def _fits_schema(self, entry: Entry, record: Record, entity: Entity | None) -> bool:
+        """Check ``record`` against the schema (and complete another client's object); False if set aside."""
         schema = self._table.schema
         if schema is None:
             return True
+        data = record.data
         try:
-            # A foreign value is stamped all alike by the decoder: its first stamp tells.
-            first = record.first_stamp()
-            if first is not None and first[1] == FOREIGN_NODE:
-                schema.check_stored(record.data)
+            if type(record) is ForeignRecord:
+                # Another client's object is the entity's complete state: checked in full, and an
+                # optional field it lacks takes its default (at the object's stamp, as its fields do).
+                schema.check_stored(data)
+                for name, spec in schema.fields.items():
+                    if name not in data:
+                        if spec.required:
+                            raise SchemaError(f"missing required field {name!r}", field=name)
+                        data[name] = copy.deepcopy(spec.default)
             else:
-                schema.check_stored_types(record.data)
+                schema.check_stored_types(data)
+                required = self._required_fields(schema)
+                if not data.keys() >= required:
+                    name = next(name for name in schema.fields if name in required and name not in data)
+                    raise SchemaError(f"missing required field {name!r}", field=name)
         except SchemaError as exc:
-            self._dead_letter(entry, f"does not fit the schema: {exc}")
+            self._set_aside(entry, f"does not fit the schema: {exc}", entity, None)
             return False
         return True
+
+    def _required_fields(self, schema: Schema) -> frozenset[str]:
+        known, required = self._required
+        if known is not schema:
+            required = frozenset(name for name, spec in schema.fields.items() if spec.required)
+            self._required = (schema, required)
+        return required
+
+    def _set_aside(self, entry: Entry, reason: str, entity: Entity | None, tomb: Tombstone | None) -> None:
+        """``entry`` cannot be used: a dead letter; this node's version of the entity is written over it.
+
+        Every node sets the entry aside alike, and a node that holds the entity (or its delete) writes that
+        back on the entry's revision, so a node that loads the bucket later finds the same as the others.
+        """
+        self._dead_letter(entry, reason)
+        revision = entry.revision
+        if tomb is not None:
+            if (tomb.revision is None or revision > tomb.revision) and not self._outbox.is_inflight(
+                entry.key
+            ):
+                tomb.revision = revision
+                tomb.pending = True
+                self._wake()
+        elif entity is not None and (entity._revision is None or revision > entity._revision):
+            self._outbox.overwrite(entry.key, revision)
+            if not self._outbox.is_dirty(entry.key):
+                self._outbox.local_change(entity)
+            self._wake()
 
     def _create(self, uuid: str, record: Record, revision: int) -> None:
         table = self._table
@@ -149,11 +197,17 @@ class Inbox:
             table.emit_change(entity, changes, "remote", created=True)
 
     def _merge(self, entity: Entity, record: Record, revision: int) -> None:
-        stamps = own_stamps(entity)
-        changed = merge_into(entity._data, stamps, record)
+        changed, ahead = merge_stored(entity._data, own_stamps(entity), record)
         set_slot(entity, "_revision", revision)
         self._table.reindex(entity, changed)
-        if self._outbox.is_dirty(entity._uuid) and _same_stamps(stamps, record):
+        uuid = entity._uuid
+        if ahead:
+            if not self._outbox.is_dirty(uuid):
+                # The bucket lacks what this node holds (another client wrote over the merge, or a node
+                # that did not know a field): the merge is written back, on this revision.
+                self._outbox.local_change(entity)
+                self._wake()
+        elif self._outbox.is_dirty(uuid):
             # What is stored already holds everything this node has: nothing left to write.
             self._outbox.settle(entity)
         if changed:
@@ -238,8 +292,3 @@ def own_stamps(entity: Entity) -> dict[str, Stamp]:
     stamps = field_stamps(stamps, entity._data)
     set_slot(entity, "_stamps", stamps)
     return stamps
-
-
-def _same_stamps(stamps: dict[str, Stamp], record: Record) -> bool:
-    theirs = record.stamps
-    return len(stamps) == len(theirs) and all(theirs.get(name) == stamp for name, stamp in stamps.items())
