@@ -37,6 +37,7 @@ from brainlessdb.errors import (
     SchemaError,
     ServerError,
     StorageError,
+    TooLargeError,
     UnavailableError,
 )
 from brainlessdb.events import Change, Delete
@@ -66,6 +67,7 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "StorageError",
+    "TooLargeError",
     "UnavailableError",
     "flush",
     "get_db",

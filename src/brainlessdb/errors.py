@@ -90,6 +90,16 @@ class PermissionDeniedError(StorageError, PermissionError):
     """The NATS account may not use this bucket."""
 
 
+class TooLargeError(StorageError):
+    """A value larger than the storage takes (NATS: the server's ``max_payload``); it is never sent."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key!r}: {size} bytes, over the {limit} bytes limit")
+        self.key = key
+        self.size = size
+        self.limit = limit
+
+
 class FlushError(StorageError):
     """Some changes could not be written; they stay pending and are retried."""
 

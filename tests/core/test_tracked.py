@@ -29,7 +29,7 @@ class Field:
     def name(self) -> str:
         return self._name
 
-    def before_nested_change(self) -> None:
+    def before_nested_change(self, *change: Any) -> None:
         self.reports.append(("before", untrack(self.watched)))
 
     def after_nested_change(self) -> None:

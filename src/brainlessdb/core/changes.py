@@ -6,6 +6,10 @@ An ``add``, a field assignment (``entity.state = x``, ``entity["state"] = x``, a
 fit), stamped by the clock, applied to the table (entities and indexes), handed to the sync state's
 outbox, announced to the shell (``changed``: the journal and the flusher) and to local listeners. This
 class is the ``EntityOwner`` of the collection's entities: they call it for every change.
+
+What could never be stored is refused at the call, and nothing of it is kept: a change that would make an
+entity's stored value larger than the storage takes (``SchemaError``, see ``sizes``), and any change once
+the database has stopped (``NotStartedError``: it would never be written).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from brainlessdb.core import views
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
 from brainlessdb.core.schema import Schema, check_field_name
+from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.tracked import untrack
 from brainlessdb.core.values import MISSING, copy_json
-from brainlessdb.errors import NotFoundError, SchemaError
+from brainlessdb.errors import NotFoundError, NotStartedError, SchemaError
 
 T = TypeVar("T")
 
@@ -40,9 +45,13 @@ class LocalChanges:
         self._clock = clock
         self._changed = changed
         self._nested_old: dict[tuple[str, str], Any] = {}
+        self._undo: Undo | None = None  # a change in place to measure once made (close to the limit)
+        self.stopped = False
+        """Set by the shell when the database stops: every later change is refused."""
         # Set by ``attach``: the table and the sync state are built with this object as their owner.
         self._table: EntityTable
         self._sync: SyncState
+        self._sizes: SizeGuard
 
     def attach(self, table: EntityTable, sync: SyncState) -> None:
         self._table = table
@@ -52,11 +61,29 @@ class LocalChanges:
         self._indexes = table.indexes
         self._listeners = table.listeners
         self._outbox = sync.outbox
+        self._sizes = SizeGuard(table, self._clock)
+        self._large = self._sizes.large  # never rebound: the hot path reads it
+
+    def limit_values(self, limit: int | None) -> None:
+        """Refuse changes that would make an entity's stored value larger than ``limit`` bytes (None: no
+        limit is known)."""
+        self._sizes.set_limit(limit)
+
+    def stop(self) -> None:
+        """Refuse every change from now on (the database stopped: nothing more would be written)."""
+        self.stopped = True
+
+    def _refuse_stopped(self) -> None:
+        raise NotStartedError(
+            f"the database is stopped: {self.name} takes no more changes (they could never be written)"
+        )
 
     # -- schema ----------------------------------------------------------------------------------
 
     def set_schema(self, schema: Schema) -> None:
         """Make ``schema`` the collection's, to be stored with the next flush."""
+        if self.stopped:
+            self._refuse_stopped()
         self._table.adopt_schema(schema)
         self._sync.schema.changed()
         self._changed(None)
@@ -65,6 +92,8 @@ class LocalChanges:
 
     def add(self, uuid: str, values: dict[str, Any]) -> Entity:
         """Add a new entity with ``values`` (checked here; the schema is inferred from a first add)."""
+        if self.stopped:
+            self._refuse_stopped()
         schema = self._table.schema
         if not values and (schema is None or not schema.fields):
             # A version without fields has no stamp to store: it could never be written.
@@ -75,6 +104,8 @@ class LocalChanges:
         # Checked, in field order, and with private copies of dicts and lists: later changes through the
         # caller's own objects must not slip in untracked.
         values = schema.check_new(values)
+        if self._sizes.limit is not None:
+            self._sizes.check_new(uuid, values)
         entity = new_entity(self, uuid, values, self._clock.tick())
         self._table.insert(entity)
         self._outbox.local_change(entity)
@@ -86,9 +117,12 @@ class LocalChanges:
 
     def delete(self, uuid: str) -> bool:
         """Delete the entity ``uuid``; False if this node does not hold it."""
+        if self.stopped:
+            self._refuse_stopped()
         entity = self._table.remove(uuid)
         if entity is None:
             return False
+        self._sizes.forget(uuid)
         self._outbox.local_delete(entity, self._clock.tick())
         self._changed(uuid)
         self._table.emit_delete(uuid, entity, "local")
@@ -97,6 +131,8 @@ class LocalChanges:
     # -- fields: the EntityOwner protocol --------------------------------------------------------
 
     def set_field(self, entity: Entity, name: str, value: Any) -> None:
+        if self.stopped:
+            self._refuse_stopped()
         uuid = entity._uuid
         if self._entities.get(uuid) is not entity:
             raise NotFoundError(self.name, uuid)
@@ -104,10 +140,12 @@ class LocalChanges:
         kind = type(value)
         if (
             kind in self._table.exact_types.get(name, _NO_TYPES)
-            and (kind is not str or value.isascii())
+            and (kind is not str or (value.isascii() and len(value) <= SHORT_TEXT))
             and (kind is not float or value - value == 0.0)
+            and uuid not in self._large
         ):
-            # The common case, a plain scalar of a type the field takes, checked without a call.
+            # The common case, a small scalar of a type the field takes, checked without a call; its entity
+            # is far enough from the size limit for any small change (see ``sizes``).
             old = data.get(name, MISSING)
             if type(old) is kind and old == value:
                 return
@@ -122,6 +160,8 @@ class LocalChanges:
             kind = type(value)
             if kind is not dict and kind is not list and type(old) is kind and old == value:
                 return
+            if self._sizes.limit is not None:
+                self._sizes.check_set(entity, name, value)
         data[name] = value
         self._changed_field(entity, name, old, value)
 
@@ -155,11 +195,23 @@ class LocalChanges:
         entity._data[name] = tracked
         return tracked
 
-    def before_nested(self, entity: Entity, name: str) -> None:
+    def before_nested(self, entity: Entity, name: str, container: Any, added: Any) -> None:
+        if self.stopped:
+            self._refuse_stopped()
+        if self._sizes.limit is not None:
+            self._undo = self._sizes.before_nested(entity, name, container, added)
         if self._listeners or self._indexes.covers(name):
             self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
 
     def after_nested(self, entity: Entity, name: str) -> None:
+        undo = self._undo
+        if undo is not None:
+            self._undo = None
+            try:
+                self._sizes.after_nested(entity, name, undo)
+            except SchemaError:
+                self._nested_old.pop((entity._uuid, name), None)
+                raise
         old = self._nested_old.pop((entity._uuid, name), MISSING)
         self._changed_field(entity, name, old, entity._data[name])
 
@@ -168,3 +220,5 @@ class LocalChanges:
 
     def clear(self) -> None:
         self._nested_old.clear()
+        self._undo = None
+        self._sizes.clear()

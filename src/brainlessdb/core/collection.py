@@ -245,6 +245,16 @@ class Collection(Generic[T]):
         self._local.clear()
         self.sync.clear()
 
+    def limit_values(self, limit: int | None) -> None:
+        """Refuse changes that would make an entity's stored value larger than ``limit`` bytes (the shell
+        sets it from what the storage takes); None: no limit is known."""
+        self._local.limit_values(limit)
+
+    def stop_changes(self) -> None:
+        """Refuse every later change with ``NotStartedError`` (the shell calls it when the database stops:
+        nothing more would be written)."""
+        self._local.stop()
+
     # -- persistence -----------------------------------------------------------------------------
 
     async def load(self) -> None:

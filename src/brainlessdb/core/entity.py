@@ -39,8 +39,9 @@ class EntityOwner(Protocol):
     def default_of(self, entity: Entity, name: str) -> Any:
         """The value of a field the entity does not hold (its default; ``AttributeError`` if unknown)."""
 
-    def before_nested(self, entity: Entity, name: str) -> None:
-        """A tracked dict or list of field ``name`` is about to change in place."""
+    def before_nested(self, entity: Entity, name: str, container: Any, added: Any) -> None:
+        """``container``, a tracked dict or list of field ``name``, is about to change in place, taking in
+        ``added`` (``MISSING`` if nothing)."""
 
     def after_nested(self, entity: Entity, name: str) -> None:
         """A tracked dict or list of field ``name`` changed in place."""
@@ -246,9 +247,9 @@ class FieldOwner:
     def attached(self) -> bool:
         return self.entity._data.get(self.name) is self.top
 
-    def before_nested_change(self) -> None:
+    def before_nested_change(self, container: Any, added: Any) -> None:
         if self.attached:
-            self.entity._owner.before_nested(self.entity, self.name)
+            self.entity._owner.before_nested(self.entity, self.name, container, added)
 
     def after_nested_change(self) -> None:
         if self.attached:

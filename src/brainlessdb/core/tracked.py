@@ -2,7 +2,8 @@
 
 When a dict or list field of an entity is read, it is turned once (the whole nested structure) into
 ``TrackedDict``/``TrackedList``: subclasses of ``dict``/``list`` that behave the same, encode the same, and
-call their owner before and after every mutating method. Every value put in is checked first, as an
+call their owner before (with what the change puts in, so that its size can be checked) and after every
+mutating method. Every value put in is checked first, as an
 assignment of the field would be (``SchemaError`` for what JSON cannot hold, and nothing changes), and
 stored as a private copy. A container that was replaced in its entity (by an assignment, or by a newer
 version from another node) is detached: its changes no longer count.
@@ -11,9 +12,10 @@ version from another node) is detached: its changes no longer count.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import index as as_index
 from typing import Any, Protocol, SupportsIndex
 
-from brainlessdb.core.values import copy_json
+from brainlessdb.core.values import MISSING, copy_json
 
 
 class Owner(Protocol):
@@ -23,7 +25,8 @@ class Owner(Protocol):
     def name(self) -> str:
         """The field's name (for error messages)."""
 
-    def before_nested_change(self) -> None: ...
+    def before_nested_change(self, container: Any, added: Any) -> None:
+        """``container`` is about to change, taking in ``added`` (checked; ``MISSING`` if nothing)."""
 
     def after_nested_change(self) -> None: ...
 
@@ -62,18 +65,18 @@ class TrackedDict(dict[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         checked = _checked({key: value}, self._owner)  # the key is checked too
-        self._owner.before_nested_change()
+        self._owner.before_nested_change(self, checked)
         super().update(checked)
         self._owner.after_nested_change()
 
     def __delitem__(self, key: str) -> None:
-        self._owner.before_nested_change()
+        self._owner.before_nested_change(self, MISSING)
         super().__delitem__(key)
         self._owner.after_nested_change()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         checked = _checked(dict(*args, **kwargs), self._owner)
-        self._owner.before_nested_change()
+        self._owner.before_nested_change(self, checked)
         super().update(checked)
         self._owner.after_nested_change()
 
@@ -84,19 +87,19 @@ class TrackedDict(dict[str, Any]):
     def pop(self, key: str, *default: Any) -> Any:
         if key not in self:
             return super().pop(key, *default)
-        self._owner.before_nested_change()
+        self._owner.before_nested_change(self, MISSING)
         value = super().pop(key)
         self._owner.after_nested_change()
         return value
 
     def popitem(self) -> tuple[str, Any]:
-        self._owner.before_nested_change()
+        self._owner.before_nested_change(self, MISSING)
         item = super().popitem()
         self._owner.after_nested_change()
         return item
 
     def clear(self) -> None:
-        self._owner.before_nested_change()
+        self._owner.before_nested_change(self, MISSING)
         super().clear()
         self._owner.after_nested_change()
 
@@ -119,15 +122,15 @@ class TrackedList(list[Any]):
         super().__init__(items)
         self._owner = owner
 
-    def _changing(self) -> None:
-        self._owner.before_nested_change()
+    def _changing(self, added: Any = MISSING) -> None:
+        self._owner.before_nested_change(self, added)
 
     def _changed(self) -> None:
         self._owner.after_nested_change()
 
     def __setitem__(self, index: Any, value: Any) -> None:
         checked = _checked(list(value) if isinstance(index, slice) else value, self._owner)
-        self._changing()
+        self._changing(checked)
         super().__setitem__(index, checked)
         self._changed()
 
@@ -138,13 +141,13 @@ class TrackedList(list[Any]):
 
     def append(self, value: Any) -> None:
         checked = _checked(value, self._owner)
-        self._changing()
+        self._changing(checked)
         super().append(checked)
         self._changed()
 
     def extend(self, values: Iterable[Any]) -> None:
         checked = _checked(list(values), self._owner)
-        self._changing()
+        self._changing(checked)
         super().extend(checked)
         self._changed()
 
@@ -153,14 +156,15 @@ class TrackedList(list[Any]):
         return self
 
     def __imul__(self, count: SupportsIndex) -> TrackedList:
-        self._changing()
+        copies = as_index(count) - 1
+        self._changing(list(self) * copies if copies > 0 else MISSING)
         super().__imul__(count)
         self._changed()
         return self
 
     def insert(self, index: SupportsIndex, value: Any) -> None:
         checked = _checked(value, self._owner)
-        self._changing()
+        self._changing(checked)
         super().insert(index, checked)
         self._changed()
 

@@ -111,6 +111,7 @@ class Brainless:
         self._housekeeper: Housekeeper | None = None
         self._leases: Leases | None = None
         self._state = DatabaseState.NEW
+        self._changes_stopped = False  # once stop() has taken its final flush: changes are refused
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -121,6 +122,8 @@ class Brainless:
         if self._state is DatabaseState.STOPPED:
             raise NotStartedError("a stopped database cannot be started again; make a new one")
         self._storage, self._owns_storage = await self._open_storage()
+        for collection in self._collections.values():
+            collection.limit_values(self._value_limit())
         if self._journal_path is not None:
             self._journal = Journal(self._journal_path)
         self._flusher = Flusher(
@@ -178,6 +181,7 @@ class Brainless:
         """
         if self._state is not DatabaseState.STARTED:
             self._state = DatabaseState.STOPPED
+            self._stop_changes()
             return
         self._state = DatabaseState.STOPPING
         assert self._flusher is not None
@@ -187,8 +191,11 @@ class Brainless:
         budget = timeout if timeout is not None else self.stop_timeout
         try:
             await self._flusher.stop()
+            # What changes from here on would miss the final flush, and could never be written.
+            self._stop_changes()
             try:
-                await asyncio.wait_for(self._flusher.flush(), budget)
+                # Everything left unwritten is reported, even what flush() reported before.
+                await asyncio.wait_for(self._flusher.flush(report_all=True), budget)
             except asyncio.TimeoutError:
                 raise self._unwritten(budget) from None
         finally:
@@ -202,6 +209,16 @@ class Brainless:
                 self._journal.close()
             if self._owns_storage:
                 await self._storage.close()
+
+    def _stop_changes(self) -> None:
+        self._changes_stopped = True
+        for collection in self._collections.values():
+            collection.stop_changes()
+
+    def _value_limit(self) -> int | None:
+        """The largest stored value the storage takes, if it says (see ``Storage``)."""
+        limit = getattr(self._storage, "max_value_size", None)
+        return limit if isinstance(limit, int) else None
 
     def _unwritten(self, budget: float) -> FlushError:
         """The ``FlushError`` of a flush cut short by the stop timeout: every change still pending."""
@@ -236,6 +253,10 @@ class Brainless:
             return found
         collection: Collection[Any] = Collection(self, names.check_collection(self.namespace, name))
         self._collections[name] = collection
+        if self._storage is not None:
+            collection.limit_values(self._value_limit())
+        if self._changes_stopped:
+            collection.stop_changes()
         if self._state is DatabaseState.STARTED and self._watches is not None:
             self._watches.attach(collection)
         return collection

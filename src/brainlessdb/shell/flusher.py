@@ -4,22 +4,35 @@ One flush round takes every collection's pending writes (``SyncState.take_writes
 through the storage (pipelined, acknowledgements gathered), and reports each outcome back. A conflicting
 write is merged with what the bucket holds and retried within the same flush. Rounds never overlap (a
 lock), so a manual ``flush()`` during a background round waits for it and then writes what is left: an
-entity is never written twice for the same change. Failures never stop the loop: they are logged, kept
-in the collection's sync state, retried with backoff, and raised by the next ``flush()``/``stop()``
-that cannot write them.
+entity is never written twice for the same change. Failures never stop the loop: they are kept in the
+collection's sync state, retried with backoff, and raised by the next ``flush()``/``stop()`` that cannot
+write them (see ``Flusher.flush`` for which).
+
+Logging stays quiet under an outage: one summary line per round that left changes unwritten (how many,
+in which collections, the causes, the next retry), never one per entity; each entity's failure is logged
+at DEBUG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
-from brainlessdb.errors import ConflictError, DecodeError, FlushError, SchemaError, StorageError
+from brainlessdb.errors import (
+    ConflictError,
+    DecodeError,
+    EncodeError,
+    FlushError,
+    SchemaError,
+    StorageError,
+    TooLargeError,
+)
 from brainlessdb.retry import Backoff, cancel_and_wait
 from brainlessdb.storage.base import Storage, Write
 
@@ -28,6 +41,15 @@ logger = logging.getLogger(__name__)
 CONFLICT_ROUNDS: Final = 8
 BACKOFF_START: Final = 0.1  # seconds before the first retry of a failed background flush
 BACKOFF_MAX: Final = 5.0
+SUMMARY_NAMES: Final = 4  # collections and causes named in a round's summary line
+
+NEVER_WRITTEN: Final = (SchemaError, EncodeError, TooLargeError)
+"""Errors of a version that can never be written as it is (too large, not fitting the stored schema): only
+a new change of the entity can cure them, so they are not retried with backoff, and reported once."""
+
+
+def can_never_be_written(error: BaseException) -> bool:
+    return isinstance(error, NEVER_WRITTEN)
 
 
 class Flusher:
@@ -55,6 +77,14 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
         self.stats = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0}
+        # Per unwritable key, the version already raised by a flush() / already logged as a warning.
+        self._raised: dict[str, object] = {}
+        self._warned: dict[str, object] = {}
+        # What the last round left unwritten (of which collections), and the versions of what can never be
+        # written as it is.
+        self._unwritten: dict[str, BaseException] = {}
+        self._unwritten_versions: dict[str, object] = {}
+        self._unwritten_names: set[str] = set()
 
     def __repr__(self) -> str:
         state = "stopped" if self._task is None else "flushing" if self._lock.locked() else "running"
@@ -82,21 +112,41 @@ class Flusher:
             await asyncio.sleep(self.interval)
             self._wake.clear()
             try:
-                failed = await self.flush(raise_errors=False)
+                retry = await self.flush(raise_errors=False)
             except Exception:
                 logger.exception("background flush failed")
-                failed = True
-            if failed:
-                await asyncio.sleep(backoff.next())
+                self._unwritten = {}
+                retry = True
+            if retry:
+                delay = backoff.next()
+                self._log_round(f"next retry in {delay:.1f}s")
+                await asyncio.sleep(delay)
                 self._wake.set()
             else:
+                self._log_round("retried when the entities change")
                 backoff.reset()
 
     async def flush(
-        self, collections: Sequence[Collection[Any]] | None = None, *, raise_errors: bool = True
+        self,
+        collections: Sequence[Collection[Any]] | None = None,
+        *,
+        raise_errors: bool = True,
+        report_all: bool = False,
     ) -> bool:
-        """Write pending changes; True if errors left some unwritten (raised as FlushError if asked)."""
+        """Write pending changes; True if some are left unwritten that a retry may write.
+
+        With ``raise_errors``, what is left unwritten is raised as a ``FlushError`` mapping each change to
+        its cause, with one exception, so that one entity nobody can write does not fail every caller: an
+        entity version that can never be written as it is (too large for the storage, or not fitting the
+        schema another node stored: ``NEVER_WRITTEN``) fails the first flush that meets it, and after that
+        only the flushes that had nothing else to write. A flush that was called with changes of its own
+        pending (anything but such entities) and wrote them all returns, whatever such an entity holds;
+        it stays pending, in ``sync.errors()``, ``stats()`` and the log, until it changes. A failure that
+        may pass (an outage, a conflict, a denial) fails every flush. ``report_all`` (``stop()``) raises
+        everything unwritten.
+        """
         chosen = list(self._collections()) if collections is None else list(collections)
+        own = _has_own_changes(chosen)  # pending at the call: what this caller waits for
         async with self._lock:
             self.stats["rounds"] += 1
             for _ in range(CONFLICT_ROUNDS):
@@ -115,18 +165,51 @@ class Flusher:
                         if key in pending:
                             outbox.errors.setdefault(key, ConflictError(key, None))
         errors: dict[str, BaseException] = {}
+        versions: dict[str, object] = {}
         for collection in chosen:
             sync = collection.sync
-            for key, error in sync.errors().items():
-                errors[f"{collection.name}/{key}"] = error
+            unwritten = sync.errors()
             if sync.schema.error is not None:
                 # Nothing of a collection is written before its schema is stored.
                 for key in sync.outbox.pending_keys():
-                    errors.setdefault(f"{collection.name}/{key}", sync.schema.error)
-        if errors and raise_errors:
+                    unwritten.setdefault(key, sync.schema.error)
+            for key, error in unwritten.items():
+                errors[f"{collection.name}/{key}"] = error
+                if can_never_be_written(error):
+                    # Raised once per version: the entity's, or the error itself for the schema.
+                    entity = collection.entities.get(key)
+                    versions[f"{collection.name}/{key}"] = str(error) if entity is None else entity._version
+        names = {collection.name for collection in chosen}
+        self._unwritten = errors
+        self._unwritten_versions = versions
+        self._unwritten_names = names
+        retry = any(not can_never_be_written(error) for error in errors.values())
+        if not raise_errors:
+            return retry
+        fresh = any(self._raised.get(key) != version for key, version in versions.items())
+        raising = bool(errors) and (report_all or retry or fresh or not own)
+        if raising:
+            self._raised = _replaced(self._raised, names, versions)
+        if retry:
+            self._wake.set()  # retried in the background, with backoff
+        self._log_round("raised by flush()" if raising else "left out of flush(): reported before")
+        if raising:
             first = next(iter(errors.values()))
             raise FlushError(f"{len(errors)} change(s) could not be written; first: {first}", errors)
-        return bool(errors)
+        return retry
+
+    def _log_round(self, outcome: str) -> None:
+        """One line for the round just made, if it left changes unwritten: a warning, unless all of them are
+        versions that can never be written and were logged as a warning already."""
+        errors = self._unwritten
+        if not errors:
+            return
+        versions = self._unwritten_versions
+        fresh = [key for key in errors if key not in versions or self._warned.get(key) != versions[key]]
+        self._warned = _replaced(self._warned, self._unwritten_names, versions)
+        level = logging.WARNING if fresh else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "flush round %d: %s; %s", self.stats["rounds"], summary(errors), outcome)
 
     async def _flush_collection(self, collection: Collection[Any]) -> list[str]:
         """One round for one collection; the keys whose conflict needs another round."""
@@ -152,7 +235,9 @@ class Flusher:
                 outbox.failed(write, exc)
             if isinstance(exc, StorageError):
                 self.stats["errors"] += len(writes)
-                logger.warning("%s: %d change(s) not written: %s", collection.name, len(writes), exc)
+                if logger.isEnabledFor(logging.DEBUG):
+                    for write in writes:
+                        logger.debug("%s/%s not written: %r", collection.name, write.key, exc)
                 return []
             raise
         self.stats["writes"] += len(writes)
@@ -163,7 +248,7 @@ class Flusher:
             elif isinstance(result, BaseException):
                 self.stats["errors"] += 1
                 outbox.failed(write, result)
-                logger.warning("%s/%s not written: %s", collection.name, write.key, result)
+                logger.debug("%s/%s not written: %r", collection.name, write.key, result)
             else:
                 outbox.written(write, result)
         if self._on_written is not None:
@@ -217,3 +302,48 @@ class Flusher:
                 return True
             schema = merged
         return False
+
+
+def _has_own_changes(collections: Iterable[Collection[Any]]) -> bool:
+    """Whether anything is pending in ``collections`` besides entities that can never be written as they
+    are (what a flush called now has of its caller's to write)."""
+    for collection in collections:
+        sync = collection.sync
+        if sync.schema.error is not None and can_never_be_written(sync.schema.error):
+            continue  # nothing of it is written before its schema is
+        if sync.schema.pending:
+            return True
+        errors = sync.outbox.errors
+        for key in sync.outbox.pending_keys():
+            error = errors.get(key)
+            if error is None or not can_never_be_written(error):
+                return True
+    return False
+
+
+def _replaced(
+    known: dict[str, object], names: Iterable[str], versions: Mapping[str, object]
+) -> dict[str, object]:
+    """``known`` with the keys of the collections ``names`` replaced by ``versions``."""
+    prefixes = tuple(f"{name}/" for name in names)
+    kept = {key: version for key, version in known.items() if not key.startswith(prefixes)}
+    kept.update(versions)
+    return kept
+
+
+def summary(errors: Mapping[str, BaseException]) -> str:
+    """What a round left unwritten, in one line: how many, in which collections, and why."""
+    collections = Counter(key.partition("/")[0] for key in errors)
+    causes = Counter(type(error).__name__ for error in errors.values())
+    example: dict[str, BaseException] = {}
+    for error in errors.values():
+        example.setdefault(type(error).__name__, error)
+    where = ", ".join(f"{name} {count}" for name, count in collections.most_common(SUMMARY_NAMES))
+    if len(collections) > SUMMARY_NAMES:
+        where += f" and {len(collections) - SUMMARY_NAMES} more collections"
+    why = "; ".join(
+        f"{count} {name} (e.g. {example[name]})" for name, count in causes.most_common(SUMMARY_NAMES)
+    )
+    if len(causes) > SUMMARY_NAMES:
+        why += f"; {len(causes) - SUMMARY_NAMES} more kinds of errors"
+    return f"{len(errors)} change(s) not written ({where}): {why}"

@@ -115,6 +115,11 @@ class Storage(Protocol):
 
     Only what the library calls. ``MemoryStorage`` and ``NatsKVStorage`` offer more (``list_buckets``,
     ``purge``, a ``watch`` of single events), which the library never needs.
+
+    A storage may also tell the largest value a write may carry, as an ``int`` attribute or property
+    ``max_value_size`` (both implementations do): changes that would make an entity larger are then refused
+    when they are made, and a write of a larger value fails with ``TooLargeError``. Without it, nothing is
+    refused before the write.
     """
 
     async def open_bucket(self, bucket: str, *, create: bool = True, expiring: bool = False) -> bool:

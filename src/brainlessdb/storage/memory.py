@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from brainlessdb.errors import ConflictError, StorageError
+from brainlessdb.errors import ConflictError, StorageError, TooLargeError
 from brainlessdb.storage.base import (
     CaughtUp,
     Entry,
@@ -29,6 +29,9 @@ from brainlessdb.storage.base import (
     flatten,
     validate_bucket,
 )
+
+DEFAULT_MAX_VALUE_SIZE: Final = 1024 * 1024
+"""The largest value a write may carry by default: 1 MiB, NATS' default ``max_payload``."""
 
 
 class _Closed:
@@ -77,14 +80,16 @@ class _Bucket:
 class MemoryStorage:
     """The storage contract in process memory: buckets, revisions, compare-and-set and watches."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_value_size: int = DEFAULT_MAX_VALUE_SIZE) -> None:
+        self.max_value_size = max_value_size
+        """The largest value a write may carry; a larger one fails with ``TooLargeError``, as on NATS."""
         self._buckets: dict[str, _Bucket] = {}
         self._watches: set[_Watch] = set()
         self._closed = False
 
     def share(self) -> MemoryStorage:
         """Another handle on the same buckets, with its own watches and its own ``close()``."""
-        other = MemoryStorage()
+        other = MemoryStorage(max_value_size=self.max_value_size)
         other._buckets = self._buckets
         return other
 
@@ -117,6 +122,9 @@ class MemoryStorage:
             error = check_key(write.key)
             if error is not None:
                 results.append(error)
+                continue
+            if len(write.value) > self.max_value_size:
+                results.append(TooLargeError(write.key, len(write.value), self.max_value_size))
                 continue
             if write.ttl is not None and not data.expiring:
                 results.append(StorageError(f"bucket {bucket!r} takes no ttl"))

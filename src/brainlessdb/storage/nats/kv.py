@@ -138,6 +138,12 @@ class NatsKVStorage:
         # Host and port only: the URL may carry credentials.
         logger.info("NATS reconnected to %s:%s", url.hostname if url else "?", url.port if url else "?")
 
+    @property
+    def max_value_size(self) -> int:
+        """The largest value a write may carry: the server's ``max_payload`` (from the connection's server
+        information, 1 MiB by default), less the headers of a compare-and-set write."""
+        return self._publisher.max_value_size
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._direct)} buckets, {len(self._watchers)} watches"
         return f"<NatsKVStorage {state}, replicas={self.replicas}, history={self.history}>"

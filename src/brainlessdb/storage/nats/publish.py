@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import Header
 
-from brainlessdb.errors import PermissionDeniedError, StorageError, UnavailableError
+from brainlessdb.errors import PermissionDeniedError, StorageError, TooLargeError, UnavailableError
 from brainlessdb.storage.base import Write, check_key
 from brainlessdb.storage.nats.errors import STATUS_UNAVAILABLE, translate_error
 from brainlessdb.storage.nats.protocol import KV_OPERATION
@@ -102,6 +102,12 @@ class Publisher:
         self._inbox: str | None = None
         self._inbox_lock = asyncio.Lock()
         self._counter = 0
+
+    @property
+    def max_value_size(self) -> int:
+        """The largest value a compare-and-set write of an entity may carry: the server's max_payload, less
+        the headers such a write sends (with an expected revision of 20 digits at most)."""
+        return self._nc.max_payload - (HEADER_OVERHEAD + len(EXPECTED_LAST_SUBJECT_SEQUENCE) + 20 + 4)
 
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
         """Publish all writes at once and gather their acks; for each, its new revision or the error.
@@ -219,7 +225,7 @@ class Publisher:
         # The server closes a connection that sends more than its max_payload (headers included), so a
         # too large value must never be sent.
         if size > self._nc.max_payload:
-            raise StorageError(f"{key!r}: {size} bytes, over the {self._nc.max_payload} bytes limit")
+            raise TooLargeError(key, size, self._nc.max_payload)
         return f"$KV.{bucket}.{key}", headers
 
     async def _gather(self, batch: AckBatch) -> None:
