@@ -62,6 +62,7 @@ class NatsKVStorage:
         self._publisher = Publisher(nc, timeout)
         self._watchers: set[KVWatcher] = set()
         self._closed = False
+        self._failed_reconnects = 0  # connection errors since the connection was lost (one is a warning)
         self._guards = Guards()
         self._chained_error_cb: ErrorCallback | None = None
         self._fan_out = None if owns_connection else ErrorFanOut.install(nc)
@@ -112,7 +113,15 @@ class NatsKVStorage:
     async def _on_error(self, exc: Exception) -> None:
         """The error callback of a connection opened here: act on it, log it, pass it on."""
         if not self.handle_denial(exc):
-            logger.warning("NATS connection error: %r", exc)
+            if self._nc.is_connected:
+                logger.warning("NATS connection error: %r", exc)
+            else:
+                # While the server is away every reconnect attempt fails: one warning, not one per attempt.
+                self._failed_reconnects += 1
+                if self._failed_reconnects == 1:
+                    logger.warning("NATS connection error: %r (reconnecting; repeats at DEBUG)", exc)
+                else:
+                    logger.debug("NATS connection error: %r", exc)
         if self._chained_error_cb is not None:
             await self._chained_error_cb(exc)
 
@@ -135,8 +144,14 @@ class NatsKVStorage:
 
     async def _log_reconnect(self) -> None:
         url = self._nc.connected_url
+        failed, self._failed_reconnects = self._failed_reconnects, 0
         # Host and port only: the URL may carry credentials.
-        logger.info("NATS reconnected to %s:%s", url.hostname if url else "?", url.port if url else "?")
+        logger.info(
+            "NATS reconnected to %s:%s (%d failed attempts)",
+            url.hostname if url else "?",
+            url.port if url else "?",
+            failed,
+        )
 
     @property
     def max_value_size(self) -> int:
