@@ -63,15 +63,24 @@ def heading(text: str) -> None:
     say(f"== {text} " + "=" * max(0, 66 - len(text)))
 
 
-async def queue_management(db: Brainless) -> None:
+async def queue_management(db: Brainless, url: str) -> None:
     heading("Queue management")
     queue = db.queue.typed(QueueItem)
     for priority, caller in [(3, "caller-789"), (1, "caller-123"), (2, "caller-456")]:
         queue.add(QueueItem(priority=priority, caller_id=caller, queue_id=5, state="waiting"))
+    await db.flush()
     waiting = await queue.order_by("priority", state="waiting")
     say("waiting, by priority: " + ", ".join(f"{i.caller_id} (p{i.priority})" for i in waiting))
     next_item = waiting[0]
-    next_item.state = "processing"
+    # Taking an item is exclusive: update_if checks the version stored in NATS and writes with
+    # compare-and-set, so of two nodes trying at once exactly one gets True.
+    async with Brainless(url, namespace=db.namespace, location="brno-1") as other:
+        taken = await asyncio.gather(
+            queue.update_if(next_item, {"state": "waiting"}, state="processing"),
+            other.queue.update_if(next_item.uuid, {"state": "waiting"}, state="processing"),
+        )
+    for node, won in zip(("prague-1", "brno-1"), taken, strict=True):
+        say(f"{node} tries to take {next_item.caller_id}: {'taken' if won else 'already taken'}")
     say(f"next: {next_item.caller_id} -> {next_item.state}")
     del queue[next_item]
     say(f"done with it; {len(queue)} left in the queue")
@@ -161,7 +170,7 @@ async def run_demo(url: str, namespace: str, restart: EmbeddedServer | None) -> 
     db = Brainless(url, namespace=namespace, location="prague-1")
     await db.start()
     say(f"connected to {redact_url(url)}; namespace {namespace!r}, location {db.location!r}")
-    await queue_management(db)
+    await queue_management(db, url)
     await session_storage(db)
     call = await call_tracking(db)
     await db.stop()

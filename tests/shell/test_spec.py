@@ -378,6 +378,32 @@ async def test_queue_management(spec_db: Any, namespace: str) -> None:
     assert [q.caller_id for q in await brainlessdb.queue.all()] == ["caller-456"]
 
 
+async def test_queue_management_taking_the_next_item_with_update_if(spec_db: Any, namespace: str) -> None:
+    """The spec's queue, with the next item taken exclusively: of all nodes, one gets True."""
+    brainlessdb.queue.typed(QueueItem)
+
+    item = brainlessdb.queue.add(QueueItem(priority=1, caller_id="caller-123", queue_id=5, state="waiting"))
+    brainlessdb.queue.add(QueueItem(priority=2, caller_id="caller-456", queue_id=5, state="waiting"))
+
+    taken = None
+    for candidate in await brainlessdb.queue.order_by("priority", state="waiting"):
+        if await brainlessdb.queue.update_if(candidate, {"state": "waiting"}, state="processing"):
+            taken = candidate
+            break
+    assert taken is not None and taken.uuid == item.uuid and item.state == "processing"
+    # Taken already: a second claim of it (this node's or any other's) loses.
+    assert await brainlessdb.queue.update_if(item, {"state": "waiting"}, state="processing") is False
+    if spec_db is not None:
+        stored = await stored_data(spec_db, f"{namespace}-queue", item.uuid)
+        assert stored is not None and stored["state"] == "processing"
+        async with Brainless(spec_db, namespace=namespace, location="brno-1") as other:
+            assert not await other.queue.update_if(item.uuid, {"state": "waiting"}, state="processing")
+            assert other.queue[item.uuid].state == "processing"
+
+    del brainlessdb.queue[item]
+    assert [q.caller_id for q in await brainlessdb.queue.all()] == ["caller-456"]
+
+
 @dataclass
 class Session:
     user_id: int

@@ -16,6 +16,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from brainlessdb.core import views
 from brainlessdb.core.changes import LocalChanges
+from brainlessdb.core.claims import Claim, make_claim
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity
 from brainlessdb.core.ids import new_uuid, parse_uuid
@@ -55,6 +56,9 @@ class Host(Protocol):
 
     async def load_collection(self, collection: Collection[Any]) -> None:
         """Catch up with everything stored in the collection's bucket."""
+
+    async def update_if(self, collection: Collection[Any], claim: Claim) -> bool:
+        """Write ``claim`` if the stored version meets its conditions; True when NATS acknowledged it."""
 
 
 class Collection(Generic[T]):
@@ -228,6 +232,36 @@ class Collection(Generic[T]):
                 self._plans.clear()
             plan = self._plans[keys] = plan_criteria(keys, self._table.field_types)
         return plan
+
+    # -- conditional updates ---------------------------------------------------------------------
+
+    async def update_if(self, item: Any, criteria: Mapping[str, Any], /, **changes: Any) -> bool:
+        """Set ``changes`` only if the latest stored version of ``item`` meets ``criteria``: True if done.
+
+        ``item`` is a uuid, an entity or a typed instance; ``criteria`` are ``filter()``'s
+        (``{"state": "waiting", "agent_id__isnull": True}``). The check is made against what NATS stores
+        now, and the write is a compare-and-set on that version's revision; when another write comes
+        first, the new stored version is checked again. So of several nodes claiming one item at once,
+        exactly one gets True. The won change is stamped newer than everything it was checked against,
+        so no merge undoes it. Either way, the entity in memory then holds the stored version (with the
+        change if won); nothing changes in memory before NATS acknowledged the write.
+
+        Raises:
+            QueryError: bad criteria; SchemaError: a change the schema refuses (nothing is written).
+            NotFoundError: no such entity, or it was deleted.
+            UnavailableError: NATS did not answer within the database's ``claim_timeout``. If the write
+                had been sent, its outcome is unknown: the same call made again answers True if it was
+                stored after all.
+        """
+        await self._host.ready(self)
+        uuid = self._key(item)
+        if not isinstance(criteria, Mapping):
+            raise TypeError(f"update_if() takes its criteria as a mapping, got {criteria!r}")
+        conditions = self._conditions(criteria) if criteria else ()
+        claim = make_claim(self.name, uuid, conditions, changes, self._table.schema)
+        if self.sync.is_deleted(uuid):
+            raise NotFoundError(self.name, uuid)
+        return await self._host.update_if(self, claim)
 
     # -- deleting --------------------------------------------------------------------------------
 

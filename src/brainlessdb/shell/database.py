@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from brainlessdb.core import names
+from brainlessdb.core.claims import Claim
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.ids import location_node
@@ -32,6 +33,7 @@ from brainlessdb.errors import (
 )
 from brainlessdb.events import Event, Listener
 from brainlessdb.shell.callbacks import CallbackRunner
+from brainlessdb.shell.claims import Claims
 from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.follower import BucketFollower
 from brainlessdb.shell.housekeeping import Housekeeper
@@ -62,7 +64,8 @@ class Brainless:
     ``nats`` is a connected nats-py client, a server URL or list of URLs (the connection is then opened
     and closed here, with ``nats_options`` passed to ``nats.connect``: credentials, TLS...), or ``None``
     for a purely in-memory database. ``replicas`` and ``history`` apply to buckets created here;
-    delete markers are removed ``delete_retention`` seconds after the delete.
+    delete markers are removed ``delete_retention`` seconds after the delete. ``update_if`` (a
+    conditional update) raises ``UnavailableError`` when NATS does not answer within ``claim_timeout``.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Brainless:
         nats_options: dict[str, Any] | None = None,
         journal: str | Path | None = None,
         connect_timeout: float = 10.0,
+        claim_timeout: float = 5.0,
     ) -> None:
         names.check_namespace(namespace)
         if flush_interval < 0:
@@ -95,6 +99,10 @@ class Brainless:
         self._nats_options = dict(nats_options or {})
         self._journal_path = journal
         self.connect_timeout = connect_timeout
+        if not claim_timeout > 0:
+            raise ValueError("claim_timeout must be > 0 seconds")
+        self.claim_timeout = claim_timeout
+        self._claims: Claims | None = None
         self._journal: Journal | None = None
         self.clock = HybridLogicalClock(self.location)
         self.uuid_node = location_node(self.location)
@@ -137,6 +145,7 @@ class Brainless:
         self._leases = Leases(
             self._storage, names.lease_bucket(self.namespace), self.location, self.connect_timeout
         )
+        self._claims = Claims(self._storage, self.clock, self.claim_timeout, self.flush_collection)
         self._watches = CollectionWatches(self._storage, self.bucket_name, self.delete_retention)
         self._loaded = self._watches.loaded
         schema_bucket = await self._schema_bucket()
@@ -366,6 +375,11 @@ class Brainless:
             raise NotStartedError("load() needs a started database")
         await self._watches.catch_up(collection)
 
+    async def update_if(self, collection: Collection[Any], claim: Claim) -> bool:
+        if self._state is not DatabaseState.STARTED or self._claims is None:
+            raise NotStartedError("update_if() needs a started database")
+        return await self._claims.update_if(collection, self.bucket_name(collection.name), claim)
+
     def _require_flusher(self) -> Flusher:
         if self._state is not DatabaseState.STARTED or self._flusher is None:
             raise NotStartedError("the database is not started (call start() or setup() first)")
@@ -380,6 +394,7 @@ class Brainless:
         return {
             "state": self._state.value,
             "flush": dict(flusher),
+            "claims": {} if self._claims is None else dict(self._claims.stats),
             "storage": dict(storage_stats),
             "callback_errors": self.callback_errors,
             "collections": {

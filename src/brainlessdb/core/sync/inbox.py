@@ -34,6 +34,7 @@ from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, SchemaError
+from brainlessdb.events import Origin
 from brainlessdb.storage.base import Entry, Op
 
 DEAD_LETTERS_KEPT: Final = 1000
@@ -72,9 +73,13 @@ class Inbox:
         self.last_revision = 0
         self._resync_seen: set[str] | None = None
         self._required: tuple[Schema | None, frozenset[str]] = (None, frozenset())
+        self._own: dict[str, bytes] = {}  # this node's update_if writes in flight, by uuid
 
-    def apply(self, entry: Entry) -> None:
-        """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory."""
+    def apply(self, entry: Entry, origin: Origin = "remote") -> None:
+        """Merge one entry of the bucket (from a load, the watcher, or a conflict) into memory.
+
+        ``origin`` is what listeners are told: ``"local"`` for this node's own won ``update_if``.
+        """
         # Every entry of a load and every echo of this node's own writes comes through here: the key's
         # entity and tombstone are looked up once, and an own write is recognised before any decoding.
         revision = entry.revision
@@ -97,6 +102,8 @@ class Inbox:
                         set_slot(entity, "_revision", revision)
                         return
                 record = decode_value(entry.value, time_ns=entry.time_ns)
+                if self._own and self._own.get(uuid) == entry.value:
+                    origin = "local"  # this node's update_if, come back before its acknowledgement
             else:
                 record = decode_delete(entry.value, time_ns=entry.time_ns)
         except DecodeError as exc:
@@ -114,11 +121,19 @@ class Inbox:
         if not self._fits_schema(entry, record, entity):
             return
         if entity is None:
-            self._create(uuid, record, revision)
+            self._create(uuid, record, revision, origin)
             return
         if entity._revision is not None and revision <= entity._revision:
             return
-        self._merge(entity, record, revision)
+        self._merge(entity, record, revision, origin)
+
+    def expect_own(self, uuid: str, value: bytes | None) -> None:
+        """``value`` is a write of ``uuid`` this node made outside the outbox (``update_if``), in flight:
+        if the watch brings it before its acknowledgement, it is told as a local change. None: no more."""
+        if value is None:
+            self._own.pop(uuid, None)
+        else:
+            self._own[uuid] = value
 
     def _apply_to_tombstone(self, tomb: Tombstone, entry: Entry, record: Record) -> None:
         if tomb.revision is not None and entry.revision <= tomb.revision:
@@ -188,15 +203,15 @@ class Inbox:
                 self._outbox.local_change(entity)
             self._wake()
 
-    def _create(self, uuid: str, record: Record, revision: int) -> None:
+    def _create(self, uuid: str, record: Record, revision: int, origin: Origin = "remote") -> None:
         table = self._table
         entity = table.new_entity(uuid, record.data, record.compact_stamps, revision)
         table.insert(entity)
         if table.listeners:
             changes = {name: (MISSING, value) for name, value in record.data.items()}
-            table.emit_change(entity, changes, "remote", created=True)
+            table.emit_change(entity, changes, origin, created=True)
 
-    def _merge(self, entity: Entity, record: Record, revision: int) -> None:
+    def _merge(self, entity: Entity, record: Record, revision: int, origin: Origin = "remote") -> None:
         changed, ahead = merge_stored(entity._data, own_stamps(entity), record)
         set_slot(entity, "_revision", revision)
         self._table.reindex(entity, changed)
@@ -212,7 +227,7 @@ class Inbox:
             self._outbox.settle(entity)
         if changed:
             changes = {name: (old, entity._data[name]) for name, old in changed.items()}
-            self._table.emit_change(entity, changes, "remote")
+            self._table.emit_change(entity, changes, origin)
 
     def drop(self, uuid: str, stamp: Stamp, revision: int | None) -> None:
         """``uuid`` was deleted at ``stamp`` (its marker is stored): forget it, remember the delete."""

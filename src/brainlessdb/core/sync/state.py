@@ -52,7 +52,11 @@ class SyncState:
                 # would meet the same revision again and again.
                 self.outbox.overwrite(uuid, current.revision)
             return
-        # The key holds nothing although this node saw it stored: it was deleted and its marker purged.
+        self.vanished(uuid)
+
+    def vanished(self, uuid: str) -> None:
+        """The bucket holds nothing for ``uuid``: if this node saw it stored, it was deleted and its marker
+        purged, so memory drops it too (an entity created here and never written is kept)."""
         if uuid in self.tombstones:
             self.outbox.marker_stored(uuid)
             return
@@ -69,6 +73,11 @@ class SyncState:
 
     def is_deleted(self, uuid: str) -> bool:
         return uuid in self.tombstones
+
+    def is_unwritten(self, uuid: str) -> bool:
+        """True when this node holds ``uuid`` but NATS never acknowledged a version of it."""
+        entity = self._table.entities.get(uuid)
+        return entity is not None and entity._revision is None
 
     def pending_count(self) -> int:
         """Entities and deletes not yet acknowledged by NATS."""

@@ -1,0 +1,213 @@
+"""Claims: ``Collection.update_if`` carried out against the storage, within the database's ``claim_timeout``.
+
+One claim: read the entity's last entry, apply it to memory, check the criteria against it, write the
+stored version plus the changes with compare-and-set on its revision. A conflict (another write came
+first) starts again from the read, so the condition is always checked against the version the write
+replaces; nothing is ever merged past it. The pure steps are in ``core.claims``; this module does the
+awaiting, and never changes memory before NATS acknowledged the write.
+
+A write that got no acknowledgement (the connection dropped, the server died) may or may not have been
+stored. The claim then keeps reading until it knows: its own version stored (won), the key still at the
+revision it expected (the same bytes are sent again: both expect that revision, so at most one is stored),
+or the key moved on without it (it can never be stored now: checked again from there). If the timeout
+comes first, ``UnavailableError`` says the outcome is unknown, and the write is remembered: the same claim
+made again settles it first, answering True if it was stored after all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+from brainlessdb.core.claims import Attempt, Claim, Outcome, take_stored, won
+from brainlessdb.core.clock import HybridLogicalClock
+from brainlessdb.core.collection import Collection
+from brainlessdb.errors import ConflictError, FlushError, UnavailableError
+from brainlessdb.retry import Backoff
+from brainlessdb.storage.base import Storage, Write
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONFLICTS_MAX: Final = 64
+"""Conflicts one claim goes through (each one means another write came first) before ``ConflictError``."""
+RETRY_START: Final = 0.05  # seconds before reading again after NATS did not answer
+RETRY_MAX: Final = 0.5
+IN_DOUBT_KEPT: Final = 1000
+"""Unacknowledged claim writes remembered for a retry to settle (the oldest are forgotten first)."""
+
+
+class Claims:
+    """The conditional updates of one database, through its storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: HybridLogicalClock,
+        timeout: float,
+        flush: Callable[[Collection[Any]], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.timeout = timeout
+        self._storage = storage
+        self._clock = clock
+        self._flush = flush
+        self._opened: set[str] = set()
+        self._in_doubt: dict[tuple[str, str], Attempt] = {}
+        self.stats = {"won": 0, "lost": 0, "conflicts": 0, "unknown": 0}
+
+    async def update_if(self, collection: Collection[Any], bucket: str, claim: Claim) -> bool:
+        """Write ``claim`` if the stored version meets its conditions; True once NATS acknowledged it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        key = (bucket, claim.uuid)
+        doubt = self._in_doubt.pop(key, None)
+        if doubt is not None and not doubt.claim.same_as(claim):
+            doubt = None  # another update of the entity: it is checked against whatever is stored now
+        try:
+            result = await self._run(collection, bucket, claim, doubt, deadline)
+        except _Unresolved as unresolved:
+            if unresolved.attempt is not None:
+                self.stats["unknown"] += 1
+                self._remember(key, unresolved.attempt)
+            raise unresolved.error from unresolved.error.__cause__
+        finally:
+            collection.sync.inbox.expect_own(claim.uuid, None)
+        self.stats["won" if result else "lost"] += 1
+        return result
+
+    async def _run(
+        self,
+        collection: Collection[Any],
+        bucket: str,
+        claim: Claim,
+        doubt: Attempt | None,
+        deadline: float,
+    ) -> bool:
+        sync, uuid = collection.sync, claim.uuid
+        retry = Backoff(RETRY_START, RETRY_MAX)
+        conflicts = 0
+        await self._within(self._open(bucket), deadline, claim, doubt)
+        while sync.is_unwritten(uuid):
+            # Added here and never acknowledged: written first, so that there is a stored version to check.
+            cause: BaseException | None = None
+            try:
+                await self._within(self._flush(collection), deadline, claim, doubt)
+            except FlushError as exc:
+                cause = exc.errors.get(f"{collection.name}/{uuid}")
+            if not sync.is_unwritten(uuid):
+                break
+            if cause is not None and not isinstance(cause, UnavailableError):
+                raise cause
+            await self._pause(retry, deadline, claim, doubt, cause)
+        while True:
+            try:
+                entry = await self._within(self._storage.get(bucket, uuid), deadline, claim, doubt)
+            except UnavailableError as exc:
+                await self._pause(retry, deadline, claim, doubt, exc)
+                continue
+            attempt: Attempt | None = None
+            if doubt is not None:
+                outcome = doubt.outcome(entry)
+                if outcome is Outcome.LANDED:
+                    assert entry is not None
+                    if entry.value == doubt.value:
+                        won(sync, doubt, entry.revision)
+                    else:
+                        sync.inbox.apply(entry)  # a later version, still holding the claim's changes
+                    return True
+                if outcome is Outcome.PENDING:
+                    attempt = doubt  # the same write again: at most one of the two can be stored
+                else:
+                    doubt = None
+            if attempt is None:
+                record, revision = take_stored(sync, claim, entry)
+                if not claim.matches(record):
+                    return False
+                attempt = Attempt.build(claim, record, revision, self._clock)
+            write = Write(uuid, attempt.value, attempt.expected)
+            sync.inbox.expect_own(uuid, attempt.value)  # the watch may bring it before the acknowledgement
+            [result] = await self._within(self._storage.write(bucket, [write]), deadline, claim, attempt)
+            if isinstance(result, int):
+                won(sync, attempt, result)
+                return True
+            if isinstance(result, ConflictError):
+                # Another write came first: check again against what it stored (a write whose outcome was
+                # unknown stays in doubt until a read tells).
+                conflicts += 1
+                self.stats["conflicts"] += 1
+                if conflicts > CONFLICTS_MAX:
+                    raise result
+                continue
+            if isinstance(result, UnavailableError):
+                doubt = attempt  # sent, unacknowledged: it may have been stored
+                await self._pause(retry, deadline, claim, doubt, result)
+                continue
+            raise result
+
+    async def _open(self, bucket: str) -> None:
+        if bucket not in self._opened:
+            await self._storage.open_bucket(bucket)
+            self._opened.add(bucket)
+
+    async def _within(
+        self, step: Coroutine[Any, Any, T], deadline: float, claim: Claim, doubt: Attempt | None
+    ) -> T:
+        """``step``, unless the deadline passes first (``_Unresolved``); its own errors pass through."""
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            step.close()
+            raise self._unresolved(claim, doubt, None)
+        try:
+            return await asyncio.wait_for(step, left)
+        except asyncio.TimeoutError:
+            raise self._unresolved(claim, doubt, None) from None
+
+    async def _pause(
+        self,
+        retry: Backoff,
+        deadline: float,
+        claim: Claim,
+        doubt: Attempt | None,
+        cause: BaseException | None,
+    ) -> None:
+        """Wait a little before asking NATS again; ``_Unresolved`` if the deadline comes first."""
+        left = deadline - asyncio.get_running_loop().time()
+        wait = retry.next()
+        if wait >= left:
+            raise self._unresolved(claim, doubt, cause)
+        await asyncio.sleep(wait)
+
+    def _unresolved(self, claim: Claim, doubt: Attempt | None, cause: BaseException | None) -> _Unresolved:
+        what = f"update_if of {claim.collection}/{claim.uuid}"
+        if doubt is None:
+            message = f"{what}: NATS did not answer within {self.timeout:g}s; nothing was written"
+        else:
+            message = (
+                f"{what}: NATS did not answer within {self.timeout:g}s; a write was sent and its outcome "
+                "is unknown (the same update_if made again answers True if it was stored)"
+            )
+        error = UnavailableError(message)
+        error.__cause__ = cause
+        return _Unresolved(error, doubt)
+
+    def _remember(self, key: tuple[str, str], attempt: Attempt) -> None:
+        in_doubt = self._in_doubt
+        in_doubt[key] = attempt
+        while len(in_doubt) > IN_DOUBT_KEPT:
+            del in_doubt[next(iter(in_doubt))]
+
+    def __repr__(self) -> str:
+        stats = ", ".join(f"{count} {name}" for name, count in self.stats.items())
+        return f"<Claims timeout {self.timeout:g}s: {stats}, {len(self._in_doubt)} in doubt>"
+
+
+class _Unresolved(Exception):
+    """The deadline passed: ``error`` for the caller; ``attempt``, a write whose outcome is unknown."""
+
+    def __init__(self, error: UnavailableError, attempt: Attempt | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempt = attempt
