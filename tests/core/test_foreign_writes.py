@@ -176,6 +176,21 @@ def test_an_unusable_put_over_a_deleted_entity_gets_the_delete_written_again() -
     assert (again.key, again.expected_revision, again.delete, again.value) == ("u-1", 5, True, marker.value)
 
 
+def test_a_put_over_a_delete_in_flight_gets_the_delete_written_again() -> None:
+    """While this node's delete is in flight, the watch brings another client's delete (so the delete is
+    stored), then its put of the uuid: the delete must still be written over the put."""
+    for value in (b'{"state": "back"}', b"{garbage"):
+        running = holding()
+        running.delete("u-1")
+        marker = running.take_one()  # in flight, expecting revision 3
+        running.inbox.apply(Entry("u-1", 4, b"", Op.DELETE, TIME_NS))
+        entry = raw_put("u-1", 5, value)
+        running.inbox.apply(entry)
+        running.sync.conflicted(marker, entry)
+        again = running.take_one()
+        assert (again.key, again.expected_revision, again.delete) == ("u-1", 5, True), value
+
+
 def test_an_older_entry_that_cannot_be_used_is_not_written_over_again() -> None:
     running = holding(revision=6)
     running.inbox.apply(raw_put("u-1", 5, b"{garbage"))

@@ -143,10 +143,13 @@ class Inbox:
             self._outbox.marker_stored(entry.key)
             if record.deleted > tomb.stamp:
                 tomb.stamp = record.deleted
-        elif not self._outbox.is_inflight(entry.key):
-            # Someone put the deleted uuid back (a foreign writer, or a write that raced the delete).
+        else:
+            # Someone put the deleted uuid back (a foreign writer, or a write that raced the delete): the
+            # delete is written over it, also when a write of the key is in flight (a delete expecting an
+            # older revision cannot be stored now); the outcome of that write wakes the flusher then.
             tomb.pending = True
-            self._wake()
+            if not self._outbox.is_inflight(entry.key):
+                self._wake()
 
     def _fits_schema(self, entry: Entry, record: Record, entity: Entity | None) -> bool:
         """Check ``record`` against the schema (and complete another client's object); False if set aside."""
@@ -191,12 +194,11 @@ class Inbox:
         self._dead_letter(entry, reason)
         revision = entry.revision
         if tomb is not None:
-            if (tomb.revision is None or revision > tomb.revision) and not self._outbox.is_inflight(
-                entry.key
-            ):
+            if tomb.revision is None or revision > tomb.revision:
                 tomb.revision = revision
                 tomb.pending = True
-                self._wake()
+                if not self._outbox.is_inflight(entry.key):
+                    self._wake()
         elif entity is not None and (entity._revision is None or revision > entity._revision):
             self._outbox.overwrite(entry.key, revision)
             if not self._outbox.is_dirty(entry.key):
