@@ -36,11 +36,14 @@ BENCHMARKS = (
     "load",
     "load_history",
     "propagation",
+    "claims",
     "in_memory",
     "memory",
     "scaling",
 )
-NEEDS_SERVER = frozenset({"flush_new", "flush_update", "load", "load_history", "propagation", "memory"})
+NEEDS_SERVER = frozenset(
+    {"flush_new", "flush_update", "load", "load_history", "propagation", "claims", "memory"}
+)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 logger = logging.getLogger("benchmarks")
@@ -62,6 +65,7 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
         "--history", type=int, default=5, help="revisions per key in load_history (default 5)"
     )
     parser.add_argument("--ops", type=int, help="lookups per find sample (default 10000)")
+    parser.add_argument("--claims", type=int, help="sequential update_if timed by claims (default 1000)")
     parser.add_argument("--scale-sizes", help="comma-separated sizes for scaling (default 10000,100000)")
     parser.add_argument("--scale-1m", action="store_true", help="add N=1000000 to scaling (a long run)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one wait may take")
@@ -79,11 +83,19 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
         changes=args.changes or (50 if quick else 300),
         history=args.history,
         ops=args.ops or (2_000 if quick else 10_000),
+        claims=args.claims or (200 if quick else 1_000),
         scale_sizes=sizes,
         timeout=args.timeout,
     )
-    if params.n < 1 or params.repeats < 1 or params.changes < 1 or params.history < 2 or params.ops < 1:
-        parser.error("--n, --repeats, --changes and --ops must be >= 1, --history >= 2")
+    if (
+        params.n < 1
+        or params.repeats < 1
+        or params.changes < 1
+        or params.history < 2
+        or params.ops < 1
+        or params.claims < 1
+    ):
+        parser.error("--n, --repeats, --changes, --ops and --claims must be >= 1, --history >= 2")
     selected = list(BENCHMARKS)
     if args.only:
         selected = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -105,6 +117,8 @@ async def run(params: Params, selected: list[str], url: str | None) -> tuple[lis
             plan.append(("load_history", lambda: nats_io.bench_load(url, params, history=True)))
         if "propagation" in selected:
             plan.append(("propagation", lambda: nats_io.bench_propagation(url, params)))
+        if "claims" in selected:
+            plan.append(("claims", lambda: nats_io.bench_claims(url, params)))
         if "memory" in selected:
             plan.append(("memory", lambda: memory_ops.bench_memory(url, params)))
     if "in_memory" in selected:

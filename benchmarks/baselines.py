@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
+from benchmarks.common import new_key
 from brainlessdb.storage.nats.kv import NatsKVStorage
 
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
@@ -78,6 +79,38 @@ async def put_one_by_one(
     start = time.perf_counter()
     revisions = [await kv.put(key, payload) for key, payload in items]
     return time.perf_counter() - start, revisions
+
+
+async def get_check_update(nc: Client, bucket: str, rows: Sequence[dict[str, Any]], timeout: float) -> float:
+    """A claim done by hand: for each row (stored first, untimed), one awaited ``kv.get``, a check of its
+    ``state``, and one awaited ``kv.update`` on the revision read. Returns the seconds taken."""
+    kv = await nc.jetstream(timeout=timeout).key_value(bucket)
+    keys = [new_key() for _ in rows]
+    for key, row in zip(keys, rows, strict=True):
+        await kv.put(key, msgspec.json.encode(row))
+    await kv.get(keys[0])  # warm
+    start = time.perf_counter()
+    for key in keys:
+        entry = await kv.get(key)
+        value = _decoder.decode(entry.value or b"")
+        if value["state"] != "waiting":
+            raise RuntimeError(f"{key} is not waiting")
+        value["state"], value["agent_id"] = "talking", 1
+        await kv.update(key, msgspec.json.encode(value), last=entry.revision)
+    return time.perf_counter() - start
+
+
+async def update_one_by_one(nc: Client, bucket: str, rows: Sequence[dict[str, Any]], timeout: float) -> float:
+    """One awaited ``kv.update`` at a time on each row's known revision (stored first, untimed): one round
+    trip per change, the floor of any claim. Returns the seconds taken."""
+    kv = await nc.jetstream(timeout=timeout).key_value(bucket)
+    keys = [new_key() for _ in rows]
+    revisions = [await kv.put(key, msgspec.json.encode(row)) for key, row in zip(keys, rows, strict=True)]
+    changed = [msgspec.json.encode({**row, "state": "talking", "agent_id": 1}) for row in rows]
+    start = time.perf_counter()
+    for key, value, revision in zip(keys, changed, revisions, strict=True):
+        await kv.update(key, value, last=revision)
+    return time.perf_counter() - start
 
 
 # -- loading ---------------------------------------------------------------------------------------

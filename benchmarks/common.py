@@ -44,6 +44,7 @@ class Params:
     changes: int = 300  # sequential changes timed by the propagation benchmark
     history: int = 5  # revisions per key in load_history
     ops: int = 10_000  # operations per timed batch of the in-memory micro benchmarks
+    claims: int = 1_000  # sequential update_if claims timed by the claims benchmark
     scale_sizes: tuple[int, ...] = (10_000, 100_000)
     timeout: float = 300.0  # seconds one benchmark may take before it is abandoned
 

@@ -317,3 +317,52 @@ async def bench_propagation(url: str, params: Params) -> list[Row]:
         pair("propagation", f"p50, {what}", p50[0], p50[1]),
         pair("propagation", f"p99, {what}", p99[0], p99[1]),
     ]
+
+
+# -- claims ----------------------------------------------------------------------------------------
+
+CLAIMS = "claims/s"
+
+
+async def lib_claims(url: str, count: int, timeout: float) -> float:
+    """Seconds of ``count`` sequential ``update_if`` claims, each of another waiting item (all won)."""
+    ns = namespace("c")
+    try:
+        async with database(url, ns, "bench-claimer", flush_interval=3600) as db:
+            collection = db.collection(COLLECTION)
+            items = [collection.add({**entity_data(i), "state": "waiting"}) for i in range(count + 1)]
+            await asyncio.wait_for(db.flush(), timeout)
+            check_clean(db, "writing the claimed items")
+            # One claim first: the bucket is bound and the ack inbox exists before timing.
+            await collection.update_if(items[0], {"state": "waiting"}, state="talking", agent_id=0)
+            start = time.perf_counter()
+            for item in items[1:]:
+                if not await collection.update_if(item, {"state": "waiting"}, state="talking", agent_id=1):
+                    raise RuntimeError(f"claim of {item.uuid} lost with no other claimer")
+            return time.perf_counter() - start
+    finally:
+        async with raw_connection(url) as nc:
+            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}", f"{ns}--schema")
+
+
+async def bench_claims(url: str, params: Params) -> list[Row]:
+    count = params.claims
+    lib = Series("brainlessdb", CLAIMS, True)
+    read_update = Series("raw kv.get + check + kv.update(last=revision), one at a time", CLAIMS, True)
+    update = Series("raw kv.update(last=revision), one at a time (no read)", CLAIMS, True)
+    for repeat in range(params.repeats):
+        logger.info("claims: repeat %d/%d", repeat + 1, params.repeats)
+        lib.samples.append(rate(count, await lib_claims(url, count, params.timeout)))
+        bucket = f"{namespace('k')}-raw"
+        async with raw_connection(url) as nc:
+            try:
+                await baselines.create_bucket(nc, bucket)
+                rows = [{**entity_data(i), "state": "waiting"} for i in range(count)]
+                seconds = await baselines.get_check_update(nc, bucket, rows, params.timeout)
+                read_update.samples.append(rate(count, seconds))
+                seconds = await baselines.update_one_by_one(nc, bucket, rows, params.timeout)
+                update.samples.append(rate(count, seconds))
+            finally:
+                await baselines.delete_buckets(nc, bucket)
+    measure = f"{count} sequential update_if, each of another waiting item"
+    return [pair("claims", measure, lib, read_update), pair("claims", measure, lib, update)]

@@ -46,6 +46,7 @@ TARGETS: tuple[Target, ...] = (
         0.9,
     ),
     Target("propagation p50 <= 2x raw put->watch p50", "propagation", "p50", "raw", False, 2.0),
+    Target("update_if >= 0.6x raw kv.get + kv.update", "claims", "", "raw kv.get", True, 0.6),
     Target("indexed find <= 2 us", "in_memory", "find(", None, False, 2.0),
     Target(
         "indexed find <= 2 us at every size", "scaling", "find(channel_id=...) indexed, N=", None, False, 2.0

@@ -27,7 +27,6 @@ import msgspec
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, wall_ms
 from brainlessdb.core.codec import decode_value, encode_entity
 from brainlessdb.core.merge import Record
-from brainlessdb.core.query.filtering import compile_filter
 from brainlessdb.core.query.plan import Condition
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sync.state import SyncState
@@ -49,7 +48,8 @@ class Claim:
 
     def matches(self, record: Record) -> bool:
         """True when the stored version ``record`` meets every condition (as ``filter()`` would say)."""
-        return compile_filter(self.conditions)(self.uuid, record.data)
+        uuid, data = self.uuid, record.data
+        return all(condition.matches(uuid, data) for condition in self.conditions)
 
     def same_as(self, other: Claim) -> bool:
         """True when ``other`` asks for the same update of the same entity (a retry of this claim)."""

@@ -17,9 +17,9 @@ made again settles it first, answering True if it was stored after all.
 from __future__ import annotations
 
 import asyncio
-import logging
+import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from brainlessdb.core.claims import Attempt, Claim, Outcome, take_stored, won
 from brainlessdb.core.clock import HybridLogicalClock
@@ -27,10 +27,6 @@ from brainlessdb.core.collection import Collection
 from brainlessdb.errors import ConflictError, FlushError, UnavailableError
 from brainlessdb.retry import Backoff
 from brainlessdb.storage.base import Storage, Write
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 CONFLICTS_MAX: Final = 64
 """Conflicts one claim goes through (each one means another write came first) before ``ConflictError``."""
@@ -60,55 +56,57 @@ class Claims:
 
     async def update_if(self, collection: Collection[Any], bucket: str, claim: Claim) -> bool:
         """Write ``claim`` if the stored version meets its conditions; True once NATS acknowledged it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
         key = (bucket, claim.uuid)
         doubt = self._in_doubt.pop(key, None)
         if doubt is not None and not doubt.claim.same_as(claim):
             doubt = None  # another update of the entity: it is checked against whatever is stored now
+        progress = _Progress(doubt)
         try:
-            result = await self._run(collection, bucket, claim, doubt, deadline)
-        except _Unresolved as unresolved:
-            if unresolved.attempt is not None:
+            # One timeout for the whole claim: every read, write and pause below is cut at the deadline.
+            if sys.version_info >= (3, 11):
+                deadline = asyncio.get_running_loop().time() + self.timeout
+                async with asyncio.timeout_at(deadline):
+                    result = await self._run(collection, bucket, claim, progress)
+            else:
+                result = await asyncio.wait_for(self._run(collection, bucket, claim, progress), self.timeout)
+        except asyncio.TimeoutError:
+            if progress.doubt is not None:
                 self.stats["unknown"] += 1
-                self._remember(key, unresolved.attempt)
-            raise unresolved.error from unresolved.error.__cause__
+                self._remember(key, progress.doubt)
+            raise self._unavailable(claim, progress) from progress.cause
         finally:
             collection.sync.inbox.expect_own(claim.uuid, None)
         self.stats["won" if result else "lost"] += 1
         return result
 
-    async def _run(
-        self,
-        collection: Collection[Any],
-        bucket: str,
-        claim: Claim,
-        doubt: Attempt | None,
-        deadline: float,
-    ) -> bool:
+    async def _run(self, collection: Collection[Any], bucket: str, claim: Claim, progress: _Progress) -> bool:
         sync, uuid = collection.sync, claim.uuid
         retry = Backoff(RETRY_START, RETRY_MAX)
         conflicts = 0
-        await self._within(self._open(bucket), deadline, claim, doubt)
+        if bucket not in self._opened:
+            await self._storage.open_bucket(bucket)
+            self._opened.add(bucket)
         while sync.is_unwritten(uuid):
             # Added here and never acknowledged: written first, so that there is a stored version to check.
-            cause: BaseException | None = None
             try:
-                await self._within(self._flush(collection), deadline, claim, doubt)
+                await self._flush(collection)
             except FlushError as exc:
-                cause = exc.errors.get(f"{collection.name}/{uuid}")
-            if not sync.is_unwritten(uuid):
-                break
-            if cause is not None and not isinstance(cause, UnavailableError):
-                raise cause
-            await self._pause(retry, deadline, claim, doubt, cause)
+                progress.cause = exc.errors.get(f"{collection.name}/{uuid}")
+                if not sync.is_unwritten(uuid):
+                    break
+                if progress.cause is not None and not isinstance(progress.cause, UnavailableError):
+                    raise progress.cause from exc
+            if sync.is_unwritten(uuid):
+                await asyncio.sleep(retry.next())
         while True:
             try:
-                entry = await self._within(self._storage.get(bucket, uuid), deadline, claim, doubt)
+                entry = await self._storage.get(bucket, uuid)
             except UnavailableError as exc:
-                await self._pause(retry, deadline, claim, doubt, exc)
+                progress.cause = exc
+                await asyncio.sleep(retry.next())
                 continue
             attempt: Attempt | None = None
+            doubt = progress.doubt
             if doubt is not None:
                 outcome = doubt.outcome(entry)
                 if outcome is Outcome.LANDED:
@@ -121,77 +119,43 @@ class Claims:
                 if outcome is Outcome.PENDING:
                     attempt = doubt  # the same write again: at most one of the two can be stored
                 else:
-                    doubt = None
+                    progress.doubt = None  # it can never be stored now
             if attempt is None:
                 record, revision = take_stored(sync, claim, entry)
                 if not claim.matches(record):
                     return False
                 attempt = Attempt.build(claim, record, revision, self._clock)
-            write = Write(uuid, attempt.value, attempt.expected)
             sync.inbox.expect_own(uuid, attempt.value)  # the watch may bring it before the acknowledgement
-            [result] = await self._within(self._storage.write(bucket, [write]), deadline, claim, attempt)
+            before, progress.doubt = progress.doubt, attempt  # cut by the deadline, its outcome is unknown
+            [result] = await self._storage.write(bucket, [Write(uuid, attempt.value, attempt.expected)])
             if isinstance(result, int):
                 won(sync, attempt, result)
                 return True
+            if isinstance(result, UnavailableError):
+                progress.cause = result  # sent, unacknowledged: it may have been stored; a read tells
+                await asyncio.sleep(retry.next())
+                continue
+            # Refused: this write is not stored (a write sent before it may still be, until a read tells).
+            progress.doubt = before
             if isinstance(result, ConflictError):
-                # Another write came first: check again against what it stored (a write whose outcome was
-                # unknown stays in doubt until a read tells).
+                # Another write came first: read and check again what it stored, never merge past it.
                 conflicts += 1
                 self.stats["conflicts"] += 1
                 if conflicts > CONFLICTS_MAX:
                     raise result
                 continue
-            if isinstance(result, UnavailableError):
-                doubt = attempt  # sent, unacknowledged: it may have been stored
-                await self._pause(retry, deadline, claim, doubt, result)
-                continue
             raise result
 
-    async def _open(self, bucket: str) -> None:
-        if bucket not in self._opened:
-            await self._storage.open_bucket(bucket)
-            self._opened.add(bucket)
-
-    async def _within(
-        self, step: Coroutine[Any, Any, T], deadline: float, claim: Claim, doubt: Attempt | None
-    ) -> T:
-        """``step``, unless the deadline passes first (``_Unresolved``); its own errors pass through."""
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            step.close()
-            raise self._unresolved(claim, doubt, None)
-        try:
-            return await asyncio.wait_for(step, left)
-        except asyncio.TimeoutError:
-            raise self._unresolved(claim, doubt, None) from None
-
-    async def _pause(
-        self,
-        retry: Backoff,
-        deadline: float,
-        claim: Claim,
-        doubt: Attempt | None,
-        cause: BaseException | None,
-    ) -> None:
-        """Wait a little before asking NATS again; ``_Unresolved`` if the deadline comes first."""
-        left = deadline - asyncio.get_running_loop().time()
-        wait = retry.next()
-        if wait >= left:
-            raise self._unresolved(claim, doubt, cause)
-        await asyncio.sleep(wait)
-
-    def _unresolved(self, claim: Claim, doubt: Attempt | None, cause: BaseException | None) -> _Unresolved:
+    def _unavailable(self, claim: Claim, progress: _Progress) -> UnavailableError:
         what = f"update_if of {claim.collection}/{claim.uuid}"
-        if doubt is None:
-            message = f"{what}: NATS did not answer within {self.timeout:g}s; nothing was written"
-        else:
-            message = (
-                f"{what}: NATS did not answer within {self.timeout:g}s; a write was sent and its outcome "
-                "is unknown (the same update_if made again answers True if it was stored)"
+        if progress.doubt is None:
+            return UnavailableError(
+                f"{what}: NATS did not answer within {self.timeout:g}s; nothing was written"
             )
-        error = UnavailableError(message)
-        error.__cause__ = cause
-        return _Unresolved(error, doubt)
+        return UnavailableError(
+            f"{what}: NATS did not answer within {self.timeout:g}s; a write was sent and its outcome is "
+            "unknown (the same update_if made again answers True if it was stored)"
+        )
 
     def _remember(self, key: tuple[str, str], attempt: Attempt) -> None:
         in_doubt = self._in_doubt
@@ -204,10 +168,11 @@ class Claims:
         return f"<Claims timeout {self.timeout:g}s: {stats}, {len(self._in_doubt)} in doubt>"
 
 
-class _Unresolved(Exception):
-    """The deadline passed: ``error`` for the caller; ``attempt``, a write whose outcome is unknown."""
+class _Progress:
+    """Where one claim is: the write whose outcome is unknown (if any), and why NATS last failed."""
 
-    def __init__(self, error: UnavailableError, attempt: Attempt | None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.attempt = attempt
+    __slots__ = ("cause", "doubt")
+
+    def __init__(self, doubt: Attempt | None) -> None:
+        self.doubt = doubt
+        self.cause: BaseException | None = None
