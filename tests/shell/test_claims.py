@@ -394,6 +394,18 @@ async def test_a_claim_with_nats_down_raises_unavailable_within_the_timeout(
         assert live[item.uuid] == {"state": "processing", "agent_id": 5, "priority": 1}
 
 
+async def test_a_claim_in_a_collection_first_used_during_an_outage_raises_within_the_timeout(
+    own_server: EmbeddedServer, namespace: str
+) -> None:
+    async with Brainless(own_server.url, namespace=namespace, location="a", claim_timeout=1) as db:
+        own_server.kill()
+        started = time.monotonic()
+        with pytest.raises(UnavailableError):
+            await db.queue.update_if(new_uuid(location_node("x")), {"state": "waiting"}, state="processing")
+        assert time.monotonic() - started < 2.0
+        own_server.start()
+
+
 async def test_in_memory_mode_claims_on_memory() -> None:
     async with Brainless(None, namespace="mem", location="a") as db:
         item = db.queue.add(WAITING)

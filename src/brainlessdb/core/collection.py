@@ -253,7 +253,6 @@ class Collection(Generic[T]):
                 had been sent, its outcome is unknown: the same call made again answers True if it was
                 stored after all.
         """
-        await self._host.ready(self)
         uuid = self._key(item)
         if not isinstance(criteria, Mapping):
             raise TypeError(f"update_if() takes its criteria as a mapping, got {criteria!r}")

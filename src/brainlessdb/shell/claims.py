@@ -45,11 +45,13 @@ class Claims:
         clock: HybridLogicalClock,
         timeout: float,
         flush: Callable[[Collection[Any]], Coroutine[Any, Any, None]],
+        ready: Callable[[Collection[Any]], Coroutine[Any, Any, None]],
     ) -> None:
         self.timeout = timeout
         self._storage = storage
         self._clock = clock
         self._flush = flush
+        self._ready = ready
         self._opened: set[str] = set()
         self._in_doubt: dict[tuple[str, str], Attempt] = {}
         self.stats = {"won": 0, "lost": 0, "conflicts": 0, "unknown": 0}
@@ -83,6 +85,7 @@ class Claims:
         sync, uuid = collection.sync, claim.uuid
         retry = Backoff(RETRY_START, RETRY_MAX)
         conflicts = 0
+        await self._ready(collection)  # a collection first used now is loaded first (within the timeout)
         if bucket not in self._opened:
             await self._storage.open_bucket(bucket)
             self._opened.add(bucket)

@@ -145,7 +145,9 @@ class Brainless:
         self._leases = Leases(
             self._storage, names.lease_bucket(self.namespace), self.location, self.connect_timeout
         )
-        self._claims = Claims(self._storage, self.clock, self.claim_timeout, self.flush_collection)
+        self._claims = Claims(
+            self._storage, self.clock, self.claim_timeout, self.flush_collection, self.ready
+        )
         self._watches = CollectionWatches(self._storage, self.bucket_name, self.delete_retention)
         self._loaded = self._watches.loaded
         schema_bucket = await self._schema_bucket()
