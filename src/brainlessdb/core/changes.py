@@ -14,14 +14,14 @@ the database has stopped (``NotStartedError``: it would never be written).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, Final, TypeVar
 
 from brainlessdb.core import views
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
 from brainlessdb.core.schema import Schema, check_field_name
-from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo
+from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo, encode_json
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.tracked import untrack
@@ -34,6 +34,16 @@ Changed = Callable[[str | None], None]
 """Tells the shell that entity ``uuid`` (or the schema, for None) has a change waiting to be written."""
 
 _NO_TYPES: Final[frozenset[type]] = frozenset()
+
+
+class _EveryUuid:
+    """Holds every uuid: what ``LocalChanges._large`` becomes once the database stopped."""
+
+    def __contains__(self, uuid: object) -> bool:
+        return True
+
+
+_EVERY_UUID: Final = _EveryUuid()
 
 
 class LocalChanges:
@@ -62,7 +72,8 @@ class LocalChanges:
         self._listeners = table.listeners
         self._outbox = sync.outbox
         self._sizes = SizeGuard(table, self._clock)
-        self._large = self._sizes.large  # never rebound: the hot path reads it
+        # The uuids whose small changes are measured too: the hot path reads it (see ``stop``).
+        self._large: Container[str] = self._sizes.large
 
     def limit_values(self, limit: int | None) -> None:
         """Refuse changes that would make an entity's stored value larger than ``limit`` bytes (None: no
@@ -72,6 +83,9 @@ class LocalChanges:
     def stop(self) -> None:
         """Refuse every change from now on (the database stopped: nothing more would be written)."""
         self.stopped = True
+        # No change of a field takes the fast path any more: the slow one refuses it. So the fast path
+        # pays nothing for this check.
+        self._large = _EVERY_UUID
 
     def _refuse_stopped(self) -> None:
         raise NotStartedError(
@@ -104,8 +118,14 @@ class LocalChanges:
         # Checked, in field order, and with private copies of dicts and lists: later changes through the
         # caller's own objects must not slip in untracked.
         values = schema.check_new(values)
-        if self._sizes.limit is not None:
-            self._sizes.check_new(uuid, values)
+        sizes = self._sizes
+        if sizes.limit is not None:
+            # Inline, as it runs for every add: the values that may be large, encoded at once (in C).
+            pick = sizes.pick
+            if schema is not sizes.schema or (
+                pick is not None and len(encode_json(pick(values))) > sizes.room
+            ):
+                sizes.check_new(uuid, values)
         entity = new_entity(self, uuid, values, self._clock.tick())
         self._table.insert(entity)
         self._outbox.local_change(entity)
@@ -131,10 +151,10 @@ class LocalChanges:
     # -- fields: the EntityOwner protocol --------------------------------------------------------
 
     def set_field(self, entity: Entity, name: str, value: Any) -> None:
-        if self.stopped:
-            self._refuse_stopped()
         uuid = entity._uuid
         if self._entities.get(uuid) is not entity:
+            if self.stopped:
+                self._refuse_stopped()
             raise NotFoundError(self.name, uuid)
         data = entity._data
         kind = type(value)
@@ -150,6 +170,8 @@ class LocalChanges:
             if type(old) is kind and old == value:
                 return
         else:
+            if self.stopped:
+                self._refuse_stopped()
             schema = self._table.schema
             if schema is None:
                 check_field_name(name)

@@ -49,7 +49,8 @@ BOUNDS_KEPT: Final = 4096
 SIZABLE_TYPES: Final = frozenset({"str", "dict", "list", "any"})
 
 _encoder = msgspec.json.Encoder()
-_encode = _encoder.encode
+encode_json = _encoder.encode
+"""The JSON bytes of a checked value (in C: what an add measures its new values with)."""
 
 
 def encoded_size(value: Any) -> int:
@@ -92,9 +93,13 @@ class SizeGuard:
         self.large: set[str] = set()
         """The uuids of the entities whose small changes are measured too (never rebound)."""
         self._bounds: dict[str, tuple[int | None, int]] = {}  # uuid -> (revision, upper bound of the size)
-        self._schema: Schema | None = None
+        self.schema: Schema | None = None
+        """The schema the figures below are for."""
         self._sizable: tuple[str, ...] = ()
-        self._pick: Callable[[dict[str, Any]], Any] | None = None  # the values of the sizable fields
+        self.pick: Callable[[dict[str, Any]], Any] | None = None
+        """The values of the fields that may hold large values (strings, dicts, lists, any), as a tuple."""
+        self.room = 0
+        """Bytes those values of a new entity may take without it being measured."""
         self._fixed = 0  # bytes of a new entity apart from its sizable values
         self._margin = 0  # bytes small changes of every field could add together
         self._threshold = 0  # entities whose size may pass this are large
@@ -102,7 +107,7 @@ class SizeGuard:
     def set_limit(self, limit: int | None) -> None:
         """Check against ``limit`` bytes from now on (None: no check); entities held now are measured."""
         self.limit = limit
-        self._schema = None
+        self.schema = None
         self.large.clear()
         self._bounds.clear()
         if limit is None:
@@ -115,12 +120,12 @@ class SizeGuard:
 
     def check_new(self, uuid: str, values: dict[str, Any]) -> None:
         """``SchemaError`` if a new entity of ``values`` (checked) would be stored larger than the limit."""
-        if self._table.schema is not self._schema:
+        if self._table.schema is not self.schema:
             self._prepare()
-        pick = self._pick
+        pick = self.pick
         try:
             # The values that may be large, encoded at once (in C): strings and containers exactly.
-            size = self._fixed if pick is None else self._fixed + len(_encode(pick(values)))
+            size = self._fixed if pick is None else self._fixed + len(encode_json(pick(values)))
         except (KeyError, TypeError, ValueError, OverflowError, RecursionError):
             size = self._threshold + 1  # measured as a whole below
         if size <= self._threshold:
@@ -194,7 +199,7 @@ class SizeGuard:
         (they are all counted then): an entity that is not large must stay within the threshold, so
         that the small changes of every field still fit.
         """
-        if self._table.schema is not self._schema:
+        if self._table.schema is not self.schema:
             self._prepare()
         uuid = entity._uuid
         known = self._bounds.get(uuid)
@@ -256,15 +261,16 @@ class SizeGuard:
         A schema that grows (``typed()``, or another node's) grows the margin a little: an entity measured
         before may then be up to one field's margin closer to the limit than the margin says.
         """
-        schema = self._schema = self._table.schema
+        schema = self.schema = self._table.schema
         fields: dict[str, Any] = {} if schema is None else dict(schema.fields)
         self._sizable = tuple(name for name, spec in fields.items() if spec.type in SIZABLE_TYPES)
-        self._pick = itemgetter(*self._sizable) if self._sizable else None
+        self.pick = itemgetter(*self._sizable) if self._sizable else None
         keys = sum(6 * len(name) + 4 for name in fields)
         scalars = SCALAR_BYTES * (len(fields) - len(self._sizable))
         self._fixed = ENVELOPE_BYTES + self._stamp_bytes("") + keys + scalars
         self._margin = keys + sum(SMALL_VALUE + self._stamp_bytes(name) for name in fields)
         self._threshold = self._limit() - self._margin
+        self.room = self._threshold - self._fixed
 
     def _too_large(self, entity: Entity, name: str, size: int) -> SchemaError:
         return SchemaError(
