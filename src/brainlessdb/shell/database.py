@@ -4,6 +4,11 @@
 each (one replay per bucket) and keeps watching it, then starts the flusher. ``stop()`` stops the tasks,
 writes what is pending and releases the connection if it was opened here. In between, collections are
 reached as attributes (``db.call``) and answer from memory.
+
+The module is the composition root: it builds the storage, the collections and every background part,
+and implements the ``Host`` protocol the collections call. Each part's work lives in its own module
+(``flusher``, ``watches``, ``housekeeping``, ``claims``, ``leases``, ``callbacks``, ``journal``); what
+stays here is wiring, a little over the size the other modules keep to.
 """
 
 from __future__ import annotations
