@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
 from brainlessdb.core.codec import (
     FOREIGN_NODE,
+    MAX_HLC,
     ForeignRecord,
     _decode_generic,
     decode_delete,
@@ -241,6 +242,12 @@ def test_every_number_of_the_format_is_an_integer_exact_in_a_double(record: Reco
         assert float(number) == number
 
 
+def test_the_greatest_v1_clock_value_read_is_written_again_as_v2() -> None:
+    greatest = (MAX_HLC, "n")
+    assert decode_value(encode_v1(Record(deleted=greatest)), time_ns=TIME_NS) == Record(deleted=greatest)
+    assert decode_value(encode_tombstone(greatest), time_ns=TIME_NS) == Record(deleted=greatest)
+
+
 @given(stamps)
 def test_a_v2_stamp_is_milliseconds_counter_and_node(stamp: Stamp) -> None:
     stored = msgspec.json.decode(encode_tombstone(stamp))
@@ -308,6 +315,9 @@ DEEP = 100_000
         b'{"_v": 2, "d": {"a": 1}, "s": [1, 0, 5]}',
         b'{"_v": 2, "d": {"a": 1}, "s": [true, 0, "n"]}',
         b'{"_v": 2, "d": {"a": 1}, "s": [1, 0, "n"], "t": {"a": [1, 0]}}',
+        b'{"_v": 1, "d": {"a": 1}, "s": [-1, "n"]}',  # v1 clock values v2 could not store again
+        b'{"_v": 1, "d": {"a": 1}, "s": [590295810358705651712, "n"]}',  # 2**69
+        b'{"_v": 1, "d": {"a": 1}, "s": [1, "n"], "t": {"a": [-5, "n"]}}',
         b'{"_v": 2, "x": [1, "n"]}',
         b'{"_v": 2.0, "d": {"a": 1}, "s": [1, 0, "n"]}',
         b'{"_v": "1", "d": {"a": 1}, "s": [1, "n"]}',
@@ -348,6 +358,7 @@ def test_a_malformed_value_raises_decode_error(value: bytes) -> None:
         b'{"_v": 1, "x": [true, "n"]}',
         b'{"_v": 2, "x": [1, "n"]}',
         b'{"_v": 2, "x": [1, 65536, "n"]}',
+        b'{"_v": 1, "x": [-1, "n"]}',
     ],
 )
 def test_a_delete_marker_with_a_malformed_stamp_raises_decode_error(body: bytes) -> None:

@@ -35,6 +35,8 @@ FOREIGN_NODE: Final = ""
 MAX_MS: Final = 2**53 - 1
 """The greatest millisecond value a v2 stamp holds: every number in the format is exact in a double."""
 MAX_COUNTER: Final = (1 << COUNTER_BITS) - 1
+MAX_HLC: Final = MAX_MS << COUNTER_BITS | MAX_COUNTER
+"""The greatest packed clock value of a v1 stamp read: one that v2 can write again."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -68,12 +70,21 @@ def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False
         if not stamps:
             raise EncodeError("an entity version without stamps cannot be stored")
         base = next(iter(stamps.values()))
-        overrides = [(name, stamp) for name, stamp in stamps.items() if stamp != base]
+        # The stamps of the fields whose stamp is not the base's, as v2 stores them (one pass).
+        overrides = {
+            name: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
+            for name, stamp in stamps.items()
+            if stamp != base
+        }
         if len(overrides) * 2 >= len(stamps):
             # The first field's stamp is not the majority's: count (rare; usually one stamp covers the
             # fields of the add or load and a few changed fields have their own).
             base = _most_common(stamps)
-            overrides = [(name, stamp) for name, stamp in stamps.items() if stamp != base]
+            overrides = {
+                name: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
+                for name, stamp in stamps.items()
+                if stamp != base
+            }
     else:
         if not data:
             raise EncodeError("an entity version without stamps cannot be stored")
@@ -85,9 +96,7 @@ def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False
         "s": (hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node),
     }
     if overrides:
-        envelope["t"] = {
-            name: (hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node) for name, (hlc, node) in overrides
-        }
+        envelope["t"] = overrides
     if not checked:
         try:
             _check_json(data)
@@ -116,6 +125,8 @@ def wire_stamp(stamp: Stamp) -> list[Any]:
 _Ms = Annotated[int, msgspec.Meta(ge=0, le=MAX_MS)]
 _Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
 _WireStamp = tuple[_Ms, _Counter, str]
+# msgspec bounds fit an int64: a greater v1 clock value goes to the generic path, which checks ``MAX_HLC``.
+_Hlc = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
@@ -132,12 +143,16 @@ class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
 
 
 class _EnvelopeV1(msgspec.Struct, tag_field="_v", tag=1, gc=False):
-    """A stored value of format v1 (stamps ``[hlc, node]``), still read."""
+    """A stored value of format v1 (stamps ``[hlc, node]``), still read.
+
+    A clock value is read only if v2 can store it again (0 to ``MAX_HLC``; every clock makes such values):
+    whatever this library reads, it can write.
+    """
 
     d: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
-    s: tuple[int, str] | msgspec.UnsetType = msgspec.UNSET
-    t: dict[str, tuple[int, str]] | msgspec.UnsetType | None = msgspec.UNSET
-    x: tuple[int, str] | msgspec.UnsetType = msgspec.UNSET
+    s: tuple[_Hlc, str] | msgspec.UnsetType = msgspec.UNSET
+    t: dict[str, tuple[_Hlc, str]] | msgspec.UnsetType | None = msgspec.UNSET
+    x: tuple[_Hlc, str] | msgspec.UnsetType = msgspec.UNSET
 
 
 _envelope_decoder = msgspec.json.Decoder(_EnvelopeV2 | _EnvelopeV1)
@@ -328,7 +343,7 @@ def _stamp(raw: Any, version: int) -> Stamp:
                 ):
                     # Interned: a handful of node names stand in thousands of stamps, one string each.
                     return (ms << COUNTER_BITS | counter, intern(node))
-        elif len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str:
+        elif len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str and 0 <= raw[0] <= MAX_HLC:
             return (raw[0], intern(raw[1]))
     raise DecodeError(f"malformed stamp {raw!r}")
 
