@@ -200,9 +200,18 @@ def test_an_older_entry_that_cannot_be_used_is_not_written_over_again() -> None:
 def test_a_version_missing_a_required_field_never_creates_an_entity() -> None:
     node = Node(schema=SCHEMA)
     node.inbox.apply(put("u-1", 1, {"queue": 1}, EARLY))
-    assert "u-1" not in node.table.entities
-    assert node.inbox.dead_letter_count == 1
-    assert "missing required field 'state'" in node.inbox.dead_letters[0].reason
+    # As many fields as the schema has, one of them unknown here: still one missing.
+    node.inbox.apply(put("u-2", 2, {"queue": 1, "agent": 2, "colour": "red"}, EARLY))
+    assert node.table.entities == {}
+    assert node.inbox.dead_letter_count == 2
+    assert all("missing required field 'state'" in letter.reason for letter in node.inbox.dead_letters)
+
+
+def test_a_stored_version_holds_every_field_when_it_holds_as_many_and_none_unknown() -> None:
+    assert SCHEMA.check_stored_version({"state": "a", "queue": 1, "agent": None})
+    assert not SCHEMA.check_stored_version({"state": "a", "queue": 1})
+    assert not SCHEMA.check_stored_version({"state": "a", "queue": 1, "colour": "red"})
+    assert not SCHEMA.check_stored_version({"state": "a", "queue": 1, "agent": 2, "colour": "red"})
 
 
 # -- a stored version behind what a node holds is written back --------------------------------------

@@ -234,9 +234,15 @@ class Schema:
         One lookup per field, for loads and watches. A field the schema does not know is let through if
         its name is valid: another node may have extended the schema before this node saw it.
         """
+        self.check_stored_version(data)
+
+    def check_stored_version(self, data: Mapping[str, Any]) -> bool:
+        """``check_stored_types``, and True when ``data`` holds exactly the schema's fields (as many, none
+        it does not know): then every required field is there, with no lookup per field."""
         fields = self.fields
         exact_types = self.exact_types
         containers = self._containers
+        unknown = False
         for name, value in data.items():
             decoded = type(value)
             exact = exact_types.get(name)
@@ -245,6 +251,7 @@ class Schema:
             spec = fields.get(name)
             if spec is None:
                 check_field_name(name)
+                unknown = True
                 continue
             kind = _DECODED_TYPES.get(decoded, "?")
             expected = spec.type
@@ -254,6 +261,7 @@ class Schema:
                 continue
             got = "None" if value is None else type(value).__name__
             raise SchemaError(f"field {name!r} expects {expected}, got {got}", field=name, expected=expected)
+        return not unknown and len(data) == len(fields)
 
     def extend(self, newer: Schema) -> Schema:
         """This schema grown by ``newer``'s extra optional fields; ``SchemaError`` if incompatible."""
