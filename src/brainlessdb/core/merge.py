@@ -204,16 +204,7 @@ def merge_into(data: dict[str, Any], stamps: dict[str, Stamp], incoming: Record)
     Returns the fields that changed, mapped to their previous value (absent fields map to ``MISSING``).
     The caller deals with deletes itself, since they remove the entity rather than change it.
     """
-    changed: dict[str, Any] = {}
-    for name, stamp in incoming.stamps.items():
-        mine = stamps.get(name)
-        value = incoming.data.get(name)
-        if mine is None or field_wins(stamp, value, mine, data.get(name)):
-            if mine is None or not _same_value(data.get(name), value):
-                changed[name] = data.get(name, MISSING)
-            data[name] = value
-            stamps[name] = stamp
-    return changed
+    return merge_stored(data, stamps, incoming)[0]
 
 
 def merge_stored(
