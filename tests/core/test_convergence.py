@@ -33,7 +33,13 @@ from hypothesis.stateful import (
 
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE
-from brainlessdb.core.merge import Record, field_wins, js_form, merge_into, merge_records, same_js_value
+from brainlessdb.core.merge import Record, field_wins, js_form, merge_records, merge_stored, same_js_value
+
+
+def merge_into(data: dict[str, Any], stamps: dict[str, Any], incoming: Record) -> dict[str, Any]:
+    """The fields a merge of ``incoming`` changed (``merge_stored`` without the other answers)."""
+    return merge_stored(data, stamps, incoming)[0]
+
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

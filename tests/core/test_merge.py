@@ -16,11 +16,17 @@ from brainlessdb.core.merge import (
     dominates,
     field_wins,
     js_form,
-    merge_into,
     merge_records,
+    merge_stored,
     same_js_value,
 )
 from brainlessdb.core.values import MISSING
+
+
+def merge_into(data: dict[str, Any], stamps: dict[str, Any], incoming: Record) -> dict[str, Any]:
+    """The fields a merge of ``incoming`` changed (``merge_stored`` without the other answers)."""
+    return merge_stored(data, stamps, incoming)[0]
+
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

@@ -34,8 +34,8 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     measure = SizeGuard._measure
 
-    def counting(self: SizeGuard, data: dict[str, Any], stamps: Any) -> int:
-        size = measure(self, data, stamps)
+    def counting(self: SizeGuard, data: dict[str, Any], stamps: Any, extras: Any = None) -> int:
+        size = measure(self, data, stamps, extras)
         sizes.append(size)
         return size
 

@@ -24,6 +24,7 @@ class Field:
         self._name = name
         self.watched: Any = None
         self.reports: list[tuple[str, Any]] = []
+        self.written: list[list[tuple[str, ...]]] = []
 
     @property
     def name(self) -> str:
@@ -32,8 +33,9 @@ class Field:
     def before_nested_change(self, *change: Any) -> None:
         self.reports.append(("before", untrack(self.watched)))
 
-    def after_nested_change(self) -> None:
+    def after_nested_change(self, container: Any, paths: list[tuple[str, ...]]) -> None:
         self.reports.append(("after", untrack(self.watched)))
+        self.written.append(paths)
 
 
 def tracked(value: Any, name: str = "caller") -> tuple[Any, Field]:
@@ -72,6 +74,37 @@ LIST_CHANGES: list[Any] = [
     pytest.param(lambda items: items.sort(reverse=True), [3, 2, 1], id="sort"),
     pytest.param(lambda items: items.reverse(), [3, 2, 1], id="reverse"),
 ]
+
+
+WRITTEN_PATHS: list[Any] = [
+    pytest.param(lambda v: v.__setitem__("city", "Brno"), [("city",)], id="set-key"),
+    pytest.param(lambda v: v.__delitem__("zip"), [("zip",)], id="del-key"),
+    pytest.param(lambda v: v.update(zip=2, city="Brno"), [("zip",), ("city",)], id="update"),
+    pytest.param(lambda v: v.pop("zip"), [("zip",)], id="pop"),
+    pytest.param(lambda v: v.popitem(), [("tags",)], id="popitem"),
+    pytest.param(lambda v: v.clear(), [()], id="clear-is-a-write-of-the-dict"),
+    pytest.param(lambda v: v["addr"].__setitem__("street", "Main"), [("addr", "street")], id="deeper"),
+    pytest.param(lambda v: v["addr"]["geo"].__setitem__("lat", 1.5), [("addr", "geo", "lat")], id="deepest"),
+    pytest.param(lambda v: v["addr"].clear(), [("addr",)], id="clear-below"),
+    pytest.param(lambda v: v["tags"].append("x"), [("tags",)], id="list-is-one-value"),
+    pytest.param(lambda v: v["tags"][0].__setitem__("k", 2), [("tags",)], id="dict-in-list"),
+    pytest.param(lambda v: v.__setitem__("new", {"a": 1}), [("new",)], id="new-dict"),
+    pytest.param(lambda v: v["new"].__setitem__("b", 2), [("new", "b")], id="key-of-a-dict-put-in"),
+]
+
+
+@pytest.mark.parametrize(("change", "paths"), WRITTEN_PATHS)
+def test_a_change_reports_the_paths_below_the_field_it_wrote(
+    change: Callable[[Any], Any], paths: list[tuple[str, ...]]
+) -> None:
+    value, owner = tracked(
+        {"city": "Prague", "zip": 1, "addr": {"geo": {"lat": 0}}, "new": None, "tags": [{"k": 1}]}
+    )
+    if paths == [("new", "b")]:
+        value["new"] = {"a": 1}
+        owner.written.clear()
+    change(value)
+    assert owner.written == [paths]
 
 
 @pytest.mark.parametrize(("change", "after"), DICT_CHANGES)

@@ -26,7 +26,7 @@ import pytest
 from brainlessdb import Brainless, Change
 from brainlessdb.core.clock import Stamp, hlc_from_ms
 from brainlessdb.core.codec import decode_delete, decode_value, encode_record, encode_tombstone
-from brainlessdb.core.merge import Record, js_encoded, merge_records, merge_stored, same_js_value
+from brainlessdb.core.merge import Extras, Record, js_encoded, merge_records, merge_stored, same_js_value
 from brainlessdb.embedded import EmbeddedServer
 from tests.helpers import eventually, memory_of, nats_connection
 
@@ -147,13 +147,27 @@ def random_records(count: int) -> list[Record]:
             continue
         shared = [random_stamp(rng) for _ in range(rng.randrange(1, 4))]
         names = rng.sample(KEYS, rng.randrange(1, len(KEYS)))
-        records.append(
-            Record(
-                data={name: random_value(rng) for name in names},
-                stamps={name: rng.choice(shared) for name in names},
-            )
+        record = Record(
+            data={name: random_value(rng) for name in names},
+            stamps={name: rng.choice(shared) for name in names},
         )
+        if rng.randrange(3) == 0:
+            add_extras(rng, record)
+        records.append(record)
     return records
+
+
+def add_extras(rng: random.Random, record: Record) -> None:
+    """Give ``record`` a dict field with changes inside it (one a removal) and a counter with tallies."""
+    stamp = (hlc_from_ms(1_795_000_000_000 + rng.randrange(10**6)), rng.choice(NODES))
+    inside = {"k": random_value(rng), "m": {"z": random_value(rng)}}
+    record.data["nested"], record.stamps["nested"] = inside, stamp
+    later = [(stamp[0] + rng.randrange(1, 10**9), rng.choice(NODES)) for _ in range(3)]
+    paths = {("k",): later[0], ("m", "z"): later[1], ("gone/~",): later[2]}
+    tallies = {f"{rng.choice(NODES)}~{n}": (rng.randrange(2**53), rng.randrange(10)) for n in range(2)}
+    record.data["count"] = rng.randrange(-(2**40), 2**40)
+    record.stamps["count"] = stamp
+    record.extras = Extras({"nested": paths}, {"count": tallies})
 
 
 def test_a_stored_value_javascript_parses_and_writes_back_is_the_same_version() -> None:
@@ -167,10 +181,12 @@ def test_a_stored_value_javascript_parses_and_writes_back_is_the_same_version() 
             continue
         respelled = decode_value(back, time_ns=TIME_NS)
         assert respelled.stamps == record.stamps, (value, back)  # every stamp exact
+        assert respelled.extras == record.extras, (value, back)  # and those inside fields, and tallies
         assert same_js_value(respelled.data, record.data), (value, back)
         # A node holding the version sees no change and has nothing to write back ...
         data, stamps = dict(record.data), dict(record.stamps)
-        assert merge_stored(data, stamps, respelled) == ({}, False)
+        changed, ahead, extras = merge_stored(data, stamps, respelled, record.extras)
+        assert (changed, ahead, extras) == ({}, False, record.extras)
         # ... and one that loaded the re-serialized version first takes the original spelling back.
         assert _canonical.encode(merge_records(respelled, record).data) == _canonical.encode(record.data)
 

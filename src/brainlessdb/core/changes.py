@@ -17,14 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any, Final, TypeVar
 
-from brainlessdb.core import views
+from brainlessdb.core import counters, nested, views
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
+from brainlessdb.core.merge import Extras
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo, encode_json
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
-from brainlessdb.core.tracked import untrack
+from brainlessdb.core.tracked import Path, untrack
 from brainlessdb.core.values import MISSING, copy_json
 from brainlessdb.errors import NotFoundError, NotStartedError, SchemaError
 
@@ -187,17 +188,26 @@ class LocalChanges:
         data[name] = value
         self._changed_field(entity, name, old, value)
 
-    def _changed_field(self, entity: Entity, name: str, old: Any, new: Any) -> None:
-        stamp = self._clock.tick()
-        stamps = entity._stamps
-        if isinstance(stamps, dict):
-            stamps[name] = stamp
-        else:
-            # The first change of a field since the entity was added or loaded: from one shared stamp
-            # to one per field.
-            stamps = dict.fromkeys(entity._data, stamps)
-            stamps[name] = stamp
-            set_slot(entity, "_stamps", stamps)
+    def _changed_field(self, entity: Entity, name: str, old: Any, new: Any, whole: bool = True) -> None:
+        """Field ``name`` of ``entity`` changed here: stamped (unless not ``whole``: a change inside it or
+        an increment, stamped otherwise), then indexes, outbox, shell and local listeners."""
+        if whole:
+            stamp = self._clock.tick()
+            stamps = entity._stamps
+            if isinstance(stamps, dict):
+                stamps[name] = stamp
+            else:
+                # The first change of a field since the entity was added or loaded: from one shared
+                # stamp to one per field.
+                stamps = dict.fromkeys(entity._data, stamps)
+                stamps[name] = stamp
+                set_slot(entity, "_stamps", stamps)
+            extras = entity._extras
+            if extras is not None and extras.holds(name):
+                # Written whole: the writes inside the field and its tallies are behind this write.
+                extras.set_field(name, None, None)
+                if not extras:
+                    set_slot(entity, "_extras", None)
         if name in self._indexes.fields:
             self._indexes.on_change(entity._uuid, name, old, new)
         self._outbox.local_change(entity)
@@ -225,17 +235,81 @@ class LocalChanges:
         if self._listeners or self._indexes.covers(name):
             self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
 
-    def after_nested(self, entity: Entity, name: str) -> None:
+    def after_nested(self, entity: Entity, name: str, paths: list[Path]) -> None:
+        whole = () in paths
+        extras = None if whole else self._extras_after(entity, name, paths)
         undo = self._undo
         if undo is not None:
             self._undo = None
             try:
-                self._sizes.after_nested(entity, name, undo)
+                self._sizes.after_nested(entity, name, undo, extras)
             except SchemaError:
                 self._nested_old.pop((entity._uuid, name), None)
                 raise
         old = self._nested_old.pop((entity._uuid, name), MISSING)
-        self._changed_field(entity, name, old, entity._data[name])
+        if whole or extras is None:
+            self._changed_field(entity, name, old, entity._data[name])
+        else:
+            set_slot(entity, "_extras", extras)
+            self._changed_field(entity, name, old, entity._data[name], whole=False)
+
+    def _extras_after(self, entity: Entity, name: str, paths: list[Path]) -> Extras | None:
+        """The entity's extras once ``paths`` inside field ``name`` are written by a change stamped now
+        (None if the field has no stamp of its own yet: the change is then a write of the whole field)."""
+        if name not in entity._data or not paths:
+            return None
+        stamp = self._clock.tick()
+        current = entity._extras
+        extras = Extras() if current is None else Extras(dict(current.paths), dict(current.counts))
+        kept = extras.paths.get(name)
+        for path in paths:
+            kept = nested.record_write(kept, path, stamp)
+        extras.set_field(name, kept, None)
+        return extras
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def increment(self, entity: Entity, name: str, delta: int) -> int:
+        """Add ``delta`` to the integer field ``name`` as this node's tally (see ``core.counters``)."""
+        uuid = entity._uuid
+        if self.stopped:
+            self._refuse_stopped()
+        if self._entities.get(uuid) is not entity:
+            raise NotFoundError(self.name, uuid)
+        if type(delta) is not int:
+            raise TypeError(f"increment takes an int, not {type(delta).__name__}")
+        data = entity._data
+        value = data.get(name, MISSING)
+        if value is MISSING:
+            try:
+                value = self.default_of(entity, name)
+            except AttributeError:
+                raise SchemaError(f"{self.name} has no field {name!r}", field=name) from None
+            if counters.is_counter_value(value):
+                self.set_field(entity, name, value)  # a write of the field, which tallies count from
+        if not counters.is_counter_value(value):
+            raise SchemaError(
+                f"{self.name}.{name} holds {value!r}: only an integer field can be incremented", field=name
+            )
+        new: int = value + delta
+        extras = entity._extras
+        counts = counters.add(None if extras is None else extras.counts.get(name), self._clock.replica, delta)
+        if abs(new) > counters.LIMIT or max(counts[self._clock.replica]) > counters.LIMIT:
+            raise SchemaError(f"{self.name}.{name}: {value} + {delta} is beyond ±2**53", field=name)
+        if delta == 0:
+            return new
+        schema = self._table.schema
+        if schema is not None:
+            schema.accept(name, new)  # the field must take an integer
+        if self._sizes.limit is not None:
+            self._sizes.check_set(entity, name, new)
+        if extras is None:
+            extras = Extras()
+            set_slot(entity, "_extras", extras)
+        extras.counts[name] = counts
+        data[name] = new
+        self._changed_field(entity, name, value, new, whole=False)
+        return new
 
     def view(self, entity: Entity, cls: type[T]) -> T:
         return views.make_view(cls, entity)

@@ -26,7 +26,7 @@ import msgspec
 
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, wall_ms
 from brainlessdb.core.codec import decode_value, encode_entity
-from brainlessdb.core.merge import Record
+from brainlessdb.core.merge import Extras, Record
 from brainlessdb.core.query.plan import Condition
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sync.state import SyncState
@@ -150,10 +150,16 @@ class Attempt:
         data = dict(record.data)
         data.update(claim.changes)
         stamps = dict(record.stamps)
+        extras = record.extras
+        if extras is not None:
+            # Each changed field is written whole: the writes inside it and its tallies are behind it.
+            extras = Extras(dict(extras.paths), dict(extras.counts))
         for name in claim.changes:
             stamps[name] = stamp
+            if extras is not None:
+                extras.set_field(name, None, None)
         try:
-            value = encode_entity(data, stamps)
+            value = encode_entity(data, stamps, extras or None)
         except EncodeError as exc:
             raise EncodeError(f"{claim.collection}/{claim.uuid}: {exc}") from exc
         return cls(claim, revision, value, stamp)

@@ -8,6 +8,7 @@ breaks ties between nodes.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Final
@@ -31,10 +32,15 @@ def hlc_from_ms(ms: int) -> int:
 class HybridLogicalClock:
     """A node's clock: ``tick()`` for a local change, ``observe()`` for a stamp seen from elsewhere."""
 
-    __slots__ = ("_last", "_now_ms", "node")
+    __slots__ = ("_last", "_now_ms", "node", "replica")
 
-    def __init__(self, node: str, now_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, node: str, now_ms: Callable[[], int] | None = None, replica: str | None = None
+    ) -> None:
         self.node = node
+        self.replica = f"{node}~{secrets.token_hex(4)}" if replica is None else replica
+        """A name no other running database has (the node name and a random suffix): what a counter's
+        tallies are kept under (see ``core.counters``), since several processes may share a node name."""
         self._now_ms = now_ms
         self._last = 0
 

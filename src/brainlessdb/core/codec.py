@@ -6,13 +6,16 @@ A live entity is stored as one JSON object::
      "t": {"state": [1795000001138, 2, "brno-1"]}}
 
 ``d`` holds the fields, ``s`` the stamp shared by most of them and ``t`` the stamps of the fields whose
-stamp differs from ``s`` (omitted when empty). A stamp is ``[ms, counter, node]``: every number is exact in
-an IEEE double, so a JavaScript client (``JSON.parse``, ``JSON.stringify``) keeps it. In memory a stamp
-stays ``(ms << 16 | counter, node)`` (see ``core.clock``). A deleted entity is a KV delete marker whose
-body is ``{"_v": 2, "x": [ms, counter, node]}``. Values of format v1 (stamps ``[hlc, node]``) are still
-read. A JSON object without ``_v`` was written by another client: it is decoded as a ``ForeignRecord``
-stamped with the time NATS stored it and an empty node name (so any later change made through
-brainlessdb wins over it); the inbox takes it as the entity's complete state (``core.sync.inbox``).
+stamp differs from ``s`` (omitted when empty). ``p`` holds the stamps of changes made inside dict fields
+(``{"caller": {"/city": [ms, counter, node]}}``: a JSON Pointer below the field) and ``c`` the tallies of
+counter fields (``{"attempts": {"prague-1~3fa9c2d1": [added, taken]}}``), each omitted when empty. A stamp
+is ``[ms, counter, node]``: every number is exact in an IEEE double, so a JavaScript client
+(``JSON.parse``, ``JSON.stringify``) keeps it. In memory a stamp stays ``(ms << 16 | counter, node)`` (see
+``core.clock``). A deleted entity is a KV delete marker whose body is ``{"_v": 2, "x": [ms, counter,
+node]}``. Values of format v1 (stamps ``[hlc, node]``) are still read. A JSON object without ``_v`` was
+written by another client: it is decoded as a ``ForeignRecord`` stamped with the time NATS stored it and
+an empty node name (so any later change made through brainlessdb wins over it); the inbox takes it as the
+entity's complete state (``core.sync.inbox``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
-from brainlessdb.core.merge import Record, Stamps
+from brainlessdb.core.merge import Extras, Record, Stamps
 from brainlessdb.errors import DecodeError, EncodeError
 
 FORMAT_VERSION: Final = 2
@@ -56,11 +60,14 @@ def encode_record(record: Record) -> bytes:
     """The stored bytes of an entity version."""
     if record.deleted is not None:
         return encode_tombstone(record.deleted)
-    return encode_entity(record.data, record.stamps)
+    return encode_entity(record.data, record.stamps, record.extras)
 
 
-def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False) -> bytes:
-    """The stored bytes of a live entity: its fields and their stamps (one, or one per field).
+def encode_entity(
+    data: dict[str, Any], stamps: Stamps, extras: Extras | None = None, *, checked: bool = False
+) -> bytes:
+    """The stored bytes of a live entity: its fields, their stamps (one, or one per field), and the
+    extras of its dict and counter fields.
 
     ``checked=True`` skips the walk that refuses what msgspec would store as something else (a set as an
     array, bytes as base64): for data known to be JSON already, as an entity's is (checked when it
@@ -97,6 +104,14 @@ def encode_entity(data: dict[str, Any], stamps: Stamps, *, checked: bool = False
     }
     if overrides:
         envelope["t"] = overrides
+    if extras is not None:
+        if extras.paths:
+            envelope["p"] = {
+                name: {pointer(path): wire_stamp(stamp) for path, stamp in paths.items()}
+                for name, paths in extras.paths.items()
+            }
+        if extras.counts:
+            envelope["c"] = extras.counts
     if not checked:
         try:
             _check_json(data)
@@ -120,6 +135,22 @@ def wire_stamp(stamp: Stamp) -> list[Any]:
     return [hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node]
 
 
+def pointer(path: nested.Path) -> str:
+    """A path below a field as a JSON Pointer (RFC 6901): ``("addr", "zip")`` is ``"/addr/zip"``."""
+    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in path)
+
+
+def parse_pointer(text: str) -> nested.Path:
+    """The path of a JSON Pointer below a field (``DecodeError`` if it is not one, or is empty)."""
+    if not text.startswith("/"):
+        raise DecodeError(f"malformed path {text!r}: a JSON Pointer starts with '/'")
+    keys = text[1:].split("/")
+    for key in keys:
+        if "~" in key and key.replace("~0", "").replace("~1", "").count("~"):
+            raise DecodeError(f"malformed path {text!r}: '~' must be followed by 0 or 1")
+    return tuple(key.replace("~1", "/").replace("~0", "~") for key in keys)
+
+
 # -- decoding ----------------------------------------------------------------------------------------
 
 _Ms = Annotated[int, msgspec.Meta(ge=0, le=MAX_MS)]
@@ -127,6 +158,9 @@ _Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
 _WireStamp = tuple[_Ms, _Counter, str]
 # msgspec bounds fit an int64: a greater v1 clock value goes to the generic path, which checks ``MAX_HLC``.
 _Hlc = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Total = Annotated[int, msgspec.Meta(ge=0, le=counters.LIMIT)]
+_Paths = dict[str, dict[str, _WireStamp]]
+_Counts = dict[str, dict[str, tuple[_Total, _Total]]]
 
 
 class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
@@ -140,6 +174,8 @@ class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
     s: _WireStamp | msgspec.UnsetType = msgspec.UNSET
     t: dict[str, _WireStamp] | msgspec.UnsetType | None = msgspec.UNSET
     x: _WireStamp | msgspec.UnsetType = msgspec.UNSET
+    p: _Paths | msgspec.UnsetType | None = msgspec.UNSET
+    c: _Counts | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class _EnvelopeV1(msgspec.Struct, tag_field="_v", tag=1, gc=False):
@@ -190,12 +226,44 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     overrides = v2.t
     if not overrides:
         # Every field has the base stamp: the record (and the entity made of it) holds that one stamp.
-        return Record(data=data, shared=base)
-    stamps = dict.fromkeys(data, base)
-    for name, (ms, counter, node) in overrides.items():
-        if name in stamps:
-            stamps[name] = (ms << COUNTER_BITS | counter, intern(node))
-    return Record(data=data, stamps=stamps)
+        record = Record(data=data, shared=base)
+    else:
+        stamps = dict.fromkeys(data, base)
+        for name, (ms, counter, node) in overrides.items():
+            if name in stamps:
+                stamps[name] = (ms << COUNTER_BITS | counter, intern(node))
+        record = Record(data=data, stamps=stamps)
+    if v2.p or v2.c:
+        record.extras = _extras(record, v2.p or None, v2.c or None)
+    return record
+
+
+def _extras(record: Record, raw_paths: Any, raw_counts: Any) -> Extras | None:
+    """The extras of a decoded version (members ``p`` and ``c``, their types checked): what of them its
+    fields can hold. Writes inside a field that its value no longer reflects, and tallies of a field that
+    is not an integer, are left out (another client wrote over them)."""
+    data = record.data
+    extras = Extras()
+    if raw_paths:
+        stamps = record.stamps
+        for name, entries in raw_paths.items():
+            if name in data and isinstance(data[name], dict):
+                paths = {parse_pointer(text): _wire(raw) for text, raw in entries.items()}
+                kept = nested.keep_consistent(data[name], stamps[name], paths)
+                if kept:
+                    extras.paths[name] = kept
+    if raw_counts:
+        for name, tallies in raw_counts.items():
+            if name in data and counters.is_counter_value(data[name]) and tallies:
+                extras.counts[name] = {
+                    intern(writer): (added, taken) for writer, (added, taken) in tallies.items()
+                }
+    return extras or None
+
+
+def _wire(raw: Any) -> Stamp:
+    ms, counter, node = raw
+    return (ms << COUNTER_BITS | counter, intern(node))
 
 
 def _decode_v1(envelope: _EnvelopeV1) -> Record:
@@ -241,14 +309,47 @@ def _decode_generic(value: bytes, time_ns: int) -> Record:
     base = _stamp(obj.get("s"), version)
     overrides = obj.get("t")
     if not overrides:
-        return Record(data=data, shared=base)
-    if not isinstance(overrides, dict):
-        raise DecodeError("malformed field stamps ('t')")
-    stamps = dict.fromkeys(data, base)
-    for name, raw in overrides.items():
-        if name in stamps:
-            stamps[name] = _stamp(raw, version)
-    return Record(data=data, stamps=stamps)
+        record = Record(data=data, shared=base)
+    else:
+        if not isinstance(overrides, dict):
+            raise DecodeError("malformed field stamps ('t')")
+        stamps = dict.fromkeys(data, base)
+        for name, raw in overrides.items():
+            if name in stamps:
+                stamps[name] = _stamp(raw, version)
+        record = Record(data=data, stamps=stamps)
+    if version == FORMAT_VERSION and (obj.get("p") or obj.get("c")):
+        record.extras = _extras(record, _checked_paths(obj.get("p")), _checked_counts(obj.get("c")))
+    return record
+
+
+def _checked_paths(raw: Any) -> dict[str, dict[str, Any]] | None:
+    """Member ``p`` as the generic decoder found it, checked as the typed path checks it."""
+    if not raw:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(entries, dict) for entries in raw.values()):
+        raise DecodeError("malformed stamps inside fields ('p')")
+    for entries in raw.values():
+        for stamp in entries.values():
+            _stamp(stamp, FORMAT_VERSION)
+    return raw
+
+
+def _checked_counts(raw: Any) -> dict[str, dict[str, tuple[int, int]]] | None:
+    """Member ``c`` as the generic decoder found it, checked as the typed path checks it."""
+    if not raw:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(tallies, dict) for tallies in raw.values()):
+        raise DecodeError("malformed counter tallies ('c')")
+    for tallies in raw.values():
+        for tally in tallies.values():
+            if not (
+                type(tally) is list
+                and len(tally) == 2
+                and all(type(n) is int and 0 <= n <= counters.LIMIT for n in tally)
+            ):
+                raise DecodeError(f"malformed counter tally {tally!r}")
+    return raw
 
 
 def decode_delete(value: bytes, *, time_ns: int) -> Record:

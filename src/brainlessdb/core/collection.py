@@ -262,6 +262,26 @@ class Collection(Generic[T]):
             raise NotFoundError(self.name, uuid)
         return await self._host.update_if(self, claim)
 
+    # -- counters --------------------------------------------------------------------------------
+
+    def increment(self, item: Any, field: str, by: int = 1) -> int:
+        """Add ``by`` (negative: take away) to the integer ``field`` of ``item``; the new value here.
+
+        Unlike setting the field, concurrent increments made on several nodes all count: the field
+        converges to the sum of every node's increments, and stays a plain number in the stored data.
+        Setting the field (``item.attempts = 0``) starts it again from that value. ``item`` is a uuid,
+        an entity or a typed instance. Written in the background, as any change.
+
+        Raises:
+            NotFoundError: no such entity here. TypeError: ``by`` is not an int.
+            SchemaError: the field is unknown, does not hold an integer, or would pass ±2**53.
+        """
+        uuid = self._key(item)
+        entity = self._entities.get(uuid)
+        if entity is None:
+            raise NotFoundError(self.name, uuid)
+        return self._local.increment(entity, field, by)
+
     # -- deleting --------------------------------------------------------------------------------
 
     def delete(self, item: Any) -> bool:

@@ -1,6 +1,7 @@
 """Entity: one stored object, with attribute and item access and explicit dirty tracking.
 
-An entity holds its fields (``data``), the stamp of each field, the KV revision it last saw, and two
+An entity holds its fields (``data``), the stamp of each field (and the extras of dict and counter
+fields, see ``merge.Extras``), the KV revision it last saw, and two
 counters: ``_version`` grows with every local change and ``_written`` is the version NATS acknowledged.
 The entity is dirty while they differ. Every change goes through its owner (the ``EntityOwner``
 protocol, which ``Collection`` implements), which validates it against the schema, stamps it, updates
@@ -14,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol, TypeVar, cast
 
-from brainlessdb.core.merge import Stamps
-from brainlessdb.core.tracked import TrackedDict, TrackedList, track, untrack
+from brainlessdb.core.merge import Extras, Stamps
+from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
 
 T = TypeVar("T")
 
@@ -43,8 +44,8 @@ class EntityOwner(Protocol):
         """``container``, a tracked dict or list of field ``name``, is about to change in place, taking in
         ``added`` (``MISSING`` if nothing)."""
 
-    def after_nested(self, entity: Entity, name: str) -> None:
-        """A tracked dict or list of field ``name`` changed in place."""
+    def after_nested(self, entity: Entity, name: str, paths: list[Path]) -> None:
+        """A tracked dict or list of field ``name`` changed in place, writing ``paths`` below it."""
 
     def view(self, entity: Entity, cls: type[T]) -> T:
         """A live instance of the dataclass ``cls`` backed by ``entity``."""
@@ -57,12 +58,13 @@ class EntityState:
     ``new_entity()`` builds one and turns it into an ``Entity`` (the same memory layout).
     """
 
-    __slots__ = ("_data", "_owner", "_revision", "_stamps", "_uuid", "_version", "_written")
+    __slots__ = ("_data", "_extras", "_owner", "_revision", "_stamps", "_uuid", "_version", "_written")
 
     _owner: EntityOwner
     _uuid: str
     _data: dict[str, Any]
     _stamps: Stamps
+    _extras: Extras | None
     _revision: int | None
     _version: int
     _written: int
@@ -74,11 +76,13 @@ class EntityState:
         data: dict[str, Any],
         stamps: Stamps,
         revision: int | None = None,
+        extras: Extras | None = None,
     ) -> None:
         self._owner = owner
         self._uuid = uuid
         self._data = data
         self._stamps = stamps
+        self._extras = extras
         self._revision = revision
         self._version = 0
         self._written = 0
@@ -90,13 +94,14 @@ def new_entity(
     data: dict[str, Any],
     stamps: Stamps,
     revision: int | None = None,
+    extras: Extras | None = None,
 ) -> Entity:
     """A new entity of ``owner``, an instance of its entity class (see ``entity_class``).
 
     Built as an ``EntityState``, whose slots are set without the ``Entity.__setattr__`` hook, then
     given its class: one is made per add and per entity loaded (see docs/performance.md).
     """
-    entity = EntityState(owner, uuid, data, stamps, revision)
+    entity = EntityState(owner, uuid, data, stamps, revision, extras)
     entity.__class__ = owner.entity_class
     return cast("Entity", entity)
 
@@ -243,17 +248,28 @@ class FieldOwner:
         self.name = name
         self.top: TrackedDict | TrackedList | None = None
 
-    @property
-    def attached(self) -> bool:
-        return self.entity._data.get(self.name) is self.top
+    def attached(self, container: TrackedDict | TrackedList) -> bool:
+        """True while ``container`` is part of the entity's field: a change made in a dict or list that was
+        replaced since (in the entity, or in the field) no longer counts."""
+        node = self.entity._data.get(self.name)
+        if node is not self.top:
+            return False
+        for key in container.path:
+            if not isinstance(node, dict):
+                return False
+            node = node.get(key)
+        if container.whole:
+            # Somewhere inside the list at ``path``: not searched, a change there rewrites the list.
+            return isinstance(node, list)
+        return node is container
 
     def before_nested_change(self, container: Any, added: Any) -> None:
-        if self.attached:
+        if self.attached(container):
             self.entity._owner.before_nested(self.entity, self.name, container, added)
 
-    def after_nested_change(self) -> None:
-        if self.attached:
-            self.entity._owner.after_nested(self.entity, self.name)
+    def after_nested_change(self, container: Any, paths: list[Path]) -> None:
+        if self.attached(container):
+            self.entity._owner.after_nested(self.entity, self.name, paths)
 
     def wrap(self, value: Any) -> Any:
         self.top = track(value, self)

@@ -9,6 +9,10 @@ as JavaScript writes them, is greater wins then, so the choice is still the same
 of one number (``1.0`` and the ``1`` that ``JSON.stringify`` makes of it) are one value: the spelling that
 is not JavaScript's is kept, so a node never sees a re-serialized value as a change.
 
+A dict field also keeps the stamps of changes made inside it, and a counter field the tallies of the
+nodes that incremented it (``Extras``; see ``core.nested`` and ``core.counters``): such a field merges by
+those rules, so that concurrent changes of different keys, and concurrent increments, all survive.
+
 A delete absorbs everything: merging anything with a deleted version gives a deleted version whose stamp is
 the greater delete stamp, and no fields. That is what makes a delete win over concurrent and later updates
 (no resurrection), and it keeps the merge a join: commutative, associative and idempotent, so messages may
@@ -22,7 +26,11 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
+from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import Stamp
+from brainlessdb.core.counters import Counts
+from brainlessdb.core.nested import PathStamps
+from brainlessdb.core.tracked import untrack
 from brainlessdb.core.values import MISSING
 
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -39,6 +47,56 @@ def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
     return dict.fromkeys(data, stamps)
 
 
+class Extras:
+    """What the fields of one entity version hold beyond a value and a stamp: the kept writes inside dict
+    fields (``paths``, see ``core.nested``) and the tallies of counter fields (``counts``, see
+    ``core.counters``), each by field name. Most entities have none: ``None`` stands for an empty one."""
+
+    __slots__ = ("counts", "paths")
+
+    def __init__(
+        self, paths: dict[str, PathStamps] | None = None, counts: dict[str, Counts] | None = None
+    ) -> None:
+        self.paths: dict[str, PathStamps] = {} if paths is None else paths
+        self.counts: dict[str, Counts] = {} if counts is None else counts
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.counts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Extras):
+            return NotImplemented
+        return self.paths == other.paths and self.counts == other.counts
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return f"Extras(paths={self.paths!r}, counts={self.counts!r})"
+
+    def max_stamp(self) -> Stamp | None:
+        return max((stamp for paths in self.paths.values() for stamp in paths.values()), default=None)
+
+    def holds(self, name: str) -> bool:
+        return name in self.paths or name in self.counts
+
+    def set_field(self, name: str, paths: PathStamps | None, counts: Counts | None) -> None:
+        if paths:
+            self.paths[name] = paths
+        else:
+            self.paths.pop(name, None)
+        if counts:
+            self.counts[name] = counts
+        else:
+            self.counts.pop(name, None)
+
+
+def same_extras(a: Extras | None, b: Extras | None) -> bool:
+    """True when two versions hold the same extras (``None`` is an empty one)."""
+    if a is None or b is None:
+        return not a and not b
+    return a == b
+
+
 class Record:
     """One version of an entity: field values, the stamp of each field, and the delete stamp if deleted.
 
@@ -48,11 +106,12 @@ class Record:
     shared stamp) to the new entity. Written by hand rather than as a dataclass for that lazy field.
     """
 
-    __slots__ = ("_stamps", "data", "deleted", "shared")
+    __slots__ = ("_stamps", "data", "deleted", "extras", "shared")
 
     data: dict[str, Any]
     deleted: Stamp | None
     shared: Stamp | None
+    extras: Extras | None
     _stamps: dict[str, Stamp] | None
 
     def __init__(
@@ -61,11 +120,13 @@ class Record:
         stamps: dict[str, Stamp] | None = None,
         deleted: Stamp | None = None,
         shared: Stamp | None = None,
+        extras: Extras | None = None,
     ) -> None:
         self.data = {} if data is None else data
         self._stamps = stamps
         self.deleted = deleted
         self.shared = shared
+        self.extras = extras or None
 
     @property
     def stamps(self) -> dict[str, Stamp]:
@@ -90,8 +151,14 @@ class Record:
         if self.deleted is not None:
             return self.deleted
         if self.shared is not None:
-            return self.shared if self.data else None
-        return max(self.stamps.values(), default=None)
+            newest = self.shared if self.data else None
+        else:
+            newest = max(self.stamps.values(), default=None)
+        if self.extras is not None:
+            inside = self.extras.max_stamp()
+            if inside is not None and (newest is None or inside > newest):
+                newest = inside
+        return newest
 
     def first_stamp(self) -> Stamp | None:
         """The stamp of the first field (None without fields): all of them for a value stamped alike."""
@@ -103,7 +170,12 @@ class Record:
         # As the dataclass it was: ``shared`` is a form of ``stamps``, not part of the value.
         if not isinstance(other, Record):
             return NotImplemented
-        return self.data == other.data and self.stamps == other.stamps and self.deleted == other.deleted
+        return (
+            self.data == other.data
+            and self.stamps == other.stamps
+            and self.deleted == other.deleted
+            and same_extras(self.extras, other.extras)
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
@@ -111,7 +183,8 @@ class Record:
         if self.deleted is not None:
             return f"Record(deleted={self.deleted!r})"
         stamps = f"shared={self.shared!r}" if self._stamps is None else f"stamps={self._stamps!r}"
-        return f"Record(data={self.data!r}, {stamps})"
+        extras = "" if self.extras is None else f", extras={self.extras!r}"
+        return f"Record(data={self.data!r}, {stamps}{extras})"
 
 
 def field_wins(stamp: Stamp, value: Any, other_stamp: Stamp, other_value: Any) -> bool:
@@ -190,49 +263,156 @@ def merge_records(a: Record, b: Record) -> Record:
         return Record(deleted=max(deletes))
     data = dict(a.data)
     stamps = dict(a.stamps)
+    a_extras, b_extras = a.extras, b.extras
+    if a_extras is None and b_extras is None:
+        for name, stamp in b.stamps.items():
+            mine = stamps.get(name)
+            if mine is None or field_wins(stamp, b.data.get(name), mine, data.get(name)):
+                data[name] = b.data.get(name)
+                stamps[name] = stamp
+        return Record(data=data, stamps=stamps)
+    extras = Extras(dict(a_extras.paths) if a_extras else None, dict(a_extras.counts) if a_extras else None)
     for name, stamp in b.stamps.items():
         mine = stamps.get(name)
-        if mine is None or field_wins(stamp, b.data.get(name), mine, data.get(name)):
-            data[name] = b.data.get(name)
-            stamps[name] = stamp
-    return Record(data=data, stamps=stamps)
+        value = b.data.get(name)
+        if mine is None:
+            data[name], stamps[name] = value, stamp
+            extras.set_field(name, *_field_extras(b_extras, name))
+        else:
+            data[name], stamps[name], paths, counts = merge_field(
+                name, (data.get(name), mine, a_extras), (value, stamp, b_extras)
+            )
+            extras.set_field(name, paths, counts)
+    return Record(data=data, stamps=stamps, extras=extras)
 
 
-def merge_into(data: dict[str, Any], stamps: dict[str, Stamp], incoming: Record) -> dict[str, Any]:
-    """Merge a live (not deleted) incoming version into ``data``/``stamps`` in place.
+FieldVersion: TypeAlias = tuple[Any, Stamp, Extras | None]
+"""One version of one field: its value, its stamp, and the extras of the version it is part of."""
 
-    Returns the fields that changed, mapped to their previous value (absent fields map to ``MISSING``).
-    The caller deals with deletes itself, since they remove the entity rather than change it.
+
+def _field_extras(extras: Extras | None, name: str) -> tuple[PathStamps | None, Counts | None]:
+    if extras is None:
+        return None, None
+    return extras.paths.get(name), extras.counts.get(name)
+
+
+def merge_field(
+    name: str, a: FieldVersion, b: FieldVersion
+) -> tuple[Any, Stamp, PathStamps | None, Counts | None]:
+    """The join of two versions of a field that holds extras in either: value, stamp, kept writes, tallies.
+
+    The newer write of the whole field wins, as for any field (with its tallies: those of both when both
+    count from that one write); then the writes inside it that are newer, from both versions, are
+    applied oldest first (see ``core.nested``).
     """
-    return merge_stored(data, stamps, incoming)[0]
+    a_value, a_stamp, a_extras = a
+    b_value, b_stamp, b_extras = b
+    a_paths, a_counts = _field_extras(a_extras, name)
+    b_paths, b_counts = _field_extras(b_extras, name)
+    # A counter's write is its base: the value less the tallies counting from it.
+    a_base = a_value - counters.total(a_counts) if a_counts else a_value
+    b_base = b_value - counters.total(b_counts) if b_counts else b_value
+    if field_wins(b_stamp, b_base, a_stamp, a_base):
+        base, stamp, counts = b_base, b_stamp, b_counts
+    else:
+        base, stamp, counts = a_base, a_stamp, a_counts
+    if a_stamp == b_stamp and (a_counts or b_counts):
+        counts = counters.merge(a_counts or {}, b_counts or {})
+    writes = [(when, path, a_value) for path, when in (a_paths or {}).items() if when > stamp]
+    writes += [(when, path, b_value) for path, when in (b_paths or {}).items() if when > stamp]
+    if not writes:
+        if counts and type(base) is int:
+            return base + counters.total(counts), stamp, None, counts
+        return base, stamp, None, None
+    writes.sort(key=lambda write: (write[0], len(write[1]), write[1]))
+    value = untrack(base)
+    kept: PathStamps = {}
+    last: tuple[Stamp, nested.Path] | None = None
+    for index, (when, path, source) in enumerate(writes):
+        if last == (when, path):
+            continue  # the same write, in both versions (or two sharing one stamp: one was picked)
+        last = (when, path)
+        new = nested.lookup(source, path)
+        if index + 1 < len(writes) and writes[index + 1][:2] == (when, path):
+            new = _pick(when, new, nested.lookup(writes[index + 1][2], path))
+        value = nested.apply(value, path, new if nested.is_absent(new) else untrack(new))
+        kept = nested.record_write(kept, path, when)
+    return value, stamp, kept, None
+
+
+def _pick(stamp: Stamp, one: Any, other: Any) -> Any:
+    """Of two values written at one path under one stamp, the one every node picks (present wins)."""
+    if nested.is_absent(one) or nested.is_absent(other):
+        return other if nested.is_absent(one) else one
+    return one if field_wins(stamp, one, stamp, other) else other
 
 
 def merge_stored(
-    data: dict[str, Any], stamps: dict[str, Stamp], stored: Record
-) -> tuple[dict[str, Any], bool]:
-    """``merge_into`` a version read from the bucket; also whether the merge holds something it lacks.
+    data: dict[str, Any], stamps: dict[str, Stamp], stored: Record, extras: Extras | None = None
+) -> tuple[dict[str, Any], bool, Extras | None]:
+    """Merge a live (not deleted) version read from the bucket into ``data``/``stamps`` in place.
 
-    The flag is True when, after the merge, ``data``/``stamps`` hold a field ``stored`` does not have, a
-    newer stamp, or under the same stamp a value that is not the same to a JavaScript client: what the
-    bucket holds is then behind this node, which must write the merge back (``stored`` was written over
-    the merge of earlier versions by another client, or by a node that did not know a field).
+    ``extras`` are those of ``data`` (not changed: the extras after the merge are returned). Returns the
+    fields that changed, mapped to their previous value (absent fields map to ``MISSING``), and whether
+    the merge holds something ``stored`` lacks: a field it does not have, a newer stamp, under the same
+    stamp a value that is not the same to a JavaScript client, or other extras. What the bucket holds is
+    then behind this node, which must write the merge back (``stored`` was written over the merge of
+    earlier versions by another client, or by a node that did not know a field). The caller deals with
+    deletes itself, since they remove the entity rather than change it.
     """
     changed: dict[str, Any] = {}
     ahead = False
     incoming = stored.stamps
+    stored_extras = stored.extras
+    if extras is None and stored_extras is None:
+        for name, stamp in incoming.items():
+            mine = stamps.get(name)
+            value = stored.data.get(name)
+            if mine is None or field_wins(stamp, value, mine, data.get(name)):
+                if mine is None or not _same_value(data.get(name), value):
+                    changed[name] = data.get(name, MISSING)
+                data[name] = value
+                stamps[name] = stamp
+            elif mine != stamp or not same_js_value(data.get(name), value):
+                ahead = True
+        if len(stamps) > len(incoming):
+            ahead = True
+        return changed, ahead, None
+    merged = Extras(dict(extras.paths) if extras else None, dict(extras.counts) if extras else None)
     for name, stamp in incoming.items():
         mine = stamps.get(name)
         value = stored.data.get(name)
-        if mine is None or field_wins(stamp, value, mine, data.get(name)):
-            if mine is None or not _same_value(data.get(name), value):
-                changed[name] = data.get(name, MISSING)
-            data[name] = value
-            stamps[name] = stamp
-        elif mine != stamp or not same_js_value(data.get(name), value):
-            ahead = True
+        old = data.get(name, MISSING)
+        if mine is None:
+            new, new_stamp = value, stamp
+            paths, counts = _field_extras(stored_extras, name)
+        elif (extras is None or not extras.holds(name)) and (
+            stored_extras is None or not stored_extras.holds(name)
+        ):
+            if field_wins(stamp, value, mine, old):
+                new, new_stamp, paths, counts = value, stamp, None, None
+            else:
+                if mine != stamp or not same_js_value(old, value):
+                    ahead = True
+                continue
+        else:
+            new, new_stamp, paths, counts = merge_field(
+                name, (old, mine, extras), (value, stamp, stored_extras)
+            )
+            if (
+                new_stamp != stamp
+                or not same_js_value(new, value)
+                or (paths or None, counts or None) != _field_extras(stored_extras, name)
+            ):
+                ahead = True
+        if old is MISSING or not _same_value(old, new):
+            changed[name] = old
+        data[name] = new
+        stamps[name] = new_stamp
+        merged.set_field(name, paths, counts)
     if len(stamps) > len(incoming):
         ahead = True
-    return changed, ahead
+    return changed, ahead, merged or None
 
 
 def dominates(local: Record, remote: Record) -> bool:
@@ -242,4 +422,5 @@ def dominates(local: Record, remote: Record) -> bool:
         merged.deleted != remote.deleted
         or merged.stamps != remote.stamps
         or any(not _same_value(value, remote.data.get(name)) for name, value in merged.data.items())
+        or not same_extras(merged.extras, remote.extras)
     )

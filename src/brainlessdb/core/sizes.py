@@ -30,7 +30,7 @@ import msgspec
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.merge import Stamps
+from brainlessdb.core.merge import Extras, Stamps
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.values import MISSING
@@ -114,7 +114,9 @@ class SizeGuard:
             return
         self._prepare()
         for entity in list(self._table.entities.values()):
-            self._settle(entity._uuid, entity._revision, self._measure(entity._data, entity._stamps))
+            self._settle(
+                entity._uuid, entity._revision, self._measure(entity._data, entity._stamps, entity._extras)
+            )
 
     # -- the checks ------------------------------------------------------------------------------
 
@@ -151,7 +153,7 @@ class SizeGuard:
             return
         data = dict(entity._data)
         data[name] = value
-        size = self._measure(data, self._stamps_after(entity, name))
+        size = self._measure(data, self._stamps_after(entity, name), entity._extras)
         if size > self._limit():
             raise self._too_large(entity, name, size)
         self._settle(entity._uuid, entity._revision, size)
@@ -160,6 +162,15 @@ class SizeGuard:
         """A container of field ``name`` is about to change in place, taking in ``added`` (``MISSING``
         for a change that adds nothing); an ``Undo`` when the change must be measured once made."""
         growth = 0 if added is MISSING else value_bound(added)
+        # The stamps of the paths it writes inside the field (one for a list, one a key for a dict).
+        path = 6 * (len(name) + sum(len(key) + 1 for key in container.path)) + self._stamp_bytes("")
+        if container.whole or not isinstance(added, dict):
+            keys = 1
+            if added is MISSING and not container.whole and container:
+                path += 6 * max(map(len, container))  # a removal: its key, which is not known here
+        else:
+            keys = len(added)
+        growth += keys * path
         if self._within(entity, name, growth):
             return None
         # Close to the limit: measured exactly once made, and undone if too large (a shallow copy keeps
@@ -167,9 +178,13 @@ class SizeGuard:
         items = dict(container) if isinstance(container, dict) else list(container)
         return Undo(container, items)
 
-    def after_nested(self, entity: Entity, name: str, undo: Undo) -> None:
-        """Measure the change ``before_nested`` said to; undo it and raise ``SchemaError`` if too large."""
-        size = self._measure(entity._data, self._stamps_after(entity, name))
+    def after_nested(self, entity: Entity, name: str, undo: Undo, extras: Extras | None) -> None:
+        """Measure the change ``before_nested`` said to; undo it and raise ``SchemaError`` if too large.
+        ``extras``: the entity's extras after a change inside the field (None: the field is written whole)."""
+        if extras is None:
+            size = self._measure(entity._data, self._stamps_after(entity, name), entity._extras)
+        else:
+            size = self._measure(entity._data, entity._stamps, extras)
         if size > self._limit():
             container, items = undo.container, undo.items
             if isinstance(container, dict):
@@ -206,7 +221,7 @@ class SizeGuard:
         if known is not None and known[0] == entity._revision:
             bound = known[1]
         else:
-            bound = self._measure(entity._data, entity._stamps)
+            bound = self._measure(entity._data, entity._stamps, entity._extras)
             self._settle(uuid, entity._revision, bound)
         bound += growth + self._stamp_bytes(name)
         if bound > (self._limit() if uuid in self.large else self._threshold):
@@ -232,9 +247,9 @@ class SizeGuard:
         large.intersection_update(self._table.entities)
         self._bounds = {uuid: known for uuid, known in self._bounds.items() if uuid in large}
 
-    def _measure(self, data: dict[str, Any], stamps: Stamps) -> int:
+    def _measure(self, data: dict[str, Any], stamps: Stamps, extras: Extras | None = None) -> int:
         try:
-            return len(encode_entity(data, stamps, checked=True))
+            return len(encode_entity(data, stamps, extras, checked=True))
         except EncodeError as exc:
             raise SchemaError(f"{self.name}: cannot be stored: {exc}") from exc
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from brainlessdb.core import views
 from brainlessdb.core.entity import Entity, EntityOwner, add_fields, new_entity
-from brainlessdb.core.merge import Stamps
+from brainlessdb.core.merge import Extras, Stamps
 from brainlessdb.core.query.index import IndexSet
 from brainlessdb.core.query.plan import Plan
 from brainlessdb.core.schema import Schema
@@ -50,10 +50,15 @@ class EntityTable:
         self.plans.clear()
 
     def new_entity(
-        self, uuid: str, data: dict[str, Any], stamps: Stamps, revision: int | None = None
+        self,
+        uuid: str,
+        data: dict[str, Any],
+        stamps: Stamps,
+        revision: int | None = None,
+        extras: Extras | None = None,
     ) -> Entity:
         """An entity of this collection (not yet in the table)."""
-        return new_entity(self.owner, uuid, data, stamps, revision)
+        return new_entity(self.owner, uuid, data, stamps, revision, extras)
 
     def insert(self, entity: Entity) -> None:
         """Hold ``entity`` and index it."""

@@ -27,7 +27,7 @@ from typing import Final
 from brainlessdb.core.clock import HybridLogicalClock, Stamp
 from brainlessdb.core.codec import ForeignRecord, decode_delete, decode_value
 from brainlessdb.core.entity import Entity, set_slot
-from brainlessdb.core.merge import Record, field_stamps, merge_into, merge_stored
+from brainlessdb.core.merge import Record, field_stamps, merge_stored
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.outbox import Outbox
 from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
@@ -208,14 +208,17 @@ class Inbox:
 
     def _create(self, uuid: str, record: Record, revision: int, origin: Origin = "remote") -> None:
         table = self._table
-        entity = table.new_entity(uuid, record.data, record.compact_stamps, revision)
+        entity = table.new_entity(uuid, record.data, record.compact_stamps, revision, record.extras)
         table.insert(entity)
         if table.listeners:
             changes = {name: (MISSING, value) for name, value in record.data.items()}
             table.emit_change(entity, changes, origin, created=True)
 
     def _merge(self, entity: Entity, record: Record, revision: int, origin: Origin = "remote") -> None:
-        changed, ahead = merge_stored(entity._data, own_stamps(entity), record)
+        extras = entity._extras
+        changed, ahead, merged = merge_stored(entity._data, own_stamps(entity), record, extras)
+        if merged is not extras:
+            set_slot(entity, "_extras", merged)
         set_slot(entity, "_revision", revision)
         self._table.reindex(entity, changed)
         uuid = entity._uuid
@@ -255,10 +258,12 @@ class Inbox:
             return  # deleted meanwhile: the delete wins
         entity = table.entities.get(uuid)
         if entity is None:
-            entity = table.new_entity(uuid, record.data, record.compact_stamps)
+            entity = table.new_entity(uuid, record.data, record.compact_stamps, None, record.extras)
             table.insert(entity)
         else:
-            table.reindex(entity, merge_into(entity._data, own_stamps(entity), record))
+            changed, _, extras = merge_stored(entity._data, own_stamps(entity), record, entity._extras)
+            set_slot(entity, "_extras", extras)
+            table.reindex(entity, changed)
         self._outbox.local_change(entity)
 
     # -- full replays ----------------------------------------------------------------------------

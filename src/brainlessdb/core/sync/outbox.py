@@ -103,7 +103,7 @@ class Outbox:
                 self.errors.pop(uuid, None)
             try:
                 # Checked already: add(), assignments and tracked containers check what they take.
-                value = encode_entity(entity._data, entity._stamps, checked=True)
+                value = encode_entity(entity._data, entity._stamps, entity._extras, checked=True)
             except EncodeError as exc:
                 self.errors[uuid] = exc
                 continue
@@ -205,7 +205,7 @@ class Outbox:
         if entity is None:
             return None
         try:
-            return encode_entity(entity._data, entity._stamps), False
+            return encode_entity(entity._data, entity._stamps, entity._extras), False
         except EncodeError:
             return None
 
