@@ -8,6 +8,11 @@ in a directory, and are stopped by PID::
         db = Brainless(server.url, namespace="app", location="prague-1")
 
 ``EmbeddedCluster`` starts several servers joined by routes on loopback, for replicated buckets.
+
+A server never outlives the Python process that started it: one still running when the process exits
+(normally, or by an exception) is stopped at exit, and on Linux a process that dies without running its
+exit handlers (``kill -9``, a crash) takes its servers with it, which the kernel tells each server with
+SIGTERM (``PR_SET_PDEATHSIG``). Other platforms have the first guarantee only.
 ``config_block`` writes blocks of server configuration (``authorization``, ``tls``...) from Python data::
 
     auth = config_block("authorization", {"users": [{"user": "app", "password": "s3cret"}]})
@@ -17,9 +22,13 @@ in a directory, and are stopped by PID::
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import contextlib
+import ctypes
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -27,12 +36,14 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 # Re-exported: what the servers here raise, importable from here as well.
 from brainlessdb.errors import ServerError as ServerError
@@ -75,6 +86,117 @@ def free_port() -> int:
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+
+
+# -- servers never outlive this process -----------------------------------------------------------
+
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` on Linux, looked up once here: a forked child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl: Final = _load_prctl()
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """What a child runs between fork and exec so that it gets SIGTERM when ``parent`` dies (Linux).
+
+    The kernel sends the signal when the *thread* that forked the child ends, which is why servers are
+    started from ``_spawner``'s thread, which lasts as long as the process. A parent that died before the
+    signal was asked for is caught by comparing the child's parent with it.
+    """
+    prctl = _prctl
+    if prctl is None:
+        return None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+_Job = tuple["concurrent.futures.Future[subprocess.Popen[bytes]]", Sequence[str], dict[str, Any]]
+
+
+class _Spawner:
+    """Starts processes from one daemon thread that lives until this process ends (see ``_die_with``).
+
+    A server started from a thread that ends early (``asyncio.to_thread``, a thread pool) would otherwise
+    be told its parent died when that thread ends.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, args: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # none yet, or forked since
+                self._thread = threading.Thread(target=self._run, name="brainless-spawner", daemon=True)
+                self._thread.start()
+        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._jobs.put((future, args, options))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            future, args, options = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                started = subprocess.Popen(args, preexec_fn=_die_with(os.getpid()), **options)
+                process = cast("subprocess.Popen[bytes]", started)  # no text mode: bytes
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(process)
+
+
+_spawner: Final = _Spawner()
+_live: dict[int, subprocess.Popen[bytes]] = {}
+"""The servers started here and not stopped yet, by PID: stopped at exit by ``stop_all``."""
+_exit_hook = False
+
+
+def _started(process: subprocess.Popen[bytes]) -> None:
+    global _exit_hook
+    _live[process.pid] = process
+    if not _exit_hook:
+        # Registered at the first start, after the temporary directories' own exit hook, so that it runs
+        # before it (last registered, first run): servers stop before their directories are removed.
+        atexit.register(stop_all)
+        _exit_hook = True
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` did not exit within ``timeout`` seconds; reaped either way."""
+    _live.pop(process.pid, None)
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+def stop_all(timeout: float = 10.0) -> None:
+    """Stop every server this process started and did not stop (run at exit)."""
+    for process in list(_live.values()):
+        _terminate(process, timeout)
 
 
 class EmbeddedServer:
@@ -166,12 +288,13 @@ class EmbeddedServer:
         config = self.store_dir / f"{self.name}.conf"
         config.write_text(self.config_text())
         with self._log.open("ab") as log:
-            self._process = subprocess.Popen(
+            self._process = _spawner.popen(
                 [self.binary, "-c", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        _started(self._process)
         if wait:
             try:
                 self.wait_ready()
@@ -205,19 +328,16 @@ class EmbeddedServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the process gracefully (SIGTERM), killing it if it does not exit in time."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        if process is not None:
+            _terminate(process, timeout)
 
     def kill(self) -> None:
         """Kill the process at once (SIGKILL), as a crash would; the store directory stays."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        _live.pop(process.pid, None)
+        if process.poll() is not None:
             return
         process.kill()
         process.wait(10)
