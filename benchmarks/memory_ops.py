@@ -183,7 +183,7 @@ async def bench_memory(url: str, params: Params) -> list[Row]:
             plain.samples.append(found["bytes_per_entity"])
     finally:
         async with raw_connection(url) as nc:
-            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}", f"{ns}--schema")
+            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}")
     return [pair("memory", f"after start() loaded {n} entities", ours, plain)]
 
 

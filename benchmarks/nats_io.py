@@ -139,9 +139,7 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
                 )
                 series["put_upd"].samples.append(rate(n, seconds))
             finally:
-                await baselines.delete_buckets(
-                    nc, f"{ns}-{COLLECTION}", f"{ns}--schema", f"{ns}-pub", f"{ns}-put"
-                )
+                await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}", f"{ns}-pub", f"{ns}-put")
     new, upd = f"flush {n} new entities", f"flush {n} updated entities"
     return [
         pair("flush_new", new, series["lib_new"], series["pub_new"]),
@@ -192,16 +190,18 @@ async def time_start(url: str, ns: str, n: int, timeout: float) -> float:
 
 
 async def time_replay(url: str, bucket: str, n: int, timeout: float) -> float:
+    # The bucket holds the n entities and the collection's schema (its key ``_schema``), as start() reads.
     async with raw_connection(url) as nc:
-        seconds, count = await baselines.ordered_replay(nc, bucket, n, timeout)
-    if count != n:
-        raise RuntimeError(f"raw replay got {count} entries, expected {n}")
+        seconds, count = await baselines.ordered_replay(nc, bucket, n + 1, timeout)
+    if count != n + 1:
+        raise RuntimeError(f"raw replay got {count} entries, expected {n + 1}")
     return seconds
 
 
 async def time_keys_get(url: str, bucket: str, n: int, timeout: float) -> float:
     async with raw_connection(url) as nc:
         seconds, count = await baselines.keys_then_get(nc, bucket, timeout)
+    count -= 1  # the collection's schema
     if count != n:
         # nats-py's keys() may stop early (nats-io/nats.py#842): the figure would flatter the baseline.
         raise RuntimeError(f"kv.keys() + kv.get got {count} entries, expected {n}")
@@ -243,7 +243,7 @@ async def bench_load(url: str, params: Params, *, history: bool) -> list[Row]:
                 else:
                     other.samples.append(rate(n, await time_keys_get(url, bucket, n, timeout)))
         finally:
-            stale = [f"{ns}-{COLLECTION}", f"{ns}--schema", f"{flat_ns}-{COLLECTION}", f"{flat_ns}--schema"]
+            stale = [f"{ns}-{COLLECTION}", f"{flat_ns}-{COLLECTION}"]
             await baselines.delete_buckets(nc, *stale)
     name = "load_history" if history else "load"
     measure = f"start() loading {n} entities" + (f", {depth} revisions each" if history else "")
@@ -289,7 +289,7 @@ async def lib_latencies(url: str, changes: int, timeout: float) -> list[float]:
             return latencies
     finally:
         async with raw_connection(url) as nc:
-            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}", f"{ns}--schema")
+            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}")
 
 
 async def raw_latencies(url: str, changes: int, timeout: float) -> list[float]:
@@ -342,7 +342,7 @@ async def lib_claims(url: str, count: int, timeout: float) -> float:
             return time.perf_counter() - start
     finally:
         async with raw_connection(url) as nc:
-            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}", f"{ns}--schema")
+            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}")
 
 
 async def bench_claims(url: str, params: Params) -> list[Row]:

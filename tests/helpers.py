@@ -18,6 +18,7 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from brainlessdb import Brainless
+from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.storage.nats.kv import NatsKVStorage
 
 MakeDb = Callable[..., Awaitable[Brainless]]
@@ -82,7 +83,8 @@ async def raw_bucket(
 ) -> tuple[dict[str, Any], set[str]]:
     """What a plain nats-py client reads in a bucket: ``{key: data}`` of live keys, and the deleted keys.
 
-    Reads the last message of every subject of the bucket's stream and decodes the JSON itself. A subject
+    Reads the last message of every subject of the bucket's stream and decodes the JSON itself. Reserved
+    keys (the collection's schema, ``_schema``) are left out: only entities are read. A subject
     whose last message is gone by the time it is read (a delete marker removed after its retention) is a
     NotFoundError, or is left out with ``skip_vanished``.
     """
@@ -90,7 +92,10 @@ async def raw_bucket(
         js = client.jetstream()
         stream = f"KV_{bucket}"
         info = await js.stream_info(stream, subjects_filter=">")
-        subjects = sorted((info.state.subjects or {}).keys())
+        reserved = f"$KV.{bucket}.{RESERVED_PREFIX}"
+        subjects = sorted(
+            subject for subject in info.state.subjects or {} if not subject.startswith(reserved)
+        )
         live: dict[str, Any] = {}
         deleted: set[str] = set()
         for chunk in range(0, len(subjects), 500):

@@ -136,7 +136,7 @@ class Replicas(RuleBasedStateMachine):
 
     @rule(source=st.integers(0, REPLICAS - 1), receiver=st.integers(0, REPLICAS - 1))
     def deliver(self, source: int, receiver: int) -> None:
-        """``receiver`` merges what ``source`` would store (through the format), at any time, again and again."""
+        """``receiver`` merges what ``source`` stores (through the format), at any time, again and again."""
         sent = decode_value(encode_record(self.records[source]), time_ns=0)
         assert sent == self.records[source]
         mine = self.records[receiver]

@@ -28,6 +28,7 @@ from brainlessdb import (
     SchemaError,
     UnavailableError,
 )
+from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.core.query.lookups import LOOKUPS
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
@@ -295,7 +296,7 @@ class GatedStorage(MemoryStorage):
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
         self.entered.set()
         await self.gate.wait()
-        if bucket.endswith("--schema"):
+        if [write.key for write in writes] == [SCHEMA_KEY]:
             return await super().write(bucket, writes)
         if self.fail_next > 0:
             self.fail_next -= 1

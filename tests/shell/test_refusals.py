@@ -24,6 +24,7 @@ from brainlessdb import (
     TooLargeError,
 )
 from brainlessdb.core.codec import encode_entity
+from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
 from tests.helpers import MakeDb
@@ -126,7 +127,7 @@ class HeldStorage(MemoryStorage):
         self.entered = asyncio.Event()
 
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
-        if not bucket.endswith("--schema"):
+        if [write.key for write in writes] != [SCHEMA_KEY]:
             self.entered.set()
             await self.gate.wait()
         return await super().write(bucket, writes)

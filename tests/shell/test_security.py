@@ -363,6 +363,7 @@ def bucket_subjects(bucket: str) -> list[str]:
         f"$JS.API.CONSUMER.*.{stream}",
         f"$JS.API.CONSUMER.*.{stream}.>",
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"$JS.FC.{stream}.>",
     ]
 
 
@@ -389,11 +390,10 @@ LIMITED_PASSWORD = "limited-pw"
 @pytest.fixture
 def restricted_server(start_server: StartServer) -> EmbeddedServer:
     """``admin`` may do anything; ``limited`` has only what BrainlessDB needs, minus three buckets of the
-    ``app`` namespace: ``app-secret`` (nor may it declare that collection in the schema bucket),
-    ``app-vault`` (its schema is allowed), and writes only of ``app-readonly`` and of one key."""
+    ``app`` namespace: ``app-secret`` and ``app-vault`` (nor their schemas, which they hold), and writes
+    only of ``app-readonly`` and of one key."""
     deny = [
         *bucket_subjects("app-secret"),
-        "$KV.app--schema.secret",
         *bucket_subjects("app-vault"),
         "$KV.app-readonly.>",
         "$KV.app-public.forbidden",
@@ -434,8 +434,8 @@ async def test_a_denied_bucket_fails_fast_and_the_others_keep_working(
     await asyncio.wait_for(db.start(), STEP)
     try:
         public = db.public.add(name="visible")
-        db.vault.add(name="kept")  # its schema may be stored, its bucket not
-        db.secret.add(name="hidden")  # not even its schema
+        db.vault.add(name="kept")
+        db.secret.add(name="hidden")
         started = time.monotonic()
         with pytest.raises(FlushError) as info:
             await asyncio.wait_for(db.flush(), STEP)
@@ -484,6 +484,45 @@ async def test_a_node_starts_when_another_user_made_a_collection_it_may_not_read
             await asyncio.wait_for(db.vault.all(), STEP)
     finally:
         await asyncio.wait_for(db.stop(), STEP)
+
+
+async def test_a_user_allowed_one_collections_bucket_alone_uses_that_collection(
+    start_server: StartServer,
+) -> None:
+    """Permission on ``$KV.app-ok.>`` and the API subjects of its stream is all a user needs: no other
+    bucket of the namespace (schemas live in the collection's bucket), nor a listing of the buckets."""
+    server = start_server(
+        users(
+            {
+                "user": "ok",
+                "password": LIMITED_PASSWORD,
+                "permissions": {
+                    "publish": {"allow": bucket_subjects("app-ok")},
+                    "subscribe": {"allow": NEEDED_SUBSCRIBE},
+                },
+            }
+        )
+    )
+    url = url_of(server, "ok", LIMITED_PASSWORD)
+    writer = Brainless(url, namespace=NAMESPACE, location="writer", flush_interval=60)
+    await asyncio.wait_for(writer.start(), STEP)
+    try:
+        writer.ok.add(name="first", size=1)
+        writer.secret.add(name="hidden")
+        with pytest.raises(FlushError) as info:
+            await asyncio.wait_for(writer.flush(), STEP)
+        assert {key.partition("/")[0] for key in info.value.errors} == {"secret"}
+        async with Brainless(url, namespace=NAMESPACE, location="reader") as reader:
+            await asyncio.wait_for(reader.ok.load(), STEP)
+            found = await reader.ok.find(name="first")
+            assert found is not None and found.size == 1
+            assert reader.ok.schema is not None and sorted(reader.ok.schema.fields) == ["name", "size"]
+            with pytest.raises(PermissionDeniedError):
+                await asyncio.wait_for(reader.secret.all(), STEP)
+    finally:
+        with pytest.raises(FlushError) as info:  # what of ``secret`` is still pending is reported again
+            await asyncio.wait_for(writer.stop(), STEP)
+        assert {key.partition("/")[0] for key in info.value.errors} == {"secret"}
 
 
 async def test_storage_denials_are_keyed_to_the_subject(restricted_server: EmbeddedServer) -> None:
@@ -547,7 +586,7 @@ async def test_denials_on_a_client_connected_by_the_caller(restricted_server: Em
         with pytest.raises(FlushError) as info:
             await asyncio.wait_for(db.flush(), STEP)
         assert time.monotonic() - started < 2.5
-        assert [key.partition("/")[0] for key in info.value.errors] == ["vault"]
+        assert {key.partition("/")[0] for key in info.value.errors} == {"vault"}
         assert all(isinstance(e, PermissionDeniedError) for e in info.value.errors.values())
         with pytest.raises(FlushError):
             await asyncio.wait_for(db.stop(), STEP)

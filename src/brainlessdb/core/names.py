@@ -1,8 +1,10 @@
 """Names on NATS: which namespaces and collection names are valid, and the bucket each one uses.
 
-A collection ``call`` of namespace ``myapp`` lives in the KV bucket ``myapp-call``; the namespace's
-schemas live in ``myapp--schema`` and its leases in ``myapp--leases``. A bucket is the JetStream stream
-``KV_<bucket>``, and NATS refuses stream names over 255 characters.
+A collection ``call`` of namespace ``myapp`` lives in the KV bucket ``myapp-call``, with everything it
+needs: its entities under their uuids, and its schema under the reserved key ``_schema`` (a key starting
+with ``_`` is never a uuid). The namespace's leases live in ``myapp--leases``; schemas used to live in
+``myapp--schema``, which ``start()`` still reads to move them (see ``shell.migration``). A bucket is the
+JetStream stream ``KV_<bucket>``, and NATS refuses stream names over 255 characters.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from brainlessdb.errors import InvalidNameError
 NAMESPACE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
 COLLECTION_PATTERN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 SCHEMA_SUFFIX: Final = "--schema"
+SCHEMA_KEY: Final = "_schema"
+"""The key of a collection's schema in the collection's own bucket."""
+RESERVED_PREFIX: Final = "_"
+"""Keys starting with it are the collection's own (its schema), never an entity's: no uuid starts so."""
 LEASE_SUFFIX: Final = "--leases"
 MAX_BUCKET_NAME: Final = 252  # 255 minus the stream's "KV_"
 MAX_KEY: Final = 1024  # far below NATS' subject limits, and a name that long is a mistake
@@ -49,8 +55,18 @@ def bucket_name(namespace: str, collection: str) -> str:
     return f"{namespace}-{collection}"
 
 
+def collection_of_bucket(namespace: str, bucket: str) -> str | None:
+    """The collection whose bucket is ``bucket`` in ``namespace``; None if it is none of its collections'."""
+    prefix = f"{namespace}-"
+    if not bucket.startswith(prefix):
+        return None
+    name = bucket[len(prefix) :]
+    return name if is_collection_name(name) else None
+
+
 def schema_bucket(namespace: str) -> str:
-    """The KV bucket of a namespace's schemas: ``{namespace}--schema``."""
+    """The KV bucket that held a namespace's schemas before they moved into each collection's own bucket:
+    ``{namespace}--schema`` (read once by ``start()``, to move them)."""
     return namespace + SCHEMA_SUFFIX
 
 

@@ -27,25 +27,22 @@ from brainlessdb.core.claims import Claim
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.ids import location_node
-from brainlessdb.core.sync.schema_sync import decode_schema
 from brainlessdb.errors import (
     BrainlessError,
-    DecodeError,
     FlushError,
     NotStartedError,
-    SchemaError,
     UnavailableError,
 )
 from brainlessdb.events import Event, Listener
+from brainlessdb.shell import migration
 from brainlessdb.shell.callbacks import CallbackRunner
 from brainlessdb.shell.claims import Claims
 from brainlessdb.shell.flusher import Flusher
-from brainlessdb.shell.follower import BucketFollower
 from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
 from brainlessdb.shell.leases import Lease, Leases
 from brainlessdb.shell.watches import CollectionWatches
-from brainlessdb.storage.base import Entry, Op, Storage
+from brainlessdb.storage.base import Storage
 from brainlessdb.storage.source import open_storage
 
 logger = logging.getLogger(__name__)
@@ -117,7 +114,6 @@ class Brainless:
         self._collections: dict[str, Collection[Any]] = {}
         self._watches: CollectionWatches | None = None
         self._loaded: set[Collection[Any]] = set()
-        self._schema_watch: BucketFollower | None = None
         self._flusher: Flusher | None = None
         self._callbacks = CallbackRunner()
         self.emit: Callable[[Listener, Event], None] = self._callbacks.emit  # for the Host protocol
@@ -143,7 +139,6 @@ class Brainless:
             self._storage,
             self._collections.values,
             self._bucket,
-            self._schema_bucket,
             self.flush_interval,
             on_written=None if self._journal is None else self._journal.settle_written,
         )
@@ -155,11 +150,10 @@ class Brainless:
         )
         self._watches = CollectionWatches(self._storage, self.bucket_name, self.delete_retention)
         self._loaded = self._watches.loaded
-        schema_bucket = await self._schema_bucket()
-        self._schema_watch = BucketFollower(self._storage, schema_bucket, self._apply_schema)
+        moved = await migration.move_schemas(self._storage, self.namespace)
+        for name in [*moved, *await migration.stored_collections(self._storage, self.namespace)]:
+            self.collection(name)
         self._state = DatabaseState.STARTED
-        self._schema_watch.start()
-        await self._schema_watch.caught_up.wait()
         for collection in list(self._collections.values()):
             self._watches.attach(collection)
         collections = list(self._collections.values())
@@ -216,10 +210,8 @@ class Brainless:
                 raise self._unwritten(budget) from None
         finally:
             self._state = DatabaseState.STOPPED
-            stopping = [*([self._watches.stop()] if self._watches else [])]
-            if self._schema_watch is not None:
-                stopping.append(self._schema_watch.stop())
-            await asyncio.gather(*stopping, return_exceptions=True)
+            if self._watches is not None:
+                await asyncio.gather(self._watches.stop(), return_exceptions=True)
             self._callbacks.cancel()
             if self._journal is not None:
                 self._journal.close()
@@ -297,23 +289,6 @@ class Brainless:
         assert self._storage is not None
         await self._storage.open_bucket(bucket)
         return bucket
-
-    async def _schema_bucket(self) -> str:
-        bucket = names.schema_bucket(self.namespace)
-        assert self._storage is not None
-        await self._storage.open_bucket(bucket)
-        return bucket
-
-    def _apply_schema(self, entry: Entry) -> None:
-        if entry.op is not Op.PUT:
-            return
-        try:
-            stored = decode_schema(entry.value)
-        except (DecodeError, SchemaError) as exc:
-            logger.error("unreadable schema of collection %r: %s", entry.key, exc)
-            return
-        if names.is_collection_name(entry.key):
-            self.collection(entry.key).sync.schema.seen(stored, entry.revision)
 
     async def _open_collection(self, name: str) -> Collection[Any]:
         collection = self.collection(name)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from brainlessdb.core.collection import Collection
+from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
 from brainlessdb.errors import (
@@ -34,7 +35,7 @@ from brainlessdb.errors import (
     TooLargeError,
 )
 from brainlessdb.retry import Backoff, cancel_and_wait
-from brainlessdb.storage.base import Storage, Write
+from brainlessdb.storage.base import Op, Storage, Write
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +61,12 @@ class Flusher:
         storage: Storage,
         collections: Callable[[], Iterable[Collection[Any]]],
         bucket_of: Callable[[Collection[Any]], Awaitable[str]],
-        schema_bucket: Callable[[], Awaitable[str]],
         interval: float,
         on_written: Callable[[Collection[Any], list[str]], None] | None = None,
     ) -> None:
         self._storage = storage
         self._collections = collections
         self._bucket_of = bucket_of
-        self._schema_bucket = schema_bucket
         self.interval = interval
         self._on_written = on_written
         self._lock = asyncio.Lock()
@@ -277,10 +276,10 @@ class Flusher:
         schema = collection.schema
         if schema is None:
             return True
-        bucket = await self._schema_bucket()
+        bucket = await self._bucket_of(collection)
         for _ in range(CONFLICT_ROUNDS):
             [result] = await self._storage.write(
-                bucket, [Write(collection.name, encode_schema(schema), sync.revision or 0)]
+                bucket, [Write(SCHEMA_KEY, encode_schema(schema), sync.revision or 0)]
             )
             if isinstance(result, int):
                 sync.stored(schema, result)
@@ -288,9 +287,9 @@ class Flusher:
             if not isinstance(result, ConflictError):
                 sync.failed(result)
                 return False
-            current = await self._storage.get(bucket, collection.name)
-            if current is None:
-                sync.lost()
+            current = await self._storage.get(bucket, SCHEMA_KEY)
+            if current is None or current.op is not Op.PUT:
+                sync.lost(None if current is None else current.revision)
                 continue
             try:
                 stored = decode_schema(current.value)

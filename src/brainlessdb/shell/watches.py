@@ -1,10 +1,10 @@
 """Watches: each collection's memory following its bucket, from its first load on.
 
 A collection is attached when the database starts or when it is first used afterwards: its bucket is
-opened and a ``BucketFollower`` replays it into the collection's inbox, then keeps applying live
-changes. An attach that fails because NATS is unavailable (an outage, an election) is tried again with
-backoff until the bucket opens; queries meanwhile wait for it or raise its error. ``ready()`` is what
-every query awaits: one set lookup once a collection is loaded.
+opened, its schema read, and a ``BucketFollower`` replays it into the collection's inbox, then keeps
+applying live changes. An attach that fails because NATS is unavailable (an outage, an election) is tried
+again with backoff until the bucket opens; queries meanwhile wait for it or raise its error. ``ready()``
+is what every query awaits: one set lookup once a collection is loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from brainlessdb.core.collection import Collection
+from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.errors import UnavailableError
 from brainlessdb.retry import Backoff
 from brainlessdb.shell.follower import BucketFollower
@@ -64,6 +65,11 @@ class CollectionWatches:
             await asyncio.sleep(delay)
         bucket = self._bucket_of(collection.name)
         await self._storage.open_bucket(bucket)
+        # The schema first: every entity of the replay is then checked against it, as on a running node
+        # (the replay gives each key's last entry in revision order, the schema's maybe after entities).
+        schema = await self._storage.get(bucket, SCHEMA_KEY)
+        if schema is not None:
+            collection.sync.schema.apply(schema)
         inbox = collection.sync.inbox
         follower = BucketFollower(
             self._storage,

@@ -16,6 +16,7 @@ import asyncio
 import json
 import random
 import sys
+from collections.abc import Callable
 
 from brainlessdb import Brainless
 
@@ -31,11 +32,16 @@ async def main(url: str, namespace: str, agent: str, uuid: str, times: int, node
         calls = db.call
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DEADLINE
-        while uuid not in calls and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+
+        async def until(done: Callable[[], bool]) -> None:
+            while loop.time() < deadline:
+                if done():
+                    return
+                await asyncio.sleep(0.005)
+
+        await until(lambda: uuid in calls)
         say(ready=agent)
-        while not calls[uuid].caller.get("go") and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        await until(lambda: bool(calls[uuid].caller.get("go")))
         for time in range(times):
             calls.increment(uuid, "attempts")
             calls[uuid].caller["notes"][agent] = time
@@ -46,10 +52,10 @@ async def main(url: str, namespace: str, agent: str, uuid: str, times: int, node
         def complete() -> bool:
             item = calls[uuid]
             notes = item.caller["notes"]
-            return item.attempts == times * nodes and len(notes) == nodes and set(notes.values()) == {times - 1}
+            every_note = len(notes) == nodes and set(notes.values()) == {times - 1}
+            return bool(item.attempts == times * nodes and every_note)
 
-        while not complete() and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        await until(complete)
         say(read=calls[uuid].data)
 
 

@@ -28,6 +28,7 @@ from brainlessdb.core.clock import HybridLogicalClock, Stamp
 from brainlessdb.core.codec import ForeignRecord, decode_delete, decode_value
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.merge import Record, field_stamps, merge_stored
+from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.outbox import Outbox
 from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
@@ -62,8 +63,10 @@ class Inbox:
         tombstones: Tombstones,
         clock: HybridLogicalClock,
         wake: Callable[[], None],
+        reserved: Callable[[Entry], None] = lambda entry: None,
     ) -> None:
         self._table = table
+        self._reserved = reserved  # where entries under reserved keys (the schema's) go
         self._outbox = outbox
         self._tombstones = tombstones
         self._clock = clock
@@ -91,6 +94,9 @@ class Inbox:
         if self._resync_seen is not None:
             self._resync_seen.add(uuid)
         entity = self._table.entities.get(uuid)
+        if entity is None and uuid.startswith(RESERVED_PREFIX):
+            self._reserved(entry)
+            return
         tomb = self._tombstones.get(uuid)
         try:
             if entry.op is Op.PUT:

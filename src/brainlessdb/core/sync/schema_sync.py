@@ -17,7 +17,8 @@ from brainlessdb.core.codec import decode_json, encode_json
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.outbox import Outbox
 from brainlessdb.core.table import EntityTable
-from brainlessdb.errors import SchemaError
+from brainlessdb.errors import DecodeError, SchemaError
+from brainlessdb.storage.base import Entry, Op
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,26 @@ class SchemaSync:
         """Storing the schema failed for now; it is retried with the next flush."""
         self.error = error
 
-    def lost(self) -> None:
-        """The stored schema is gone (its key is empty): the next write creates it."""
-        self.revision = None
+    def lost(self, revision: int | None = None) -> None:
+        """The stored schema is gone (its key is empty, or holds the delete marker at ``revision``): it is
+        to be stored again, over that revision."""
+        self.revision = revision
+        if self._table.schema is not None:
+            self.pending = True
+
+    def apply(self, entry: Entry) -> None:
+        """The entry of the schema's key in the collection's bucket (read at attach, replayed, watched)."""
+        if self.revision is not None and entry.revision <= self.revision:
+            return  # seen already (read before the replay, then replayed)
+        if entry.op is not Op.PUT:
+            self.lost(entry.revision)
+            return
+        try:
+            stored = decode_schema(entry.value)
+        except (DecodeError, SchemaError) as exc:
+            logger.error("unreadable schema of collection %r: %s", self._table.name, exc)
+            return
+        self.seen(stored, entry.revision)
 
     def seen(self, stored: Schema, revision: int) -> None:
         """Another node stored ``stored`` at ``revision`` (read from the bucket)."""

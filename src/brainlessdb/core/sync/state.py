@@ -5,7 +5,8 @@ This is the sans-I/O side between a collection's table and its bucket:
 - ``outbox``: local changes to write; ``take_writes()``, then ``written()`` or ``failed()``;
 - ``inbox``: ``apply()`` for every entry of the bucket, dead letters, full replays;
 - ``tombstones``: the deletes remembered, and when their markers may go;
-- ``schema``: whether the schema is stored, and what to do with one another node stored.
+- ``schema``: whether the schema is stored, and what to do with one another node stored (its entry,
+  under the reserved key ``_schema`` of the collection's bucket, reaches it through the inbox).
 
 ``conflicted()`` spans two of them (a write met another revision: merge what is stored, then write
 again), and the questions the shell asks of all of them together (``has_pending``, ``errors``...) are
@@ -14,16 +15,20 @@ here too. The shell changes this state only through these methods.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Final
 
 from brainlessdb.core.clock import HybridLogicalClock
+from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.core.sync.inbox import Inbox
 from brainlessdb.core.sync.outbox import Outbox, PendingWrite
 from brainlessdb.core.sync.schema_sync import SchemaSync
 from brainlessdb.core.sync.tombstones import Tombstones
 from brainlessdb.core.table import EntityTable
 from brainlessdb.storage.base import Entry
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_ERROR_KEY: Final = "(schema)"
 """The key under which ``errors()`` reports why the schema could not be stored (no uuid looks like it)."""
@@ -37,8 +42,15 @@ class SyncState:
         self._clock = clock
         self.tombstones = Tombstones()
         self.outbox = Outbox(table, self.tombstones)
-        self.inbox = Inbox(table, self.outbox, self.tombstones, clock, wake)
         self.schema = SchemaSync(table, self.outbox)
+        self.inbox = Inbox(table, self.outbox, self.tombstones, clock, wake, self._reserved)
+
+    def _reserved(self, entry: Entry) -> None:
+        """An entry of the bucket under a reserved key (``names.RESERVED_PREFIX``): the collection's own."""
+        if entry.key == SCHEMA_KEY:
+            self.schema.apply(entry)
+        else:
+            logger.debug("%s: reserved key %r ignored", self._table.name, entry.key)
 
     def conflicted(self, write: PendingWrite, current: Entry | None) -> None:
         """``write`` found another revision; ``current`` is what the bucket holds now."""

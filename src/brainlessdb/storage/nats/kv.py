@@ -21,7 +21,7 @@ from typing import Any, Final
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import Header
+from nats.js.api import DEFAULT_PREFIX, Header
 
 from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
 from brainlessdb.storage.base import Entry, WatchBatch, WatchEvent, Write, check_key, flatten, validate_bucket
@@ -132,10 +132,10 @@ class NatsKVStorage:
             return False
         logger.warning("NATS denied publishing to %s: no permission", subject)
         self._publisher.deny(subject)
-        # A key's subject fails only what publishes to that key; an API subject, what asks about its bucket.
-        key = subject if subject.startswith("$kv.") else api_bucket_of(subject)
-        if key is not None:
-            self._guards.deny(key, subject)
+        # A key's subject fails only what publishes to that key; an API subject, what asks about its bucket
+        # (or, for one about no bucket, such as the listing of buckets, what asks it).
+        key = subject if subject.startswith("$kv.") else api_bucket_of(subject) or subject
+        self._guards.deny(key, subject)
         return True
 
     async def _log_disconnect(self) -> None:
@@ -172,6 +172,9 @@ class NatsKVStorage:
         validate_bucket(bucket)
         if bucket in self._direct and not expiring:
             return True  # bound already: spare the round trip (callers may open before every use)
+        if not self._nc.is_connected:
+            # Asking now would only wait in the client's reconnect buffer for the timeout.
+            raise UnavailableError("NATS is not connected")
         stream = f"KV_{bucket}"
         try:
             binding = bind_stream(
@@ -198,7 +201,9 @@ class NatsKVStorage:
         """The names of the existing buckets that start with ``prefix``, sorted."""
         self._check_open()
         try:
-            return await list_bucket_names(self._nc, prefix, self.timeout)
+            return await self._guards.guarded(
+                list_bucket_names(self._nc, prefix, self.timeout), f"{DEFAULT_PREFIX}.STREAM.NAMES"
+            )
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
 
