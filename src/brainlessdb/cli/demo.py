@@ -1,23 +1,19 @@
-"""The ``brainless`` command (also ``python -m brainlessdb``): a guided demo, and a local server.
+"""``brainless demo``: the use cases of the README on a real server, explained as they run.
 
-``brainless demo`` starts an embedded nats-server with a data directory, runs the use cases of the
-README (a call queue, session storage, call state tracking), lets two nodes edit the same entities at
-once and shows them converge, then stops everything, restarts the server, and shows a late node loading
-the data back from NATS. ``--server URL`` runs the same against an existing server.
-``brainless server`` just runs the embedded server until interrupted.
+It starts an embedded nats-server with a data directory, runs a call queue, session storage and call state
+tracking, lets two nodes edit the same entities at once and shows them converge, then stops everything,
+restarts the server, and shows a late node loading the data back from NATS. ``--server URL`` runs the
+same against an existing server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shutil
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,44 +198,3 @@ def demo(args: argparse.Namespace) -> int:
     say()
     say("demo finished; the server is stopped")
     return 0
-
-
-def serve(args: argparse.Namespace) -> int:
-    server = EmbeddedServer(store_dir=args.data, port=args.port)
-    server.start()
-    say(f"nats-server with JetStream on {server.url}, data in {server.store_dir}; Ctrl-C stops it")
-    try:
-        while server.is_running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="brainless", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="run the guided demo")
-    demo_parser.add_argument("--server", help="use this NATS server URL instead of an embedded one")
-    demo_parser.add_argument(
-        "--data", help="data directory of the embedded server (default: a temporary one)"
-    )
-    demo_parser.add_argument("--namespace", help="namespace to use (default: a fresh one)")
-    demo_parser.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
-    demo_parser.set_defaults(run=demo)
-    server_parser = commands.add_parser("server", help="run an embedded nats-server until Ctrl-C")
-    server_parser.add_argument("--data", default="brainless-data", help="data directory")
-    server_parser.add_argument("--port", type=int, default=4222)
-    server_parser.set_defaults(run=serve, verbose=False)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
-    )
-    result: int = args.run(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
