@@ -203,9 +203,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
-    )
+    if argv is None:  # run as a program: the log is the command's to set (not a caller's, not a test's)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.CRITICAL,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
     if args.run is None:
         result: int = args.local(args)
         return result
