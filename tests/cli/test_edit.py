@@ -242,3 +242,32 @@ def test_dump_leaves_out_values_that_are_not_json(
     assert result.code == 0
     assert "1 unreadable values left out" in result.error_line()
     assert len([line for line in entries(dump) if "key" in line]) == len(CALLS)
+
+
+def test_put_create_writes_a_new_version_over_a_dead_letter(
+    cli: Cli, nats_server: EmbeddedServer, namespace: str
+) -> None:
+    """The runbook's stuck entity: a value no node can use is replaced by a version the operator writes."""
+    seed(nats_server.url, namespace)
+    key = "0badbad0-0000-11f1-8000-000000000000"
+
+    async def garbage() -> None:
+        async with nats_connection(nats_server.url) as client:
+            await client.jetstream().publish(f"$KV.{namespace}-call.{key}", b"{not json")
+
+    asyncio.run(garbage())
+    assert key not in stored(nats_server.url, namespace)
+    fields = [
+        "channel_id=chan-7",
+        "state=new",
+        "priority=7",
+        'code="7"',
+        "vip=false",
+        "caller={}",
+        "agent_id=null",
+    ]
+    result = cli("-s", nats_server.url, "-n", namespace, "put", "call", key, "--create", *fields)
+    assert result.code == 0, result.err
+    assert stored(nats_server.url, namespace)[key]["channel_id"] == "chan-7"
+    letters = cli("-s", nats_server.url, "-n", namespace, "dead-letters", "call", "--json")
+    assert letters.records() == []

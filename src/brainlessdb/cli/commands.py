@@ -158,7 +158,6 @@ async def cmd_stats(session: Session, out: Output, args: argparse.Namespace) -> 
                     "entities": len(collection),
                     "dead_letters": counts.get("dead_letters", 0),
                     "tombstones": len(collection.sync.tombstones),
-                    "pending": counts.get("pending", 0),
                     "messages": info.state.messages,
                     "bytes": info.state.bytes,
                     "first_revision": info.state.first_seq,
