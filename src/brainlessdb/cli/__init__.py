@@ -83,7 +83,7 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def build_parser() -> Parser:
     parser = Parser(
         prog="brainless",
-        description=(__doc__ or "").split("\n\n")[0],
+        description="Look at and operate a BrainlessDB namespace: entities as the nodes see them.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -145,9 +145,10 @@ def build_parser() -> Parser:
     serve.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     serve.set_defaults(run=None, local=server.cmd_server)
     show = commands_.add_parser("demo", help="run the guided demo")
-    show.add_argument("--server", help="use this NATS server URL instead of an embedded one")
+    # -s and -n given before "demo" count too; NATS_URL and BRAINLESS_NAMESPACE do not (a fresh demo).
+    show.add_argument("-s", "--server", default=argparse.SUPPRESS, help="use this NATS server URL instead")
     show.add_argument("--data", help="data directory of the embedded server (default: a temporary one)")
-    show.add_argument("--namespace", help="namespace to use (default: a fresh one)")
+    show.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default: a fresh one)")
     show.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     show.set_defaults(run=None, local=demo.demo)
     return parser
