@@ -23,6 +23,7 @@ from brainlessdb.core.entity import Entity
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import (
     BrainlessError,
+    ConfigurationError,
     ConflictError,
     DecodeError,
     DuplicateError,
@@ -50,6 +51,7 @@ __all__ = [
     "BrainlessError",
     "Change",
     "Collection",
+    "ConfigurationError",
     "ConflictError",
     "DecodeError",
     "Delete",

@@ -120,5 +120,9 @@ class NotStartedError(BrainlessError, RuntimeError):
     """The database was used before ``start()``/``setup()`` or after ``stop()``."""
 
 
+class ConfigurationError(BrainlessError, ValueError):
+    """The NATS deployment contradicts a setting: a location's JetStream domain, or a bucket's sources."""
+
+
 class ServerError(BrainlessError, RuntimeError):
     """The embedded nats-server could not be found, started or stopped."""

@@ -2,9 +2,11 @@
 
 A collection ``call`` of namespace ``myapp`` lives in the KV bucket ``myapp-call``, with everything it
 needs: its entities under their uuids, and its schema under the reserved key ``_schema`` (a key starting
-with ``_`` is never a uuid). The namespace's leases live in ``myapp--leases``; schemas used to live in
-``myapp--schema``, which ``start()`` still reads to move them (see ``shell.migration``). A bucket is the
-JetStream stream ``KV_<bucket>``, and NATS refuses stream names over 255 characters.
+with ``_`` is never a uuid). With locations, the bucket also holds each other location's keys as copies,
+under ``_<peer>.<key>`` (see ``storage.nats.buckets``). The namespace's leases live in
+``myapp--leases``; schemas used to live in ``myapp--schema``, which ``start()`` still reads to move them
+(see ``shell.migration``). A bucket is the JetStream stream ``KV_<bucket>``, and NATS refuses stream
+names over 255 characters.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def check_collection(namespace: str, name: Any) -> str:
 def bucket_name(namespace: str, collection: str) -> str:
     """The KV bucket of a collection: ``{namespace}-{collection}``."""
     return f"{namespace}-{collection}"
+
+
+def copied_key(key: str) -> str | None:
+    """The key that ``key`` copies from another location (``_<peer>.<key>``), else None."""
+    if not key.startswith(RESERVED_PREFIX):
+        return None
+    peer, dot, copied = key[1:].partition(".")
+    return copied if dot and peer and copied and "." not in copied else None
 
 
 def collection_of_bucket(namespace: str, bucket: str) -> str | None:

@@ -17,7 +17,7 @@ import asyncio
 import enum
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,7 @@ from brainlessdb.core.collection import Collection
 from brainlessdb.core.ids import location_node
 from brainlessdb.errors import (
     BrainlessError,
+    ConfigurationError,
     FlushError,
     NotStartedError,
     UnavailableError,
@@ -41,8 +42,9 @@ from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
 from brainlessdb.shell.leases import Lease, Leases
+from brainlessdb.shell.sources import SourceMonitor
 from brainlessdb.shell.watches import CollectionWatches
-from brainlessdb.storage.base import Storage
+from brainlessdb.storage.base import Storage, validate_domain
 from brainlessdb.storage.source import open_storage
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,12 @@ class Brainless:
     for a purely in-memory database. ``replicas`` and ``history`` apply to buckets created here;
     delete markers are removed ``delete_retention`` seconds after the delete. ``update_if`` (a
     conditional update) raises ``UnavailableError`` when NATS does not answer within ``claim_timeout``.
+
+    **Locations** (see docs/locations.md): ``domain`` is the JetStream domain of this node's NATS (its
+    location's), ``peers`` those of the other locations, joined by leaf nodes. Each collection's bucket then
+    copies the other locations' own keys (under ``_<peer>.``), each node reads the merge of every
+    location's version, and writes only its own location's keys: every location keeps working through a
+    partition, and all converge once it heals.
     """
 
     def __init__(
@@ -85,8 +93,11 @@ class Brainless:
         journal: str | Path | None = None,
         connect_timeout: float = 10.0,
         claim_timeout: float = 5.0,
+        domain: str | None = None,
+        peers: Sequence[str] = (),
     ) -> None:
         names.check_namespace(namespace)
+        self.domain, self.peers = _check_locations(domain, peers)
         if flush_interval < 0:
             raise ValueError("flush_interval must be >= 0")
         self.namespace = namespace
@@ -119,6 +130,7 @@ class Brainless:
         self.emit: Callable[[Listener, Event], None] = self._callbacks.emit  # for the Host protocol
         self._housekeeper: Housekeeper | None = None
         self._leases: Leases | None = None
+        self._sources: SourceMonitor | None = None
         self._state = DatabaseState.NEW
         self._changes_stopped = False  # once stop() has taken its final flush: changes are refused
 
@@ -131,6 +143,8 @@ class Brainless:
         if self._state is DatabaseState.STOPPED:
             raise NotStartedError("a stopped database cannot be started again; make a new one")
         self._storage, self._owns_storage = await self._open_storage()
+        if self.peers:
+            await self._check_domain(self._storage)
         for collection in self._collections.values():
             collection.limit_values(self._value_limit())
         if self._journal_path is not None:
@@ -148,10 +162,12 @@ class Brainless:
         self._claims = Claims(
             self._storage, self.clock, self.claim_timeout, self.flush_collection, self.ready
         )
-        self._watches = CollectionWatches(self._storage, self.bucket_name, self.delete_retention)
+        self._watches = CollectionWatches(
+            self._storage, self.bucket_name, self.delete_retention, peers=self.peers
+        )
         self._loaded = self._watches.loaded
         moved = await migration.move_schemas(self._storage, self.namespace)
-        for name in [*moved, *await migration.stored_collections(self._storage, self.namespace)]:
+        for name in [*moved, *await migration.stored_collections(self._storage, self.namespace, self.peers)]:
             self.collection(name)
         self._state = DatabaseState.STARTED
         for collection in list(self._collections.values()):
@@ -171,9 +187,33 @@ class Brainless:
             self._storage, self._watches.followed, lambda: self.delete_retention, self.changed
         )
         self._housekeeper.start()
+        if self.peers:
+            watches = self._watches
+            self._sources = SourceMonitor(
+                self._storage,  # type: ignore[arg-type]  # checked by _check_domain
+                lambda: [bucket for _, bucket in watches.followed()],
+                self.peers,
+            )
+            self._sources.start()
         if any(c.sync.has_pending() for c in self._collections.values()):
             self._flusher.wake()
         return self
+
+    async def _check_domain(self, storage: Storage) -> None:
+        """With peers: the storage must copy other locations' keys, and its server be in ``domain``."""
+        find_domain = getattr(storage, "jetstream_domain", None)
+        if find_domain is None or not hasattr(storage, "source_peers"):
+            if self._owns_storage:
+                await storage.close()
+            raise ConfigurationError("locations (peers=...) need a NATS storage: they are JetStream domains")
+        actual = await find_domain()
+        if actual != self.domain:
+            if self._owns_storage:
+                await storage.close()
+            raise ConfigurationError(
+                f"this node's NATS is in the JetStream domain {actual!r}, not {self.domain!r} (domain=...): "
+                "set the server's jetstream.domain, or connect to the server of this location"
+            )
 
     async def _open_storage(self) -> tuple[Storage, bool]:
         return await open_storage(
@@ -198,6 +238,8 @@ class Brainless:
         assert self._storage is not None
         if self._housekeeper is not None:
             self._housekeeper.stop()
+        if self._sources is not None:
+            await self._sources.stop()
         budget = timeout if timeout is not None else self.stop_timeout
         try:
             await self._flusher.stop()
@@ -389,6 +431,11 @@ class Brainless:
                 }
                 for name, c in self._collections.items()
             },
+            "locations": {
+                "domain": self.domain,
+                "peers": list(self.peers),
+                "copies": {} if self._sources is None else self._sources.stats(),
+            },
         }
 
     def __repr__(self) -> str:
@@ -396,3 +443,19 @@ class Brainless:
             f"<Brainless {self.namespace}@{self.location} {self._state.value}, "
             f"{len(self._collections)} collections>"
         )
+
+
+def _check_locations(domain: str | None, peers: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
+    """``domain`` and ``peers`` checked: valid domain names, peers distinct and not this domain."""
+    if isinstance(peers, str):
+        raise TypeError("peers is a list of JetStream domains, not one string")
+    peers = tuple(peers)
+    if domain is not None:
+        validate_domain(domain)
+    for peer in peers:
+        validate_domain(peer)
+    if peers and domain is None:
+        raise ValueError("peers=... needs domain=...: the JetStream domain of this node's location")
+    if domain in peers or len(set(peers)) != len(peers):
+        raise ValueError(f"peers must be distinct and exclude this node's domain {domain!r}: {list(peers)}")
+    return domain, peers

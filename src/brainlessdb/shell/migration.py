@@ -5,7 +5,8 @@ allowed one collection's bucket needs nothing else. Earlier versions kept every 
 one bucket, ``{namespace}--schema``, one key per collection: ``start()`` copies each of them into its
 collection's bucket (a create, so a schema already there is kept) and leaves the old bucket for nodes of
 earlier versions still running. A storage that can list buckets (``list_buckets``) tells which collections
-the namespace holds; one that cannot, or a user who may not list them, finds each collection at first use.
+the namespace holds (with locations, here and at the other locations that answer); one that cannot, or a
+user who may not list them, finds each collection at first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from typing import Final
 
 from brainlessdb.core import names
-from brainlessdb.errors import ConflictError, PermissionDeniedError
+from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError
 from brainlessdb.storage.base import CaughtUp, Entry, Op, Storage, Write
 
 logger = logging.getLogger(__name__)
@@ -24,17 +25,24 @@ OLD_BUCKET_WAIT: Final = 10.0
 """Seconds the replay of the old schema bucket may take (it holds one small key per collection)."""
 
 
-async def stored_collections(storage: Storage, namespace: str) -> list[str]:
-    """The collections whose buckets the namespace holds (none if the storage cannot list them)."""
+async def stored_collections(storage: Storage, namespace: str, peers: tuple[str, ...] = ()) -> list[str]:
+    """The collections whose buckets the namespace holds here, and at the ``peers`` (other locations)
+    that answer: none if the storage cannot list them."""
     list_buckets = getattr(storage, "list_buckets", None)
     if list_buckets is None:
         return []
+    buckets: set[str] = set()
     try:
-        buckets = await list_buckets(f"{namespace}-")
+        buckets.update(await list_buckets(f"{namespace}-"))
     except PermissionDeniedError as exc:
         logger.info("%s: buckets cannot be listed (%s): collections are found at first use", namespace, exc)
         return []
-    found = (names.collection_of_bucket(namespace, bucket) for bucket in buckets)
+    for peer in peers:
+        try:
+            buckets.update(await list_buckets(f"{namespace}-", domain=peer))
+        except StorageError as exc:  # unreachable now (a partition): its collections come at first use
+            logger.info("%s: buckets of location %s cannot be listed now: %s", namespace, peer, exc)
+    found = (names.collection_of_bucket(namespace, bucket) for bucket in sorted(buckets))
     return [name for name in found if name is not None]
 
 

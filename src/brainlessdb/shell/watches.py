@@ -27,8 +27,16 @@ ATTACH_RETRY_MAX: Final = 5.0
 class CollectionWatches:
     """The followers of a database's collections, attached on first use and retried through outages."""
 
-    def __init__(self, storage: Storage, bucket_of: Callable[[str], str], resync_after: float) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        bucket_of: Callable[[str], str],
+        resync_after: float,
+        *,
+        peers: tuple[str, ...] = (),
+    ) -> None:
         self._storage = storage
+        self._peers = peers  # other locations, whose keys each bucket copies (see storage.nats.buckets)
         self._bucket_of = bucket_of
         self._resync_after = resync_after
         self._followers: dict[str, BucketFollower] = {}
@@ -65,6 +73,8 @@ class CollectionWatches:
             await asyncio.sleep(delay)
         bucket = self._bucket_of(collection.name)
         await self._storage.open_bucket(bucket)
+        if self._peers:
+            await self._storage.source_peers(bucket, self._peers)  # type: ignore[attr-defined]
         # The schema first: every entity of the replay is then checked against it, as on a running node
         # (the replay gives each key's last entry in revision order, the schema's maybe after entities).
         schema = await self._storage.get(bucket, SCHEMA_KEY)

@@ -23,6 +23,16 @@ BUCKET_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
 KEY_PATTERN: Final = re.compile(r"(?!\.)[-/_=.A-Za-z0-9]+(?<!\.)")
 
 
+DOMAIN_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
+"""A JetStream domain, as a location's name for the buckets of other locations (one subject token)."""
+
+
+def validate_domain(domain: str) -> None:
+    """Raise ``InvalidNameError`` unless ``domain`` can name a JetStream domain (one subject token)."""
+    if not isinstance(domain, str) or DOMAIN_PATTERN.fullmatch(domain) is None:
+        raise InvalidNameError("domain", str(domain))
+
+
 def validate_bucket(bucket: str) -> None:
     """Raise ``InvalidNameError`` unless ``bucket`` is a valid NATS KV bucket name."""
     if BUCKET_PATTERN.fullmatch(bucket) is None:

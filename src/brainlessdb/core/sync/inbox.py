@@ -135,6 +135,52 @@ class Inbox:
             return
         self._merge(entity, record, revision, origin)
 
+    def apply_copy(self, uuid: str, entry: Entry) -> None:
+        """Merge another location's version of ``uuid`` (its key ``_<peer>.<uuid>`` here) into memory.
+
+        Such a copy is read only: it never moves the revision of the entity's own key, is never written
+        over, and nothing is written in answer to it (see ``storage.nats.buckets``): a delete it holds
+        drops the entity, a dead letter is only set aside, and a version merges as any other.
+        """
+        if entry.revision > self.last_revision:
+            self.last_revision = entry.revision
+        if self._resync_seen is not None:
+            self._resync_seen.add(uuid)
+        self._outbox.copied.add(uuid)
+        try:
+            if entry.op is Op.PUT:
+                record = decode_value(entry.value, time_ns=entry.time_ns)
+            else:
+                record = decode_delete(entry.value, time_ns=entry.time_ns)
+        except DecodeError as exc:
+            self._dead_letter(entry, str(exc))
+            return
+        newest = record.max_stamp()
+        if newest is not None:
+            self._clock.observe(newest[0])
+        tomb = self._tombstones.get(uuid)
+        if tomb is not None:
+            if record.deleted is not None and record.deleted > tomb.stamp:
+                tomb.stamp = record.deleted
+            return
+        entity = self._table.entities.get(uuid)
+        if record.deleted is not None:
+            self.drop(uuid, record.deleted, None)
+            return
+        if not self._fits_schema(entry, record, entity, write_over=False):
+            return
+        if entity is None:
+            self._create(uuid, record, None)
+            return
+        extras = entity._extras
+        changed, _, merged = merge_stored(entity._data, own_stamps(entity), record, extras)
+        if merged is not extras:
+            set_slot(entity, "_extras", merged)
+        self._table.reindex(entity, changed)
+        if changed:
+            changes = {name: (old, entity._data[name]) for name, old in changed.items()}
+            self._table.emit_change(entity, changes, "remote")
+
     def expect_own(self, uuid: str, value: bytes | None) -> None:
         """``value`` is a write of ``uuid`` this node made outside the outbox (``update_if``), in flight:
         if the watch brings it before its acknowledgement, it is told as a local change. None: no more."""
@@ -159,8 +205,11 @@ class Inbox:
             if not self._outbox.is_inflight(entry.key):
                 self._wake()
 
-    def _fits_schema(self, entry: Entry, record: Record, entity: Entity | None) -> bool:
-        """Check ``record`` against the schema (and complete another client's object); False if set aside."""
+    def _fits_schema(
+        self, entry: Entry, record: Record, entity: Entity | None, *, write_over: bool = True
+    ) -> bool:
+        """Check ``record`` against the schema (and complete another client's object); False if set aside
+        (and, with ``write_over``, this node's version written over it)."""
         schema = self._table.schema
         if schema is None:
             return True
@@ -188,7 +237,10 @@ class Inbox:
                         raise SchemaError(f"missing required field {name!r}", field=name)
                     data[name] = copy.deepcopy(spec.default)
         except SchemaError as exc:
-            self._set_aside(entry, f"does not fit the schema: {exc}", entity, None)
+            if write_over:
+                self._set_aside(entry, f"does not fit the schema: {exc}", entity, None)
+            else:
+                self._dead_letter(entry, f"does not fit the schema: {exc}")
             return False
         return True
 
@@ -212,7 +264,7 @@ class Inbox:
                 self._outbox.local_change(entity)
             self._wake()
 
-    def _create(self, uuid: str, record: Record, revision: int, origin: Origin = "remote") -> None:
+    def _create(self, uuid: str, record: Record, revision: int | None, origin: Origin = "remote") -> None:
         table = self._table
         entity = table.new_entity(uuid, record.data, record.compact_stamps, revision, record.extras)
         table.insert(entity)

@@ -44,6 +44,9 @@ class Outbox:
         self._held: set[str] = set()
         self.errors: dict[str, BaseException] = {}
         """Why the last write of each key failed (kept until a write of it succeeds)."""
+        self.copied: set[str] = set()
+        """Uuids another location holds a version of (its copy is in this bucket): deleting one is written
+        here even if this location never stored it, or the copy would bring it back."""
 
     # -- local changes ---------------------------------------------------------------------------
 
@@ -54,7 +57,7 @@ class Outbox:
     def local_delete(self, entity: Entity, stamp: Stamp) -> None:
         uuid = entity._uuid
         self.forget(uuid)
-        stored = entity._revision is not None or uuid in self._inflight
+        stored = entity._revision is not None or uuid in self._inflight or uuid in self.copied
         self._tombstones.add(uuid, stamp, entity._revision, pending=stored)
 
     def forget(self, uuid: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from brainlessdb.core.clock import HybridLogicalClock
-from brainlessdb.core.names import SCHEMA_KEY
+from brainlessdb.core.names import SCHEMA_KEY, copied_key
 from brainlessdb.core.sync.inbox import Inbox
 from brainlessdb.core.sync.outbox import Outbox, PendingWrite
 from brainlessdb.core.sync.schema_sync import SchemaSync
@@ -46,11 +46,18 @@ class SyncState:
         self.inbox = Inbox(table, self.outbox, self.tombstones, clock, wake, self._reserved)
 
     def _reserved(self, entry: Entry) -> None:
-        """An entry of the bucket under a reserved key (``names.RESERVED_PREFIX``): the collection's own."""
+        """An entry of the bucket under a reserved key (``names.RESERVED_PREFIX``): the collection's schema,
+        or another location's copy of one of its keys (``_<peer>.<key>``, see ``names.copied_key``)."""
         if entry.key == SCHEMA_KEY:
             self.schema.apply(entry)
-        else:
+            return
+        copied = copied_key(entry.key)
+        if copied is None:
             logger.debug("%s: reserved key %r ignored", self._table.name, entry.key)
+        elif copied == SCHEMA_KEY:
+            self.schema.apply_copy(entry)
+        else:
+            self.inbox.apply_copy(copied, entry)
 
     def conflicted(self, write: PendingWrite, current: Entry | None) -> None:
         """``write`` found another revision; ``current`` is what the bucket holds now."""
@@ -87,9 +94,10 @@ class SyncState:
         return uuid in self.tombstones
 
     def is_unwritten(self, uuid: str) -> bool:
-        """True when this node holds ``uuid`` but NATS never acknowledged a version of it."""
+        """True when this node made ``uuid`` and NATS never acknowledged a version of it (one known only
+        from another location's copy has no version of its own to write)."""
         entity = self._table.entities.get(uuid)
-        return entity is not None and entity._revision is None
+        return entity is not None and entity._revision is None and self.outbox.is_dirty(uuid)
 
     def pending_count(self) -> int:
         """Entities and deletes not yet acknowledged by NATS."""

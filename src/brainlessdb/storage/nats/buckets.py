@@ -2,7 +2,17 @@
 
 A bucket ``b`` is the stream ``KV_b`` with subjects ``$KV.b.<key>``, created here with the settings a KV
 bucket has (ADR-8) plus direct get, and without the per-message TTL nats-py's ``create_key_value`` always
-turns on. Existing buckets are bound and never reconfigured.
+turns on. Existing buckets are bound and never reconfigured, but for one thing: the sources of peers.
+
+**Locations.** With peers (the JetStream domains of other locations, joined by leaf nodes), a bucket
+*sources* each peer's bucket of the same name, but only the peer's own keys (one token: a uuid, or a
+reserved key such as ``_schema``), each stored under the peer's prefix: the peer's ``$KV.b.<key>`` is
+copied here as ``$KV.b._<peer>.<key>``. A copied key has two tokens, so no source ever copies it again:
+nothing can loop. Every source starts at the peer's first message (``opt_start_seq: 1``): without it the
+server starts a new source at this stream's last message time when this stream has dropped messages,
+skipping the peer's older data for good while reporting no error. An existing bucket gains the sources
+of new peers; a source of a peer copying its keys in any other way is refused (it could loop, or
+overwrite this location's keys).
 """
 
 from __future__ import annotations
@@ -14,13 +24,55 @@ from typing import Final
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DEFAULT_PREFIX, DiscardPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.api import (
+    DEFAULT_PREFIX,
+    DiscardPolicy,
+    ExternalStream,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+    StreamSource,
+    SubjectTransform,
+)
 
+from brainlessdb.errors import ConfigurationError
 from brainlessdb.storage.nats.errors import ERR_STREAM_NAME_IN_USE
 
 logger = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW: Final = 120.0  # seconds, as every KV bucket has
+
+
+def peer_source(bucket: str, peer: str) -> StreamSource:
+    """The source copying the own keys of ``bucket`` in the domain ``peer`` here, as ``_<peer>.<key>``."""
+    return StreamSource(
+        name=f"KV_{bucket}",
+        opt_start_seq=1,
+        external=ExternalStream(api=f"$JS.{peer}.API"),
+        subject_transforms=[
+            SubjectTransform(src=f"$KV.{bucket}.*", dest=f"$KV.{bucket}._{peer}.{{{{wildcard(1)}}}}")
+        ],
+    )
+
+
+def _source_peer(bucket: str, source: StreamSource) -> str:
+    """The peer a source of ``bucket`` copies, checked to be one made by ``peer_source``."""
+    api = source.external.api if source.external is not None else ""
+    peer = api[len("$JS.") : -len(".API")] if api.startswith("$JS.") and api.endswith(".API") else ""
+    expected = peer_source(bucket, peer) if peer else None
+    if (
+        expected is None
+        or source.name != expected.name
+        or source.filter_subject
+        or [(t.src, t.dest) for t in source.subject_transforms or []]
+        != [(t.src, t.dest) for t in expected.subject_transforms or []]
+    ):
+        raise ConfigurationError(
+            f"bucket {bucket!r} has a source that does not copy a peer's own keys under its prefix "
+            f"({source.name}, {api or 'no external API'}): such a source could loop or overwrite this "
+            "location's keys"
+        )
+    return peer
 
 
 def stream_config(bucket: str, *, replicas: int, history: int, expiring: bool = False) -> StreamConfig:
@@ -71,13 +123,28 @@ async def bind_stream(
         return await js.stream_info(stream)
 
 
-async def list_bucket_names(nc: Client, prefix: str, timeout: float) -> list[str]:
-    """The names of the existing buckets that start with ``prefix``, sorted (raises nats errors)."""
+async def source_peers(js: JetStreamContext, bucket: str, peers: tuple[str, ...]) -> list[str]:
+    """Make the existing ``bucket`` source each of ``peers`` (adding what it lacks, removing nothing); the
+    peers added. ``StorageError`` for a source that could loop; nats errors as they come."""
+    info = await js.stream_info(f"KV_{bucket}")
+    sources = list(info.config.sources or [])
+    sourced = {_source_peer(bucket, source) for source in sources}
+    missing = [peer for peer in peers if peer not in sourced]
+    if missing:
+        info.config.sources = sources + [peer_source(bucket, peer) for peer in missing]
+        await js.update_stream(info.config)
+        logger.info("bucket %s now sources %s", bucket, ", ".join(missing))
+    return missing
+
+
+async def list_bucket_names(nc: Client, prefix: str, timeout: float, api: str = DEFAULT_PREFIX) -> list[str]:
+    """The names of the existing buckets that start with ``prefix``, sorted (raises nats errors); ``api``:
+    the JetStream API asked (``$JS.<domain>.API`` for another location's)."""
     names: list[str] = []
     offset = 0
     while True:
         request = json.dumps({"offset": offset}).encode()
-        reply = await nc.request(f"{DEFAULT_PREFIX}.STREAM.NAMES", request, timeout=timeout)
+        reply = await nc.request(f"{api}.STREAM.NAMES", request, timeout=timeout)
         response = json.loads(reply.data)
         if "error" in response:
             nats.js.errors.APIError.from_error(response["error"])

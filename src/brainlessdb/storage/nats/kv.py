@@ -24,12 +24,22 @@ from nats.aio.client import Client
 from nats.js.api import DEFAULT_PREFIX, Header
 
 from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
-from brainlessdb.storage.base import Entry, WatchBatch, WatchEvent, Write, check_key, flatten, validate_bucket
-from brainlessdb.storage.nats.buckets import bind_stream, list_bucket_names
+from brainlessdb.storage.base import (
+    Entry,
+    WatchBatch,
+    WatchEvent,
+    Write,
+    check_key,
+    flatten,
+    validate_bucket,
+    validate_domain,
+)
+from brainlessdb.storage.nats.buckets import bind_stream, list_bucket_names, source_peers
 from brainlessdb.storage.nats.denials import ErrorCallback, ErrorFanOut, Guards
 from brainlessdb.storage.nats.errors import api_bucket_of, denied_subject, redact_servers, translate_error
 from brainlessdb.storage.nats.protocol import KV_OPERATION, operation_of, time_ns_of
 from brainlessdb.storage.nats.publish import Publisher
+from brainlessdb.storage.nats.sources import copied_sequence, peer_own_sequence, restart_source
 from brainlessdb.storage.nats.watch import KVWatcher
 
 logger = logging.getLogger(__name__)
@@ -37,6 +47,7 @@ logger = logging.getLogger(__name__)
 CLOSE_TIMEOUT: Final = 1.0  # seconds to wait for the socket of a connection that could not be made
 # A server that does not answer a ping within this long is not drained: nats-py would wait 10-30 s.
 DRAIN_PING_TIMEOUT: Final = 1  # nats-py takes whole seconds
+PROBE_TIMEOUT: Final = 0.5  # seconds a peer location's JetStream API may take to answer through its link
 
 
 class NatsKVStorage:
@@ -197,12 +208,54 @@ class NatsKVStorage:
         self._direct[bucket] = bool(info.config.allow_direct)
         return True
 
-    async def list_buckets(self, prefix: str) -> list[str]:
-        """The names of the existing buckets that start with ``prefix``, sorted."""
+    async def source_peers(self, bucket: str, peers: Sequence[str]) -> list[str]:
+        """Make the open ``bucket`` copy the own keys of the same bucket in each peer location (JetStream
+        domain) under the prefix ``_<peer>.`` (see ``buckets``); the peers it did not source before."""
+        self._check_open()
+        for peer in peers:
+            validate_domain(peer)
+        try:
+            return await self._guards.guarded(source_peers(self._js, bucket, tuple(peers)), bucket)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise translate_error(exc) from exc
+
+    async def source_progress(self, bucket: str, peer: str) -> tuple[int | None, int]:
+        """How far ``bucket`` copied ``peer``: the peer's newest own sequence (None: the peer does not
+        answer) and the peer's sequence of the newest copy here (see ``sources``)."""
         self._check_open()
         try:
+            own = await peer_own_sequence(self._nc, bucket, peer, PROBE_TIMEOUT)
+            copied = await copied_sequence(self._nc, bucket, peer, self.timeout)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise translate_error(exc) from exc
+        return own, copied
+
+    async def restart_source(self, bucket: str, peer: str) -> None:
+        """Restart ``bucket``'s source of ``peer`` (one that stalled): it resumes where it stopped."""
+        self._check_open()
+        try:
+            await restart_source(self._js, bucket, peer)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise translate_error(exc) from exc
+
+    async def jetstream_domain(self) -> str | None:
+        """The JetStream domain of the server this storage is connected to (None: it has none)."""
+        self._check_open()
+        try:
+            info = await self._js.account_info()
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise translate_error(exc) from exc
+        return info.domain or None
+
+    async def list_buckets(self, prefix: str, *, domain: str | None = None) -> list[str]:
+        """The names of the existing buckets that start with ``prefix``, sorted; of the JetStream domain
+        ``domain`` (another location's, through its link) if given."""
+        self._check_open()
+        api = DEFAULT_PREFIX if domain is None else f"$JS.{domain}.API"
+        timeout = self.timeout if domain is None else PROBE_TIMEOUT
+        try:
             return await self._guards.guarded(
-                list_bucket_names(self._nc, prefix, self.timeout), f"{DEFAULT_PREFIX}.STREAM.NAMES"
+                list_bucket_names(self._nc, prefix, timeout, api), f"{api}.STREAM.NAMES"
             )
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
