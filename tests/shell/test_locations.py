@@ -21,7 +21,7 @@ import pytest
 from brainlessdb import Brainless, ConfigurationError, InvalidNameError
 from brainlessdb.embedded import EmbeddedServer, free_port
 from tests.helpers import eventually, memory_of, nats_connection
-from tests.proxy import Proxy
+from tests.proxy import CutMode, Proxy
 
 pytestmark = pytest.mark.nats
 
@@ -97,8 +97,9 @@ async def message_counts(server: EmbeddedServer, stream: str) -> int:
         return int(info.state.last_seq)
 
 
+@pytest.mark.parametrize("cut", ["reset", "blackhole"])
 async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
-    locations: Locations, namespace: str
+    locations: Locations, namespace: str, cut: CutMode
 ) -> None:
     async with nodes() as start:
         prague = await start(locations.prague, "prague", "brno", "prague-1", namespace)
@@ -108,7 +109,7 @@ async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
         await prague.flush()
         await eventually(lambda: {c1, c2, c3} <= set(brno.call.entities), timeout=HEAL)
 
-        locations.link.cut("reset")
+        locations.link.cut(cut)
         prague.call[c1].state = "answered"  # different fields of one entity
         brno.call[c1].agent = 7
         prague.call[c1].caller["zip"] = "110 00"  # different keys of one dict
@@ -155,6 +156,71 @@ async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
     await asyncio.sleep(2)
     after = [await message_counts(server, stream) for server in (locations.prague, locations.brno)]
     assert before == after
+
+
+async def test_three_locations_through_a_hub_converge_after_one_is_cut_off(
+    tmp_path: Path, namespace: str
+) -> None:
+    """Prague is the hub; Brno and Ostrava are its leaves, and reach each other through it."""
+    hub_port = free_port()
+    domains = ("prague", "brno", "ostrava")
+    servers = {
+        "prague": EmbeddedServer(
+            store_dir=tmp_path / "prague",
+            name="prague",
+            jetstream_config="domain: prague",
+            extra_config=f'leafnodes {{ listen: "127.0.0.1:{hub_port}", no_advertise: true }}',
+        )
+    }
+    links = {leaf: await Proxy(hub_port).start() for leaf in domains[1:]}
+    for leaf, link in links.items():
+        servers[leaf] = EmbeddedServer(
+            store_dir=tmp_path / leaf,
+            name=leaf,
+            jetstream_config=f"domain: {leaf}",
+            extra_config=(
+                f'leafnodes {{ reconnect: 1, remotes: [ {{ url: "nats-leaf://127.0.0.1:{link.port}" }} ] }}'
+            ),
+        )
+    try:
+        for server in servers.values():
+            server.start()
+        started: list[Brainless] = []
+        try:
+            for domain in domains:
+                peers = [peer for peer in domains if peer != domain]
+                db = Brainless(
+                    servers[domain].url,
+                    namespace=namespace,
+                    location=f"{domain}-1",
+                    domain=domain,
+                    peers=peers,
+                    flush_interval=0.02,
+                )
+                started.append(await db.start())
+            prague, brno, ostrava = started
+            uuid = ostrava.call.add(channel_id="c1", caller={}, attempts=0).uuid
+            await ostrava.flush()
+            await eventually(lambda: uuid in prague.call and uuid in brno.call, timeout=HEAL)
+            links["brno"].cut("reset")
+            for db in started:
+                db.call[uuid].caller[db.domain or ""] = True
+                db.call.increment(uuid, "attempts")
+                await db.flush()
+            await eventually(lambda: ostrava.call[uuid].caller.keys() == {"prague", "ostrava"}, timeout=HEAL)
+            links["brno"].heal()
+            await eventually(lambda: agree(started), timeout=HEAL, interval=0.1)
+            assert prague.call[uuid].caller == {"prague": True, "brno": True, "ostrava": True}
+            assert prague.call[uuid].attempts == 3
+        finally:
+            for db in started:
+                with contextlib.suppress(Exception):
+                    await db.stop(timeout=5)
+    finally:
+        for link in links.values():
+            await link.close()
+        for server in servers.values():
+            server.close()
 
 
 async def test_a_node_refuses_a_domain_its_server_is_not_in(locations: Locations, namespace: str) -> None:
