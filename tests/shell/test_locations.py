@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from tests.proxy import CutMode, Proxy
 
 pytestmark = pytest.mark.nats
 
+ROOT = Path(__file__).resolve().parents[2]
 HEAL = 90.0  # seconds a catch-up after a heal may take (the server retries a source within ~50 s)
 
 
@@ -156,6 +159,122 @@ async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
     await asyncio.sleep(2)
     after = [await message_counts(server, stream) for server in (locations.prague, locations.brno)]
     assert before == after
+
+
+class NodeProcess:
+    """A node of one location in a process of its own (``tests/shell/workers/location_node.py``)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def spawn(
+        cls, server: EmbeddedServer, namespace: str, name: str, domain: str, peer: str
+    ) -> NodeProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.shell.workers.location_node",
+            server.url,
+            namespace,
+            name,
+            domain,
+            peer,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        node = cls(process)
+        assert "ready" in await node.reply(30)
+        return node
+
+    async def reply(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        assert line, "the node process exited"
+        return dict(json.loads(line))
+
+    async def ask(self, **command: Any) -> dict[str, Any]:
+        """Send one command; its answer (a ``wait`` may take its ``timeout``, anything else 30 s)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.process.stdin.drain()
+        return await self.reply(command.get("timeout", 0) + 30)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(Exception):
+                await self.ask(stop=True)
+            if self.process.returncode is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.process.wait(), 5)
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+
+
+CUT = 60.0  # seconds the link stays cut in the test with node processes
+
+
+async def test_node_processes_of_two_locations_work_through_a_minute_long_cut(
+    locations: Locations, namespace: str
+) -> None:
+    processes: list[NodeProcess] = []
+
+    async def spawn(server: EmbeddedServer, name: str, domain: str, peer: str) -> NodeProcess:
+        node = await NodeProcess.spawn(server, namespace, name, domain, peer)
+        processes.append(node)
+        return node
+
+    try:
+        p1 = await spawn(locations.prague, "prague-1", "prague", "brno")
+        p2 = await spawn(locations.prague, "prague-2", "prague", "brno")
+        b1 = await spawn(locations.brno, "brno-1", "brno", "prague")
+        b2 = await spawn(locations.brno, "brno-2", "brno", "prague")
+        uuid = (await p1.ask(add={"channel_id": "c1", "state": "ringing", "agent": 0, "attempts": 0}))["uuid"]
+        await p1.ask(flush=True)
+        for node in (p2, b1, b2):
+            assert (await node.ask(wait=uuid, field="state", value="ringing", timeout=HEAL))[
+                "seconds"
+            ] is not None
+
+        locations.link.cut("reset")
+        loop = asyncio.get_running_loop()
+        cut_at = loop.time()
+        rounds = 0
+        while loop.time() - cut_at < CUT:
+            rounds += 1
+            # Each location's nodes change the entity, and see each other's changes.
+            await p1.ask(set=uuid, field="state", value=f"prague-{rounds}")
+            await p1.ask(increment=uuid, field="attempts", by=1)
+            await p1.ask(flush=True)
+            await b1.ask(set=uuid, field="agent", value=rounds)
+            await b1.ask(increment=uuid, field="attempts", by=1)
+            await b1.ask(flush=True)
+            seen = [
+                await p2.ask(wait=uuid, field="state", value=f"prague-{rounds}", timeout=10),
+                await b2.ask(wait=uuid, field="agent", value=rounds, timeout=10),
+            ]
+            assert all(answer["seconds"] is not None for answer in seen), (rounds, seen)
+            await asyncio.sleep(1)
+        # A node started during the cut loads its location's state: its own changes, not the other's.
+        b3 = await spawn(locations.brno, "brno-3", "brno", "prague")
+        during = (await b3.ask(dump=True))["entities"][uuid]
+        assert during["agent"] == rounds and during["state"] == "ringing"
+
+        locations.link.heal()
+        expected = {"channel_id": "c1", "state": f"prague-{rounds}", "agent": rounds, "attempts": 2 * rounds}
+        everyone = [p1, p2, b1, b2, b3]
+        for node in everyone:
+            answer = await node.ask(wait=uuid, field="attempts", value=2 * rounds, timeout=HEAL)
+            assert answer["seconds"] is not None
+        p3 = await spawn(locations.prague, "prague-3", "prague", "brno")
+        for node in [*everyone, p3]:
+            assert (await node.ask(dump=True))["entities"] == {uuid: expected}
+    finally:
+        for node in processes:
+            await node.stop()
+    assert [node.process.returncode for node in processes] == [0] * len(processes)
 
 
 async def test_three_locations_through_a_hub_converge_after_one_is_cut_off(
