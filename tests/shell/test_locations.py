@@ -72,10 +72,11 @@ async def nodes() -> AsyncIterator[Callable[..., Awaitable[Brainless]]]:
     """Start nodes of either location; every one is stopped at the end."""
     started: list[Brainless] = []
 
-    async def start(server: EmbeddedServer, domain: str, peer: str, name: str, namespace: str) -> Brainless:
-        db = Brainless(
-            server.url, namespace=namespace, location=name, domain=domain, peers=[peer], flush_interval=0.02
-        )
+    async def start(
+        server: EmbeddedServer, domain: str, peer: str, name: str, namespace: str, **options: Any
+    ) -> Brainless:
+        options.setdefault("flush_interval", 0.02)
+        db = Brainless(server.url, namespace=namespace, location=name, domain=domain, peers=[peer], **options)
         started.append(await db.start())
         return db
 
@@ -159,6 +160,33 @@ async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
     await asyncio.sleep(2)
     after = [await message_counts(server, stream) for server in (locations.prague, locations.brno)]
     assert before == after
+
+
+async def test_a_delete_outlives_the_markers_removed_after_their_retention_in_every_location(
+    locations: Locations, namespace: str
+) -> None:
+    """Brno stored a version of its own of the entity Prague deletes: Brno writes the delete over it, so
+    once both locations removed their markers, a node loading either location does not bring it back."""
+    retention = {"delete_retention": 1.0}
+    async with nodes() as start:
+        prague = await start(locations.prague, "prague", "brno", "prague-1", namespace, **retention)
+        brno = await start(locations.brno, "brno", "prague", "brno-1", namespace, **retention)
+        uuid = prague.call.add(channel_id="c1", state="new").uuid
+        await prague.flush()
+        await eventually(lambda: uuid in brno.call, timeout=HEAL)
+        brno.call[uuid].state = "brno's"  # a version in Brno's own key
+        await brno.flush()
+        await eventually(lambda: prague.call[uuid].state == "brno's", timeout=HEAL)
+        prague.call.delete(uuid)
+        await prague.flush()
+        await eventually(lambda: uuid not in brno.call and not brno.call.sync.has_pending(), timeout=HEAL)
+        await asyncio.sleep(3)  # both housekeepers remove their location's marker (retention 1 s)
+        for server, domain, peer in (
+            (locations.prague, "prague", "brno"),
+            (locations.brno, "brno", "prague"),
+        ):
+            fresh = await start(server, domain, peer, f"{domain}-fresh", namespace, **retention)
+            assert uuid not in fresh.call
 
 
 class NodeProcess:

@@ -138,9 +138,10 @@ class Inbox:
     def apply_copy(self, uuid: str, entry: Entry) -> None:
         """Merge another location's version of ``uuid`` (its key ``_<peer>.<uuid>`` here) into memory.
 
-        Such a copy is read only: it never moves the revision of the entity's own key, is never written
-        over, and nothing is written in answer to it (see ``storage.nats.buckets``): a delete it holds
-        drops the entity, a dead letter is only set aside, and a version merges as any other.
+        Such a copy is read only: it never moves the revision of the entity's own key and is never written
+        over (see ``storage.nats.buckets``). A version merges as any other, and a dead letter is only set
+        aside. A delete drops the entity, and is written over this location's own version of it if there
+        is one (once: a delete is final), so that it outlives the other location's marker.
         """
         if entry.revision > self.last_revision:
             self.last_revision = entry.revision
@@ -165,7 +166,13 @@ class Inbox:
             return
         entity = self._table.entities.get(uuid)
         if record.deleted is not None:
-            self.drop(uuid, record.deleted, None)
+            own = None if entity is None else entity._revision
+            self.drop(uuid, record.deleted, own)
+            if own is not None:
+                # This location stored a version of its own: the delete is written over it, once, so that
+                # the delete outlives the other location's marker (removed after its retention there).
+                self._tombstones.add(uuid, record.deleted, own, pending=True)
+                self._wake()
             return
         if not self._fits_schema(entry, record, entity, write_over=False):
             return
