@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from benchmarks import memory_ops, nats_io, report
+from benchmarks import locations, memory_ops, nats_io, report
 from benchmarks.common import Params, Row, encode, entity_data
 from brainlessdb.core.codec import encode_record
 from brainlessdb.core.merge import Record
@@ -37,12 +37,13 @@ BENCHMARKS = (
     "load_history",
     "propagation",
     "claims",
+    "locations",
     "in_memory",
     "memory",
     "scaling",
 )
 NEEDS_SERVER = frozenset(
-    {"flush_new", "flush_update", "load", "load_history", "propagation", "claims", "memory"}
+    {"flush_new", "flush_update", "load", "load_history", "propagation", "claims", "locations", "memory"}
 )
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -68,6 +69,9 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
     parser.add_argument("--claims", type=int, help="sequential update_if timed by claims (default 1000)")
     parser.add_argument("--scale-sizes", help="comma-separated sizes for scaling (default 10000,100000)")
     parser.add_argument("--scale-1m", action="store_true", help="add N=1000000 to scaling (a long run)")
+    parser.add_argument(
+        "--cuts", help="comma-separated seconds of the cuts healed by locations (default 10,60,300)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one wait may take")
     args = parser.parse_args(argv)
 
@@ -85,6 +89,9 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
         ops=args.ops or (2_000 if quick else 10_000),
         claims=args.claims or (200 if quick else 1_000),
         scale_sizes=sizes,
+        cuts=tuple(float(cut) for cut in args.cuts.split(","))
+        if args.cuts
+        else ((5.0,) if quick else (10.0, 60.0, 300.0)),
         timeout=args.timeout,
     )
     if (
@@ -105,7 +112,9 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
     return params, selected, args.json
 
 
-async def run(params: Params, selected: list[str], url: str | None) -> tuple[list[Row], dict[str, str]]:
+async def run(
+    params: Params, selected: list[str], url: str | None, binary: str | None = None
+) -> tuple[list[Row], dict[str, str]]:
     """Run the selected benchmarks in order; one failing does not stop the others."""
     plan: list[tuple[str, Callable[[], Awaitable[list[Row]]]]] = []
     if url is not None:
@@ -121,6 +130,8 @@ async def run(params: Params, selected: list[str], url: str | None) -> tuple[lis
             plan.append(("claims", lambda: nats_io.bench_claims(url, params)))
         if "memory" in selected:
             plan.append(("memory", lambda: memory_ops.bench_memory(url, params)))
+        if "locations" in selected:
+            plan.append(("locations", lambda: locations.bench_locations(params, params.cuts, binary)))
     if "in_memory" in selected:
         plan.append(("in_memory", lambda: memory_ops.bench_in_memory(params)))
     if "scaling" in selected:
@@ -186,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 server = EmbeddedServer(store_dir=store, name="bench", binary=binary)
                 server.start()
                 logger.info("nats-server %s on %s (store %s)", machine["nats_server"], server.url, store)
-            rows, errors = asyncio.run(run(params, selected, server.url if server else None))
+            rows, errors = asyncio.run(run(params, selected, server.url if server else None, binary))
         except ServerError as exc:
             print(f"error: nats-server: {exc}", file=sys.stderr)
             return 2
