@@ -1,7 +1,8 @@
 """The ``brainless`` command (also ``python -m brainlessdb``): look at and operate a namespace from a shell.
 
 Subcommands: ``ls``, ``get``, ``find``, ``watch``, ``history``, ``schema``, ``stats``, ``put``, ``del``,
-``dead-letters``, ``dump``, ``restore``, ``doctor``, and ``server`` (a local nats-server) and ``demo``.
+``dead-letters``, ``dump``, ``restore``, ``doctor``, ``console`` (the web console, brainlessdb.console),
+and ``server`` (a local nats-server) and ``demo``.
 Global options (before or after the subcommand): ``--server/-s URL`` (``NATS_URL``), ``--namespace/-n``
 (``BRAINLESS_NAMESPACE``), credentials (``--user``, ``--password``, ``--token``, ``--creds``, ``--nkey``,
 ``--tls-ca``, ``--tls-cert``, ``--tls-key``, each with an environment variable), ``--json``.
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 from brainlessdb.cli import commands, demo, doctor, server, transfer
 from brainlessdb.cli.common import ERROR, OK, USAGE, CliError, Output, warn
 from brainlessdb.cli.connection import ENVIRONMENT, Session, Settings, describe
+from brainlessdb.console import command as console
 from brainlessdb.errors import (
     BrainlessError,
     NotFoundError,
@@ -138,6 +140,8 @@ def build_parser() -> Parser:
     restore.add_argument("--replicas", type=int, help="replicas of buckets restore creates (1)")
     check = command("doctor", doctor.cmd_doctor, "check the server, the buckets and the data")
     check.add_argument("--max-skew", type=float, default=doctor.DEFAULT_MAX_SKEW, metavar="SECONDS")
+    web = command("console", console.cmd_console, "the live read-only web console, until Ctrl-C or SIGTERM")
+    console.add_arguments(web)
 
     serve = commands_.add_parser("server", help="run a local nats-server until Ctrl-C or SIGTERM")
     serve.add_argument("--data", default="brainless-data", help="JetStream data directory")
