@@ -172,12 +172,45 @@ async function loadCollections() {
   if (!state.collection && collections.length) choose(collections[0].collection);
 }
 
+// The columns of the nodes table, when the nodes have them (else every key they have); the whole record
+// of a node is its row's tooltip.
+const NODE_COLUMNS = { location: "location", version: "version", pending: "pending", copy_lag: "copy lag",
+  started: "up", seen: "seen" };
+
+function hasValue(value) {
+  if (value === null || value === undefined || value === "") return false;
+  return typeof value !== "object" || Object.keys(value).length > 0;
+}
+
+function since(seconds) {
+  const s = Math.max(0, Date.now() / 1000 - seconds);
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} d`;
+}
+
 async function loadNodes() {
   const { nodes } = await api("api/nodes");
-  const names = [];
-  for (const node of nodes) for (const name of Object.keys(node)) if (!names.includes(name)) names.push(name);
-  heading($("nodes"), names);
-  fill($("nodes"), nodes.map((node) => row(names.map((name) => node[name]))));
+  const known = Object.keys(NODE_COLUMNS).filter((name) => nodes.some((node) => hasValue(node[name])));
+  const names = known.length ? known : [...new Set(nodes.flatMap((node) => Object.keys(node)))];
+  heading($("nodes"), names.map((name) => NODE_COLUMNS[name] || name), new Set(["pending"]));
+  fill(
+    $("nodes"),
+    nodes.map((node) => {
+      const cells = names.map((name) => {
+        const value = node[name];
+        if (typeof value !== "number") return value;
+        if (name === "started") return since(value);
+        if (name === "seen") return since(value) + " ago";
+        return value;
+      });
+      const tr = row(cells, names.map((name) => (name === "pending" ? "num" : "")));
+      tr.title = JSON.stringify(node, null, 1);
+      tr.dataset.location = node.location || "";
+      return tr;
+    }),
+  );
   $("no-nodes").hidden = nodes.length > 0;
 }
 
@@ -269,7 +302,7 @@ function showEvent(record) {
   const item = document.createElement("li");
   item.className = "event " + record.event;
   item.dataset.uuid = record.uuid;
-  item.appendChild(element("time", new Date().toLocaleTimeString()));
+  item.appendChild(element("time", new Date().toLocaleTimeString([], { hour12: false })));
   item.appendChild(element("span", record.event, "kind"));
   item.appendChild(element("span", record.collection, "collection"));
   item.appendChild(element("code", record.uuid.slice(0, 8), "uuid"));
