@@ -2,7 +2,7 @@
 
 - ``GET /``: the page (``static/index.html``, with ``console.js`` and ``console.css`` beside it);
 - ``GET /api/info``: namespace, servers (credentials hidden), and whether the nodes are listed;
-- ``GET /api/collections``: each collection's entities, pending changes, dead letters, bucket size, fields;
+- ``GET /api/collections``: each collection's entities, dead letters, bucket size and fields;
 - ``GET /api/collections/{name}/entities?where=FIELD=VALUE&order_by=KEY&limit=N``: ``find``, each
   criterion a ``where`` (``where=state=waiting&where=priority__lt=3``);
 - ``GET /api/collections/{name}/entities/{uuid}``: one entity, each field with its time and origin node;

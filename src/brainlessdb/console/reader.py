@@ -129,7 +129,11 @@ class Reader:
         }
 
     async def collections(self) -> list[dict[str, Any]]:
-        """Each collection: its counts from ``db.stats()``, its bucket's size, and its schema's fields."""
+        """Each collection: its counts from ``db.stats()``, its bucket's size, and its schema's fields.
+
+        Not the changes pending: the console's own are always none (it never writes), and those of the
+        nodes are in their heartbeats (``nodes``).
+        """
         names = await self.collection_names()
         streams = await asyncio.gather(*(self.session.stream(name) for name in names))
         counts = self.db.stats()["collections"]
@@ -142,7 +146,6 @@ class Reader:
                 {
                     "collection": name,
                     "entities": len(collection),
-                    "pending": stats.get("pending", 0),
                     "dead_letters": stats.get("dead_letters", 0),
                     "errors": stats.get("errors", 0),
                     "watch_restarts": stats.get("watch_restarts", 0),

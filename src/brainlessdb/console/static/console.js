@@ -7,6 +7,7 @@
 const MAX_EVENTS = 100;
 const FLASH_MS = 3000;
 const NODES_EVERY_MS = 5000;
+const COLLECTIONS_EVERY_MS = 10000; // new collections, bucket sizes
 
 const state = { collection: "", where: "", orderBy: "", limit: "100", uuid: "" };
 let token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("brainless-token") || "";
@@ -157,11 +158,11 @@ async function loadCollections() {
   fill(
     $("collections"),
     collections.map((c) => {
-      const tr = row([c.collection, c.entities, c.pending, c.dead_letters], ["", "num", "num", "num"]);
+      const tr = row([c.collection, c.entities, c.dead_letters], ["", "num", "num"]);
       tr.dataset.collection = c.collection;
       tr.tabIndex = 0;
       if (c.collection === state.collection) tr.classList.add("selected");
-      if (c.dead_letters > 0) tr.cells[3].classList.add("warn");
+      if (c.dead_letters > 0) tr.cells[2].classList.add("warn");
       tr.title = c.fields.join(", ") + " · " + c.bytes + " bytes";
       tr.addEventListener("click", () => choose(c.collection));
       tr.addEventListener("keydown", (e) => e.key === "Enter" && choose(c.collection));
@@ -323,9 +324,14 @@ function showEvent(record) {
 
 // -- what is shown ---------------------------------------------------------------------------------
 
+// Run work in ms, once for all the calls until then: a burst of changes costs one reload, and a steady
+// stream of them one every ms or so, never none.
 function later(name, ms, work) {
-  clearTimeout(timers[name]);
-  timers[name] = setTimeout(() => work().catch(fail), ms);
+  if (timers[name]) return;
+  timers[name] = setTimeout(() => {
+    timers[name] = null;
+    work().catch(fail);
+  }, ms);
 }
 
 function saveState() {
@@ -456,6 +462,9 @@ function init() {
     showCollection().catch(fail);
   });
   start();
+  setInterval(() => {
+    if (events && events.readyState === EventSource.OPEN) later("collections", 0, loadCollections);
+  }, COLLECTIONS_EVERY_MS);
 }
 
 init();
