@@ -42,6 +42,7 @@ from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
 from brainlessdb.shell.leases import Lease, Leases
+from brainlessdb.shell.presence import Presence
 from brainlessdb.shell.sources import SourceMonitor
 from brainlessdb.shell.watches import CollectionWatches
 from brainlessdb.storage.base import Storage, validate_domain
@@ -131,6 +132,7 @@ class Brainless:
         self._housekeeper: Housekeeper | None = None
         self._leases: Leases | None = None
         self._sources: SourceMonitor | None = None
+        self._presence: Presence | None = None
         self._state = DatabaseState.NEW
         self._changes_stopped = False  # once stop() has taken its final flush: changes are refused
 
@@ -197,6 +199,16 @@ class Brainless:
             self._sources.start()
         if any(c.sync.has_pending() for c in self._collections.values()):
             self._flusher.wake()
+        self._presence = Presence(
+            self._storage,
+            self.namespace,
+            self.clock.replica,
+            self.location,
+            domain=self.domain,
+            stats=self.stats,
+            timeout=self.connect_timeout,
+        )
+        self._presence.start()
         return self
 
     async def _check_domain(self, storage: Storage) -> None:
@@ -236,6 +248,8 @@ class Brainless:
         self._state = DatabaseState.STOPPING
         assert self._flusher is not None
         assert self._storage is not None
+        if self._presence is not None:
+            await self._presence.stop()
         if self._housekeeper is not None:
             self._housekeeper.stop()
         if self._sources is not None:
@@ -350,6 +364,17 @@ class Brainless:
             raise NotStartedError("lease() needs a started database")
         return await self._leases.acquire(name, key, ttl)
 
+    # -- the live nodes of the namespace --------------------------------------------------------
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The running nodes of the namespace (this one included), from their heartbeats, by location.
+
+        One dict per node: see ``brainlessdb.shell.presence``. ``UnavailableError`` when NATS does not answer.
+        """
+        if self._state is not DatabaseState.STARTED or self._presence is None:
+            raise NotStartedError("nodes() needs a started database")
+        return await self._presence.nodes()
+
     # -- resyncs after long outages, and old delete markers -------------------------------------
 
     @property
@@ -436,6 +461,7 @@ class Brainless:
                 "peers": list(self.peers),
                 "copies": {} if self._sources is None else self._sources.stats(),
             },
+            "presence": {} if self._presence is None else self._presence.stats(),
         }
 
     def __repr__(self) -> str:
