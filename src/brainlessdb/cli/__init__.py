@@ -1,8 +1,8 @@
 """The ``brainless`` command (also ``python -m brainlessdb``): look at and operate a namespace from a shell.
 
 Subcommands: ``ls``, ``get``, ``find``, ``watch``, ``history``, ``schema``, ``stats``, ``put``, ``del``,
-``dead-letters``, ``dump``, ``restore``, ``doctor``, ``console`` (the web console, brainlessdb.console),
-and ``server`` (a local nats-server) and ``demo``.
+``dead-letters``, ``dump``, ``restore``, ``doctor``, ``nodes`` (the running nodes), ``console`` (the web
+console, brainlessdb.console), and ``server`` (a local nats-server) and ``demo``.
 Global options (before or after the subcommand): ``--server/-s URL`` (``NATS_URL``), ``--namespace/-n``
 (``BRAINLESS_NAMESPACE``), credentials (``--user``, ``--password``, ``--token``, ``--creds``, ``--nkey``,
 ``--tls-ca``, ``--tls-cert``, ``--tls-key``, each with an environment variable), ``--json``.
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
-from brainlessdb.cli import commands, demo, doctor, server, transfer
+from brainlessdb.cli import commands, demo, doctor, nodes, server, transfer
 from brainlessdb.cli.common import ERROR, OK, USAGE, CliError, Output, warn
 from brainlessdb.cli.connection import ENVIRONMENT, Session, Settings, describe
 from brainlessdb.console import command as console
@@ -140,6 +140,7 @@ def build_parser() -> Parser:
     restore.add_argument("--replicas", type=int, help="replicas of buckets restore creates (1)")
     check = command("doctor", doctor.cmd_doctor, "check the server, the buckets and the data")
     check.add_argument("--max-skew", type=float, default=doctor.DEFAULT_MAX_SKEW, metavar="SECONDS")
+    command("nodes", nodes.cmd_nodes, "the running nodes of the namespace, from their heartbeats")
     web = command("console", console.cmd_console, "the live read-only web console, until Ctrl-C or SIGTERM")
     console.add_arguments(web)
 
