@@ -96,6 +96,7 @@ OWNER = textwrap.dedent(
     from brainlessdb.embedded import EmbeddedServer
     server = EmbeddedServer(store_dir=sys.argv[1]).start()
     print(server.pid, flush=True)
+    sys.stdin.readline()  # the test has seen the server run
     if sys.argv[2] == "raise":
         raise RuntimeError("the owner fails")
     if sys.argv[2] == "wait":
@@ -112,6 +113,7 @@ def test_an_embedded_server_never_outlives_its_owner(tmp_path: Path, ending: str
     mode = "wait" if ending.startswith("SIG") else ending
     with subprocess.Popen(
         [sys.executable, "-c", OWNER, str(tmp_path / "data"), mode],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -121,6 +123,9 @@ def test_an_embedded_server_never_outlives_its_owner(tmp_path: Path, ending: str
             assert owner.stdout is not None
             nats_pid = int(owner.stdout.readline())
             assert running(nats_pid)
+            assert owner.stdin is not None
+            owner.stdin.write("go\n")
+            owner.stdin.flush()
             if ending.startswith("SIG"):
                 owner.send_signal(getattr(signal, ending))
             _, err = owner.communicate(timeout=20)

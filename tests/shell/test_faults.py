@@ -649,7 +649,10 @@ async def test_killing_the_stream_leader_in_the_middle_of_a_large_flush_loses_no
             failed = exc.errors
         acknowledged = {c.uuid for c in calls if not c.dirty}
         assert all(isinstance(error, UnavailableError) for error in failed.values())
-        assert len(acknowledged) + len(failed) == len(calls)
+        # Every change was acknowledged or reported (a reported one may be acknowledged by a retry of the
+        # background flusher before this line: then it is both).
+        reported = {key.partition("/")[2] for key in failed}
+        assert acknowledged | reported == {c.uuid for c in calls}
         assert a.stats()["flush"]["errors"] > 0  # some writes were refused or timed out, and retried
 
         await settle([a, b], timeout=60)
