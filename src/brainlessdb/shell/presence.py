@@ -94,7 +94,9 @@ def summary(stats: Mapping[str, Any]) -> dict[str, Any]:
         "collections": len(collections),
         "entities": sum(c.get("entities", 0) for c in collections.values()),
         "pending": sum(c.get("pending", 0) for c in collections.values()),
-        "watch_restarts": sum(c.get("watch_restarts", 0) for c in collections.values()),
+        # Watches that failed, and the consumers behind them made anew (after a reconnect, say).
+        "watch_restarts": sum(c.get("watch_restarts", 0) for c in collections.values())
+        + stats.get("storage", {}).get("restarts", 0),
         "copy_lag": copy_lag,
     }
 
