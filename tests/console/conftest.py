@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from brainlessdb.console.reader import Reader
 from brainlessdb.embedded import EmbeddedServer
 
 VARIABLES = (*ENVIRONMENT.values(), TOKEN_VARIABLE)
+START_TIMEOUT = 60.0
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +110,14 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def first_line(process: subprocess.Popen[str]) -> str:
+    """The first line the console prints (its address, once it listens), or "" if it printed none within
+    ``START_TIMEOUT`` seconds: a console that hangs fails the test instead of hanging it."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+    return process.stdout.readline().strip() if ready else ""
+
+
 @contextlib.contextmanager
 def running_console(*args: str, env: dict[str, str] | None = None) -> Iterator[Running]:
     """``brainless ARGS console --listen 127.0.0.1:0`` until the block ends (then stopped, by its pid)."""
@@ -120,8 +130,7 @@ def running_console(*args: str, env: dict[str, str] | None = None) -> Iterator[R
         env=clean_environment(**(env or {})),
     )
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()  # the address, once it listens (or nothing, if it failed)
+        line = first_line(process)
         if not line.startswith("http://"):
             process.kill()
             _, err = process.communicate(timeout=20)

@@ -45,6 +45,15 @@ async def next_event(stream: AsyncIterator[dict[str, Any]], timeout: float = 10.
     return await asyncio.wait_for(stream.__anext__(), timeout)
 
 
+async def stream_open(console: Console, pages: int = 1) -> None:
+    """Wait until the console has ``pages`` streams of events open."""
+
+    async def opened() -> bool:
+        return len(console.reader.hub) == pages
+
+    await wait_until(opened)
+
+
 # -- collections, entities ----------------------------------------------------------------------------
 
 
@@ -245,7 +254,7 @@ async def test_changes_of_other_nodes_are_pushed_as_server_sent_events(
     await console.get("/api/collections")  # the console finds the collections seeded after it started
     stream = events_of(console)
     first = asyncio.ensure_future(next_event(stream))
-    await asyncio.sleep(0.3)  # the stream is open
+    await stream_open(console)
     uuid = uuids["SIP/4711-0001"]
     async with Brainless(nats_server.url, namespace=namespace, location="brno-2") as other:
         call = await other.call.get(uuid)
@@ -285,7 +294,7 @@ async def test_a_collection_made_after_the_start_is_listed_and_followed(
         assert body["collections"][0]["entities"] == 1
         stream = events_of(console)
         pending = asyncio.ensure_future(next_event(stream))
-        await asyncio.sleep(0.3)
+        await stream_open(console)
         item = other.queue.add(priority=2, state="waiting")
         await other.flush()
         event = await pending

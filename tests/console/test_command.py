@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from brainlessdb.embedded import EmbeddedServer
-from tests.console.conftest import clean_environment, console_command, running_console
+from tests.console.conftest import clean_environment, console_command, first_line, running_console
 from tests.console.data import CALLS, seed
 
 pytestmark = pytest.mark.nats
@@ -86,8 +86,7 @@ def test_sigint_stops_it_too_and_json_prints_the_address_as_an_object(
         env=clean_environment(),
     )
     try:
-        assert process.stdout is not None
-        record = json.loads(process.stdout.readline())
+        record = json.loads(first_line(process))
         assert get(record["url"] + "api/info")[0] == 200
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
