@@ -13,21 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 from tests.helpers import eventually
-from tests.proxy import Proxy
 
 from benchmarks import baselines
 from benchmarks.common import Params, Row, Series, encode, entity_data, new_keys, pair, percentile
 from brainlessdb import Brainless, Change
-from brainlessdb.embedded import EmbeddedServer, free_port
+from brainlessdb.embedded import EmbeddedLocations, EmbeddedServer, Link
 from brainlessdb.storage.nats.buckets import peer_source
 
 logger = logging.getLogger("benchmarks")
@@ -39,38 +36,13 @@ COLLECTION = "call"
 class Pair:
     prague: EmbeddedServer
     brno: EmbeddedServer
-    link: Proxy
+    link: Link
 
 
 @contextlib.asynccontextmanager
 async def two_locations(binary: str | None) -> AsyncIterator[Pair]:
-    with tempfile.TemporaryDirectory(prefix="brainless-bench-locations-") as store:
-        hub = free_port()
-        prague = EmbeddedServer(
-            store_dir=Path(store) / "prague",
-            name="prague",
-            binary=binary,
-            jetstream_config="domain: prague",
-            extra_config=f'leafnodes {{ listen: "127.0.0.1:{hub}", no_advertise: true }}',
-        )
-        link = await Proxy(hub).start()
-        brno = EmbeddedServer(
-            store_dir=Path(store) / "brno",
-            name="brno",
-            binary=binary,
-            jetstream_config="domain: brno",
-            extra_config=(
-                f'leafnodes {{ reconnect: 1, remotes: [ {{ url: "nats-leaf://127.0.0.1:{link.port}" }} ] }}'
-            ),
-        )
-        try:
-            prague.start()
-            brno.start()
-            yield Pair(prague, brno, link)
-        finally:
-            await link.close()
-            brno.close()
-            prague.close()
+    async with EmbeddedLocations(["prague", "brno"], binary=binary) as places:
+        yield Pair(places.servers["prague"], places.servers["brno"], places.links["brno"])
 
 
 def node(server: EmbeddedServer, ns: str, name: str, domain: str, peer: str) -> Brainless:

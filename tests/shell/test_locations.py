@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from brainlessdb import Brainless, ConfigurationError, InvalidNameError
-from brainlessdb.embedded import EmbeddedServer, free_port
+from brainlessdb.embedded import CutMode, EmbeddedLocations, EmbeddedServer, Link
 from tests.helpers import eventually, memory_of, nats_connection
-from tests.proxy import CutMode, Proxy
 
 pytestmark = pytest.mark.nats
 
@@ -35,36 +34,13 @@ HEAL = 90.0  # seconds a catch-up after a heal may take (the server retries a so
 class Locations:
     prague: EmbeddedServer  # the hub
     brno: EmbeddedServer  # a leaf of it, through ``link``
-    link: Proxy
+    link: Link
 
 
 @pytest.fixture
 async def locations(tmp_path: Path) -> AsyncIterator[Locations]:
-    hub_port = free_port()
-    prague = EmbeddedServer(
-        store_dir=tmp_path / "prague",
-        name="prague",
-        jetstream_config="domain: prague",
-        # no_advertise: the leaf must not learn this listener's own address and bypass the proxy.
-        extra_config=f'leafnodes {{ listen: "127.0.0.1:{hub_port}", no_advertise: true }}',
-    )
-    link = await Proxy(hub_port).start()
-    brno = EmbeddedServer(
-        store_dir=tmp_path / "brno",
-        name="brno",
-        jetstream_config="domain: brno",
-        extra_config=(
-            f'leafnodes {{ reconnect: 1, remotes: [ {{ url: "nats-leaf://127.0.0.1:{link.port}" }} ] }}'
-        ),
-    )
-    try:
-        prague.start()
-        brno.start()
-        yield Locations(prague, brno, link)
-    finally:
-        await link.close()
-        brno.close()
-        prague.close()
+    async with EmbeddedLocations(["prague", "brno"], base_dir=tmp_path) as places:
+        yield Locations(places.servers["prague"], places.servers["brno"], places.links["brno"])
 
 
 @contextlib.asynccontextmanager
@@ -309,35 +285,14 @@ async def test_three_locations_through_a_hub_converge_after_one_is_cut_off(
     tmp_path: Path, namespace: str
 ) -> None:
     """Prague is the hub; Brno and Ostrava are its leaves, and reach each other through it."""
-    hub_port = free_port()
     domains = ("prague", "brno", "ostrava")
-    servers = {
-        "prague": EmbeddedServer(
-            store_dir=tmp_path / "prague",
-            name="prague",
-            jetstream_config="domain: prague",
-            extra_config=f'leafnodes {{ listen: "127.0.0.1:{hub_port}", no_advertise: true }}',
-        )
-    }
-    links = {leaf: await Proxy(hub_port).start() for leaf in domains[1:]}
-    for leaf, link in links.items():
-        servers[leaf] = EmbeddedServer(
-            store_dir=tmp_path / leaf,
-            name=leaf,
-            jetstream_config=f"domain: {leaf}",
-            extra_config=(
-                f'leafnodes {{ reconnect: 1, remotes: [ {{ url: "nats-leaf://127.0.0.1:{link.port}" }} ] }}'
-            ),
-        )
-    try:
-        for server in servers.values():
-            server.start()
+    async with EmbeddedLocations(domains, base_dir=tmp_path) as places:
         started: list[Brainless] = []
         try:
             for domain in domains:
                 peers = [peer for peer in domains if peer != domain]
                 db = Brainless(
-                    servers[domain].url,
+                    places.url(domain),
                     namespace=namespace,
                     location=f"{domain}-1",
                     domain=domain,
@@ -349,13 +304,13 @@ async def test_three_locations_through_a_hub_converge_after_one_is_cut_off(
             uuid = ostrava.call.add(channel_id="c1", caller={}, attempts=0).uuid
             await ostrava.flush()
             await eventually(lambda: uuid in prague.call and uuid in brno.call, timeout=HEAL)
-            links["brno"].cut("reset")
+            places.links["brno"].cut("reset")
             for db in started:
                 db.call[uuid].caller[db.domain or ""] = True
                 db.call.increment(uuid, "attempts")
                 await db.flush()
             await eventually(lambda: ostrava.call[uuid].caller.keys() == {"prague", "ostrava"}, timeout=HEAL)
-            links["brno"].heal()
+            places.links["brno"].heal()
             await eventually(lambda: agree(started), timeout=HEAL, interval=0.1)
             assert prague.call[uuid].caller == {"prague": True, "brno": True, "ostrava": True}
             assert prague.call[uuid].attempts == 3
@@ -363,11 +318,6 @@ async def test_three_locations_through_a_hub_converge_after_one_is_cut_off(
             for db in started:
                 with contextlib.suppress(Exception):
                     await db.stop(timeout=5)
-    finally:
-        for link in links.values():
-            await link.close()
-        for server in servers.values():
-            server.close()
 
 
 async def test_a_node_refuses_a_domain_its_server_is_not_in(locations: Locations, namespace: str) -> None:
