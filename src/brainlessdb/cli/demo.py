@@ -2,8 +2,10 @@
 
 It starts an embedded nats-server with a data directory, runs a call queue, session storage and call state
 tracking, lets two nodes edit the same entities at once and shows them converge, then stops everything,
-restarts the server, and shows a late node loading the data back from NATS. ``--server URL`` runs the
-same against an existing server.
+restarts the server, and shows a late node loading the data back from NATS. Then two locations, each on
+an embedded server of its own (a JetStream domain) joined by a leaf link that the demo cuts: both keep
+working, a node restarts during the cut, and all converge after the heal. ``--server URL`` runs the
+first part against an existing server (the locations part needs servers of its own).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.embedded import EmbeddedLocations, EmbeddedServer
 from brainlessdb.shell.database import Brainless
 from brainlessdb.storage.nats.errors import redact_url
 
@@ -180,6 +183,69 @@ async def run_demo(url: str, namespace: str, restart: EmbeddedServer | None) -> 
     await late_joiner(url, namespace)
 
 
+async def two_locations(namespace: str, base_dir: Path) -> None:
+    heading("Two locations, each on its own NATS, through a partition")
+    async with EmbeddedLocations(["prague", "brno"], base_dir=base_dir) as places:
+        say("prague and brno run a nats-server each (JetStream domains), brno a leaf node of prague")
+        nodes: list[Brainless] = []
+
+        async def node(domain: str, peer: str, name: str) -> Brainless:
+            db = Brainless(
+                places.url(domain), namespace=namespace, location=name, domain=domain, peers=[peer]
+            )
+            nodes.append(await db.start())
+            return db
+
+        try:
+            prague = await node("prague", "brno", "prague-1")
+            brno = await node("brno", "prague", "brno-1")
+            call = prague.call.add(channel_id="chan-9", state="ringing", agent_id=None, caller={}, attempts=0)
+            await prague.flush()
+            await brno.call.all()
+            took = await until(lambda: call.uuid in brno.call)
+            say(f"prague-1 adds a call; brno-1 has it {took * 1000:.0f} ms later")
+
+            places.links["brno"].cut()
+            say("the link between the locations is cut")
+            prague.call[call.uuid].state = "answered"
+            prague.call.increment(call.uuid, "attempts")
+            brno.call[call.uuid].agent_id = 7
+            brno.call[call.uuid].caller["vip"] = True
+            brno.call.increment(call.uuid, "attempts")
+            await asyncio.gather(prague.flush(), brno.flush())
+            say("prague-1 answers the call and counts an attempt; brno-1 assigns agent 7, marks the caller")
+            say("VIP and counts an attempt: both written to their own location's NATS")
+            say(f"prague-1 sees: {prague.call[call.uuid].data}")
+            say(f"brno-1 sees:   {brno.call[call.uuid].data}")
+            late = await node("brno", "prague", "brno-2")
+            say(f"brno-2 starts during the cut and loads brno: {late.call[call.uuid].data}")
+
+            places.links["brno"].heal()
+            merged = {"state": "answered", "agent_id": 7, "caller": {"vip": True}, "attempts": 2}
+
+            def converged() -> bool:
+                views = [db.call[call.uuid].data for db in nodes if call.uuid in db.call]
+                held = len(views) == len(nodes) and all(view == views[0] for view in views)
+                return held and all(views[0].get(name) == value for name, value in merged.items())
+
+            took = await until(converged, timeout=120)
+            say(f"the link heals; {took:.1f} s later every node sees: {prague.call[call.uuid].data}")
+            say("locations converged: " + ("yes" if converged() else "NO"))
+        finally:
+            for db in nodes:
+                await db.stop()
+
+
+async def until(done: Callable[[], bool], timeout: float = 30.0) -> float:
+    """Seconds until ``done()`` (polled); the timeout's seconds if it never is."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if done():
+            break
+        await asyncio.sleep(0.005)
+    return time.perf_counter() - started
+
+
 def demo(args: argparse.Namespace) -> int:
     namespace = args.namespace or "demo" + uuid.uuid4().hex[:6]
     if args.server:
@@ -191,6 +257,8 @@ def demo(args: argparse.Namespace) -> int:
     say(f"embedded nats-server {server.url} (pid {server.pid}), data in {data}")
     try:
         asyncio.run(run_demo(server.url, namespace, server))
+        server.stop()
+        asyncio.run(two_locations(namespace, data / "locations"))
     finally:
         server.stop()
         if not args.data:
