@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.js.api import ExternalStream, StreamSource
 
 from brainlessdb import Brainless, ConfigurationError, InvalidNameError
 from brainlessdb.embedded import CutMode, EmbeddedLocations, EmbeddedServer, Link
+from brainlessdb.storage.nats.kv import NatsKVStorage
 from tests.helpers import eventually, memory_of, nats_connection
 
 pytestmark = pytest.mark.nats
@@ -318,6 +320,25 @@ async def test_three_locations_through_a_hub_converge_after_one_is_cut_off(
             for db in started:
                 with contextlib.suppress(Exception):
                     await db.stop(timeout=5)
+
+
+async def test_a_bucket_copying_a_peers_keys_under_the_same_keys_is_refused(
+    locations: Locations, namespace: str
+) -> None:
+    """Same-key sources both ways loop for ever: a node refuses such a bucket rather than follow it."""
+    bucket = f"{namespace}-call"
+    async with nats_connection(locations.brno.url) as client:
+        js = client.jetstream()
+        await NatsKVStorage(client).open_bucket(bucket)
+        info = await js.stream_info(f"KV_{bucket}")
+        info.config.sources = [
+            StreamSource(name=f"KV_{bucket}", external=ExternalStream(api="$JS.prague.API"))
+        ]
+        await js.update_stream(info.config)
+    async with nodes() as start:
+        db = await start(locations.brno, "brno", "prague", "brno-1", namespace)
+        with pytest.raises(ConfigurationError, match="could loop"):
+            await db.call.all()
 
 
 async def test_a_node_refuses_a_domain_its_server_is_not_in(locations: Locations, namespace: str) -> None:
