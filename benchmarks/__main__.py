@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from benchmarks import locations, memory_ops, nats_io, report
+from benchmarks import locations, memory_ops, nats_io, report, transfer
 from benchmarks.common import Params, Row, encode, entity_data
 from brainlessdb.core.codec import encode_record
 from brainlessdb.core.merge import Record
@@ -38,12 +38,23 @@ BENCHMARKS = (
     "propagation",
     "claims",
     "locations",
+    "transfer",
     "in_memory",
     "memory",
     "scaling",
 )
 NEEDS_SERVER = frozenset(
-    {"flush_new", "flush_update", "load", "load_history", "propagation", "claims", "locations", "memory"}
+    {
+        "flush_new",
+        "flush_update",
+        "load",
+        "load_history",
+        "propagation",
+        "claims",
+        "locations",
+        "transfer",
+        "memory",
+    }
 )
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -130,6 +141,8 @@ async def run(
             plan.append(("claims", lambda: nats_io.bench_claims(url, params)))
         if "memory" in selected:
             plan.append(("memory", lambda: memory_ops.bench_memory(url, params)))
+        if "transfer" in selected:
+            plan.append(("transfer", lambda: transfer.bench_transfer(url, params)))
         if "locations" in selected:
             plan.append(("locations", lambda: locations.bench_locations(params, params.cuts, binary)))
     if "in_memory" in selected:
