@@ -48,10 +48,10 @@ class Scraper:
         return scrape(self.registry).get(key)
 
     async def until(
-        self, name: str, predicate: Callable[[float | None], bool], **labels: str
+        self, name: str, predicate: Callable[[float | None], bool], timeout: float = 10.0, **labels: str
     ) -> float | None:
-        """Scrape until ``predicate`` holds for the series (10 s at most); its value then."""
-        await eventually(lambda: predicate(self(name, **labels)), timeout=10, message=f"{name} {labels}")
+        """Scrape until ``predicate`` holds for the series (``timeout`` seconds at most); its value then."""
+        await eventually(lambda: predicate(self(name, **labels)), timeout=timeout, message=f"{name} {labels}")
         return self(name, **labels)
 
 
@@ -157,9 +157,14 @@ async def test_watch_restarts_are_counted_when_the_server_comes_back(
         await db.flush()
         assert metric("brainless_watch_consumer_restarts_total") == 0
         own_server.restart()
-        await metric.until("brainless_watch_consumer_restarts_total", lambda value: (value or 0) >= 1)
+        # The client reconnects, then the watch makes its consumer anew: seconds, depending on the restart.
+        await metric.until(
+            "brainless_watch_consumer_restarts_total", lambda value: (value or 0) >= 1, timeout=30
+        )
         db.call.add(n=2)
-        await metric.until("brainless_pending_changes", lambda value: value == 0, collection="call")
+        await metric.until(
+            "brainless_pending_changes", lambda value: value == 0, timeout=30, collection="call"
+        )
 
 
 @pytest.fixture

@@ -248,8 +248,8 @@ class Brainless:
         self._state = DatabaseState.STOPPING
         assert self._flusher is not None
         assert self._storage is not None
-        if self._presence is not None:
-            await self._presence.stop()
+        # This node's heartbeat is deleted during the final flush (within a second, or it expires).
+        leaving = None if self._presence is None else asyncio.ensure_future(self._presence.stop())
         if self._housekeeper is not None:
             self._housekeeper.stop()
         if self._sources is not None:
@@ -266,6 +266,8 @@ class Brainless:
                 raise self._unwritten(budget) from None
         finally:
             self._state = DatabaseState.STOPPED
+            if leaving is not None:
+                await leaving
             if self._watches is not None:
                 await asyncio.gather(self._watches.stop(), return_exceptions=True)
             self._callbacks.cancel()
