@@ -167,6 +167,44 @@ async def test_a_delete_outlives_the_markers_removed_after_their_retention_in_ev
             assert uuid not in fresh.call
 
 
+async def test_a_delete_is_kept_while_a_location_that_holds_the_entity_is_cut_off_past_the_retention(
+    locations: Locations, namespace: str
+) -> None:
+    """Prague deletes an entity while Brno, which holds a version of its own, is cut off for longer than
+    the delete retention: Prague keeps its marker, so neither a node loading Prague during the cut nor
+    anyone after the heal brings the entity back; once Brno took the delete in, the markers go."""
+    retention = {"delete_retention": 0.5}
+    async with nodes() as start:
+        prague = await start(locations.prague, "prague", "brno", "prague-1", namespace, **retention)
+        brno = await start(locations.brno, "brno", "prague", "brno-1", namespace, **retention)
+        uuid = prague.call.add(channel_id="c1", state="new").uuid
+        await prague.flush()
+        await eventually(lambda: uuid in brno.call, timeout=HEAL)
+        brno.call[uuid].state = "brno's"
+        await brno.flush()
+        await eventually(lambda: prague.call[uuid].state == "brno's", timeout=HEAL)
+
+        locations.link.cut("reset")
+        prague.call.delete(uuid)
+        await prague.flush()
+        await asyncio.sleep(2)  # four retentions: without a reason to keep it, the marker would be gone
+        during = await start(locations.prague, "prague", "brno", "prague-2", namespace, **retention)
+        assert uuid not in during.call
+        assert uuid in brno.call  # Brno has not heard of the delete
+
+        locations.link.heal()
+        everyone = [prague, during, brno]
+        await eventually(lambda: all(uuid not in db.call for db in everyone), timeout=HEAL, interval=0.05)
+        removed = lambda: prague._housekeeper is not None and prague._housekeeper.removed > 0  # noqa: E731
+        await eventually(removed, timeout=HEAL, interval=0.1)  # every location has it: the marker goes
+        for server, domain, peer in (
+            (locations.prague, "prague", "brno"),
+            (locations.brno, "brno", "prague"),
+        ):
+            fresh = await start(server, domain, peer, f"{domain}-fresh", namespace, **retention)
+            assert uuid not in fresh.call
+
+
 class NodeProcess:
     """A node of one location in a process of its own (``tests/shell/workers/location_node.py``)."""
 

@@ -185,18 +185,24 @@ class Brainless:
         if self._journal is not None:
             await self._journal.restore(self._open_collection)
         self._flusher.start()
-        self._housekeeper = Housekeeper(
-            self._storage, self._watches.followed, lambda: self.delete_retention, self.changed
-        )
-        self._housekeeper.start()
         if self.peers:
             watches = self._watches
+            assert self.domain is not None
             self._sources = SourceMonitor(
                 self._storage,  # type: ignore[arg-type]  # checked by _check_domain
                 lambda: [bucket for _, bucket in watches.followed()],
                 self.peers,
+                self.domain,
             )
             self._sources.start()
+        self._housekeeper = Housekeeper(
+            self._storage,
+            self._watches.followed,
+            lambda: self.delete_retention,
+            self.changed,
+            None if self._sources is None else self._sources.still_needed,
+        )
+        self._housekeeper.start()
         if any(c.sync.has_pending() for c in self._collections.values()):
             self._flusher.wake()
         self._presence = Presence(

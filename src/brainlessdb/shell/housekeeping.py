@@ -4,7 +4,8 @@ Every delete leaves a marker in its bucket, and every load replays the markers, 
 ever. Some time after ``delete_retention`` has passed, each remembered delete is checked against what its
 key holds now (the decision is ``core.sync.tombstones.expiry_action``): its marker is removed, or the
 delete is written again over a version the server brought back, or it is left to the sync state because
-the key was written again since.
+the key was written again since. With locations, a marker stays (and its delete is remembered) until
+every other location has copied it and holds no version of the entity (``SourceMonitor.still_needed``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 from brainlessdb.core.collection import Collection
@@ -34,11 +35,13 @@ class Housekeeper:
         collections: Callable[[], Iterable[tuple[Collection[Any], str]]],
         retention: Callable[[], float],
         changed: Callable[[Collection[Any], str], None],
+        still_needed: Callable[[str, str, int | None], Awaitable[bool]] | None = None,
     ) -> None:
         self._storage = storage
         self._collections = collections
         self._retention = retention  # read at each round: the database's setting may change
         self._changed = changed
+        self._still_needed = still_needed  # with locations: whether another location may still need it
         self.removed = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -73,6 +76,9 @@ class Housekeeper:
                     sync.delete_again(uuid, current.revision)
                     self._changed(collection, uuid)
                 elif action is not ExpiryAction.KEEP:
+                    marker = None if current is None else current.revision
+                    if self._still_needed is not None and await self._still_needed(bucket, uuid, marker):
+                        continue  # another location has not seen the delete yet: asked again next round
                     if action is ExpiryAction.REMOVE_MARKER:
                         await self._storage.forget(bucket, uuid)
                     sync.tombstones.forget(uuid)

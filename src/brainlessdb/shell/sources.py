@@ -6,6 +6,11 @@ its messages the copy still lacks (``lag``). A copy that lacks some while the pe
 not advanced for ``STALL_AFTER`` seconds is restarted, at most every ``RESTART_EVERY`` seconds (a node of
 each location may do it; a restart resumes where the copy stopped, so two are harmless). That bounds the
 catch-up after a partition heals to a few seconds, where the server's own retries took up to ~50 s.
+
+It also tells the housekeeper when a delete is still needed (``still_needed``): a delete marker of this
+location is removed, and its delete forgotten, only once every other location has copied the marker and
+holds no version of the entity of its own. Until then a location cut off, however long, could bring the
+entity back: its copy here, or its own key, still holds it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Final, Protocol
 
 from brainlessdb.errors import StorageError
 from brainlessdb.retry import cancel_and_wait
+from brainlessdb.storage.base import Entry, Op
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +37,10 @@ class SourceStorage(Protocol):
     async def source_progress(self, bucket: str, peer: str) -> tuple[int | None, int]: ...
 
     async def restart_source(self, bucket: str, peer: str) -> None: ...
+
+    async def copied_by(self, bucket: str, peer: str, domain: str) -> int | None: ...
+
+    async def get(self, bucket: str, key: str) -> Entry | None: ...
 
 
 @dataclass
@@ -54,11 +64,16 @@ class SourceMonitor:
     """Watches the copies of peer locations of the followed buckets; restarts those that stalled."""
 
     def __init__(
-        self, storage: SourceStorage, buckets: Callable[[], Iterable[str]], peers: tuple[str, ...]
+        self,
+        storage: SourceStorage,
+        buckets: Callable[[], Iterable[str]],
+        peers: tuple[str, ...],
+        domain: str,
     ) -> None:
         self._storage = storage
         self._buckets = buckets
         self._peers = peers
+        self._domain = domain
         self.copies: dict[tuple[str, str], Copy] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -104,6 +119,23 @@ class SourceMonitor:
             copy.restarts += 1
             copy.last_restart = now
             copy.behind_since = now
+
+    async def still_needed(self, bucket: str, uuid: str, marker: int | None) -> bool:
+        """Whether the delete of ``uuid`` must be kept: a peer holds a version of the entity of its own (its
+        copy here is not a delete), or has not copied this location's marker (at revision ``marker``), or
+        does not answer."""
+        for peer in self._peers:
+            try:
+                copy = await self._storage.get(bucket, f"_{peer}.{uuid}")
+                if copy is not None and copy.op is Op.PUT:
+                    return True
+                if marker is not None:
+                    copied = await self._storage.copied_by(bucket, peer, self._domain)
+                    if copied is None or copied < marker:
+                        return True
+            except StorageError:
+                return True
+        return False
 
     def stats(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per bucket, per peer: whether it answers, what the copy lacks, how often it was restarted."""

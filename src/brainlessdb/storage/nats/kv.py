@@ -230,6 +230,17 @@ class NatsKVStorage:
             raise translate_error(exc) from exc
         return own, copied
 
+    async def copied_by(self, bucket: str, peer: str, domain: str) -> int | None:
+        """How far ``peer`` copied this location's (``domain``'s) keys of ``bucket``: the sequence here of
+        the newest one it holds a copy of (0: none); None when the peer does not answer."""
+        self._check_open()
+        try:
+            return await copied_sequence(self._nc, bucket, domain, PROBE_TIMEOUT, f"$JS.{peer}.API")
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, asyncio.TimeoutError):
+            return None
+        except nats.errors.Error as exc:
+            raise translate_error(exc) from exc
+
     async def restart_source(self, bucket: str, peer: str) -> None:
         """Restart ``bucket``'s source of ``peer`` (one that stalled): it resumes where it stopped."""
         self._check_open()

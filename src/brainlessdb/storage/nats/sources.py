@@ -50,9 +50,13 @@ async def peer_own_sequence(nc: Client, bucket: str, peer: str, timeout: float) 
     return 0 if message is None else int(message["seq"])
 
 
-async def copied_sequence(nc: Client, bucket: str, peer: str, timeout: float) -> int:
-    """The peer's stream sequence of the newest key of ``peer`` copied into ``bucket`` here (0: none)."""
-    message = await _last_message(nc, "$JS.API", bucket, f"$KV.{bucket}._{peer}.*", timeout)
+async def copied_sequence(
+    nc: Client, bucket: str, copied_from: str, timeout: float, api: str = "$JS.API"
+) -> int:
+    """The sequence, in ``copied_from``'s stream, of the newest key of ``copied_from`` that ``bucket`` holds
+    a copy of (0: none) — here, or in the stream behind ``api`` (another location's). Raises nats errors
+    (``NoRespondersError`` when nobody answers that API)."""
+    message = await _last_message(nc, api, bucket, f"$KV.{bucket}._{copied_from}.*", timeout)
     if message is None or not message.get("hdrs"):
         return 0
     for line in base64.b64decode(message["hdrs"]).decode("utf-8", "replace").splitlines():
