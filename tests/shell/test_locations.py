@@ -205,6 +205,37 @@ async def test_a_delete_is_kept_while_a_location_that_holds_the_entity_is_cut_of
             assert uuid not in fresh.call
 
 
+@dataclass
+class Grown:
+    channel_id: str
+    state: str
+    queue: int = 0
+
+
+async def test_a_field_added_in_one_location_reaches_the_other_through_a_cut(
+    locations: Locations, namespace: str
+) -> None:
+    async with nodes() as start:
+        prague = await start(locations.prague, "prague", "brno", "prague-1", namespace)
+        brno = await start(locations.brno, "brno", "prague", "brno-1", namespace)
+        prague.call.add(channel_id="c1", state="new")
+        await prague.flush()
+        await brno.call.all()
+        await eventually(lambda: len(brno.call) == 1, timeout=HEAL)
+        locations.link.cut("reset")
+        prague.call.typed(Grown).add(Grown("c2", "new", queue=3))  # a new optional field, during the cut
+        await prague.flush()
+        locations.link.heal()
+        await eventually(lambda: len(brno.call) == 2, timeout=HEAL, interval=0.05)
+        assert brno.call.schema is not None and "queue" in brno.call.schema.fields
+        # Brno stores it in its own key too, so a node of Brno has it from its own location.
+        await eventually(lambda: not brno.call.sync.has_pending(), timeout=HEAL)
+        fresh = await start(locations.brno, "brno", "prague", "brno-2", namespace)
+        assert fresh.call.schema is not None and "queue" in fresh.call.schema.fields
+        entry = await fresh._storage.get(fresh.bucket_name("call"), "_schema")  # type: ignore[union-attr]
+        assert entry is not None and b'"queue"' in entry.value
+
+
 class NodeProcess:
     """A node of one location in a process of its own (``tests/shell/workers/location_node.py``)."""
 

@@ -100,33 +100,35 @@ class SchemaSync:
         else:
             self.revision = revision
 
-    def apply_copy(self, entry: Entry) -> None:
+    def apply_copy(self, entry: Entry) -> bool:
         """Another location's schema (its copy in this bucket): taken in where it adds to this one, and then
-        stored in this location's own key too (schemas only grow, so this ends)."""
+        stored in this location's own key too (schemas only grow, so this ends). True when there is now
+        something to store."""
         if entry.op is not Op.PUT:
-            return
+            return False
         try:
             stored = decode_schema(entry.value)
         except (DecodeError, SchemaError) as exc:
             logger.error(
                 "unreadable schema of collection %r from another location: %s", self._table.name, exc
             )
-            return
+            return False
         local = self._table.schema
         if local is None:
-            self._table.adopt_schema(stored)
-            self.pending = True
-            return
-        try:
-            grown = stored.extend(local)
-        except SchemaError as exc:
-            logger.error(
-                "collection %r: another location stored an incompatible schema: %s", self._table.name, exc
-            )
-            return
-        if grown != local:
-            self._table.adopt_schema(grown)
-            self.pending = True
+            grown = stored
+        else:
+            try:
+                grown = stored.extend(local)
+            except SchemaError as exc:
+                logger.error(
+                    "collection %r: another location stored an incompatible schema: %s", self._table.name, exc
+                )
+                return False
+            if grown == local:
+                return False
+        self._table.adopt_schema(grown)
+        self.pending = True
+        return True
 
     def conflicted(self, stored: Schema, revision: int) -> Schema | None:
         """Writing the schema met ``stored`` at ``revision``: the schema to write now, or None if done."""

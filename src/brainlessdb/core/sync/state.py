@@ -40,6 +40,7 @@ class SyncState:
     def __init__(self, table: EntityTable, clock: HybridLogicalClock, wake: Callable[[], None]) -> None:
         self._table = table
         self._clock = clock
+        self._wake = wake
         self.tombstones = Tombstones()
         self.outbox = Outbox(table, self.tombstones)
         self.schema = SchemaSync(table, self.outbox)
@@ -55,7 +56,8 @@ class SyncState:
         if copied is None:
             logger.debug("%s: reserved key %r ignored", self._table.name, entry.key)
         elif copied == SCHEMA_KEY:
-            self.schema.apply_copy(entry)
+            if self.schema.apply_copy(entry):
+                self._wake()  # this location stores the grown schema in its own key too
         else:
             self.inbox.apply_copy(copied, entry)
 
