@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 
 from brainlessdb import Brainless
-from brainlessdb.console.reader import offers_nodes
 from brainlessdb.embedded import EmbeddedServer
 from tests.console.conftest import Console, serve
 from tests.console.data import AGENTS, BAD_KEY, CALLS, seed, write_garbage
@@ -67,7 +66,7 @@ async def test_info_names_the_namespace_and_hides_credentials(
     assert info["namespace"] == namespace
     assert "secret" not in info["servers"] and "someone" not in info["servers"]
     assert info["servers"].endswith(nats_server.url.removeprefix("nats://"))
-    assert info["nodes"] is offers_nodes(console.reader.db)
+    assert info["nodes"] is True
 
 
 async def test_collections_show_entities_dead_letters_bucket_and_fields(
@@ -403,9 +402,6 @@ async def test_the_page_and_its_script_and_style_are_served_from_the_package(con
 # -- nodes ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not offers_nodes(Brainless(None)), reason="this version of the database does not list its nodes"
-)
 async def test_nodes_lists_the_running_nodes(
     console: Console, nats_server: EmbeddedServer, namespace: str
 ) -> None:
@@ -422,14 +418,6 @@ async def test_nodes_lists_the_running_nodes(
         await wait_until(listed)
     status, body = await console.get("/api/nodes")
     assert status == 200 and all(isinstance(node, dict) for node in body["nodes"])
-
-
-@pytest.mark.skipif(offers_nodes(Brainless(None)), reason="the database lists its nodes")
-async def test_without_a_list_of_nodes_the_section_is_not_offered(console: Console) -> None:
-    _, info = await console.get("/api/info")
-    assert info["nodes"] is False
-    status, body = await console.get("/api/nodes")
-    assert status == 404 and "nodes" in body["error"]
 
 
 async def test_the_api_answers_a_plain_http_client(console: Console) -> None:

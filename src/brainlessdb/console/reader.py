@@ -29,14 +29,6 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 10_000
 
 
-def offers_nodes(db: Brainless) -> bool:
-    """True when the database lists the namespace's running nodes (``await db.nodes()``).
-
-    Asked of the class: an instance answers any unknown attribute with a collection of that name.
-    """
-    return callable(getattr(type(db), "nodes", None))
-
-
 def plain(value: Any) -> Any:
     """``value`` made of what JSON holds: dataclasses, named tuples and objects become dicts."""
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -125,7 +117,7 @@ class Reader:
             "namespace": self.session.settings.namespace,
             "servers": redact_servers(self.session.settings.servers),
             "location": self.db.location,
-            "nodes": offers_nodes(self.db),
+            "nodes": True,
         }
 
     async def collections(self) -> list[dict[str, Any]]:
@@ -212,9 +204,6 @@ class Reader:
             for letter in collection.sync.inbox.dead_letters
         ]
 
-    async def nodes(self) -> list[dict[str, Any]] | None:
-        """The running nodes of the namespace, if the database lists them; ``None`` when it does not."""
-        if not offers_nodes(self.db):
-            return None
-        listed = await self.db.nodes()  # type: ignore[operator,unused-ignore]
-        return node_rows(listed)
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The running nodes of the namespace, from their heartbeats (``await db.nodes()``)."""
+        return node_rows(await self.db.nodes())
