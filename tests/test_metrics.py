@@ -291,3 +291,27 @@ async def test_opentelemetry_instruments_follow_the_database(
             assert points["brainless.flush_writes"] == [(here, 4)]
     finally:
         provider.shutdown()
+
+
+@pytest.mark.nats
+async def test_the_age_of_pending_changes_grows_through_an_outage_and_rounds_count_their_time(
+    own_server: EmbeddedServer, namespace: str
+) -> None:
+    async with database(own_server.url, namespace, "prague-1", flush_interval=0.02) as db:
+        registry = CollectorRegistry()
+        register_prometheus(db, registry=registry)
+        metric = Scraper(registry, db)
+        db.call.add(n=1)
+        await db.flush()
+        assert metric("brainless_pending_age", collection="call") == 0
+        spent = metric("brainless_flush_seconds_total")
+        assert spent is not None and spent > 0
+        own_server.kill()
+        db.call.add(n=2)  # cannot be written while the server is away
+        age = await metric.until(
+            "brainless_pending_age", lambda value: (value or 0) >= 0.5, collection="call"
+        )
+        assert age is not None
+        own_server.start()
+        await metric.until("brainless_pending_age", lambda value: value == 0, timeout=30, collection="call")
+        assert (metric("brainless_flush_seconds_total") or 0) > spent

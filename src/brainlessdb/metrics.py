@@ -138,6 +138,14 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         _per_collection("pending"),
     ),
     MetricSpec(
+        "pending_age",
+        "gauge",
+        "s",
+        "how long the collection has had changes waiting without a break (its oldest pending change's age)",
+        COLLECTION,
+        _per_collection("pending_seconds"),
+    ),
+    MetricSpec(
         "failed_changes",
         "gauge",
         "{change}",
@@ -176,6 +184,14 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "flush rounds (background and flush())",
         (),
         _one("flush", "rounds"),
+    ),
+    MetricSpec(
+        "flush_seconds",
+        "counter",
+        "s",
+        "time spent in flush rounds (divided by flush_rounds: the mean round's latency)",
+        (),
+        _one("flush", "seconds"),
     ),
     MetricSpec("flush_writes", "counter", "{write}", "writes sent by flushes", (), _one("flush", "writes")),
     MetricSpec(

@@ -460,6 +460,7 @@ class Brainless:
                     "pending": c.sync.pending_count(),
                     "errors": len(c.sync.errors()),
                     "dead_letters": c.sync.dead_letter_count,
+                    "pending_seconds": 0.0 if self._flusher is None else self._flusher.pending_for(name),
                     "watch_restarts": 0 if self._watches is None else self._watches.restarts(name),
                 }
                 for name, c in self._collections.items()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -75,7 +76,9 @@ class Flusher:
         self.wake: Callable[[], None] = self._wake.set
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
-        self.stats = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0}
+        self.stats: dict[str, float] = {"rounds": 0, "writes": 0, "conflicts": 0, "errors": 0, "seconds": 0.0}
+        # Per collection: since when (monotonic) the rounds have found it with changes waiting, unbroken.
+        self._pending_since: dict[str, float] = {}
         # Per unwritable key, the version already raised by a flush() / already logged as a warning.
         self._raised: dict[str, object] = {}
         self._warned: dict[str, object] = {}
@@ -147,6 +150,7 @@ class Flusher:
         chosen = list(self._collections()) if collections is None else list(collections)
         own = _has_own_changes(chosen)  # pending at the call: what this caller waits for
         async with self._lock:
+            started = time.monotonic()
             self.stats["rounds"] += 1
             for _ in range(CONFLICT_ROUNDS):
                 busy = [c for c in chosen if c.sync.has_pending()]
@@ -163,6 +167,13 @@ class Flusher:
                     for key in keys:
                         if key in pending:
                             outbox.errors.setdefault(key, ConflictError(key, None))
+            done = time.monotonic()
+            self.stats["seconds"] += done - started
+            for collection in chosen:
+                if collection.sync.has_pending():
+                    self._pending_since.setdefault(collection.name, started)
+                else:
+                    self._pending_since.pop(collection.name, None)
         errors: dict[str, BaseException] = {}
         versions: dict[str, object] = {}
         for collection in chosen:
@@ -196,6 +207,12 @@ class Flusher:
             first = next(iter(errors.values()))
             raise FlushError(f"{len(errors)} change(s) could not be written; first: {first}", errors)
         return retry
+
+    def pending_for(self, name: str) -> float:
+        """Seconds collection ``name`` has had changes waiting without a break, as the flush rounds saw it
+        (0 when the last round wrote everything): the age of its oldest pending change, within a round."""
+        since = self._pending_since.get(name)
+        return 0.0 if since is None else time.monotonic() - since
 
     def _log_round(self, outcome: str) -> None:
         """One line for the round just made, if it left changes unwritten: a warning, unless all of them are
