@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -205,6 +207,34 @@ def test_doctor_on_a_healthy_namespace(cli: Cli, nats_server: EmbeddedServer, na
     assert checks["clock skew"]["status"] == "ok" and "prague-1" in checks["clock skew"]["detail"]
     assert "sync_interval: always" in checks["sync_interval"]["detail"]
     assert all(check["status"] != "fail" for check in checks.values())
+
+
+def test_doctor_compares_each_live_nodes_clock_with_the_servers(
+    cli: Cli, nats_server: EmbeddedServer, namespace: str
+) -> None:
+    seed(nats_server.url, namespace)
+    worker = [
+        sys.executable,
+        "-m",
+        "tests.shell.workers.presence_node",
+        nats_server.url,
+        namespace,
+        "pbx-7",
+        "0.2",
+    ]
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        worker, stdout=subprocess.PIPE, text=True, env=clean_environment(), cwd=root
+    ) as node:
+        try:
+            assert node.stdout is not None
+            name = json.loads(node.stdout.readline())["node"]
+            time.sleep(0.5)  # a few heartbeats
+            result = cli("-s", nats_server.url, "-n", namespace, "doctor", "--json", "--max-skew", "2")
+            clocks = {check["check"]: check for check in result.records()}["node clocks"]
+            assert clocks["status"] == "ok" and name in clocks["detail"], clocks
+        finally:
+            node.kill()
 
 
 def test_watch_prints_changes_and_deletes_matching_its_criteria(

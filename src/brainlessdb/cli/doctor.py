@@ -6,6 +6,7 @@
 - the permissions of the account the command connects with, on each bucket (from the server's own account
   of them, ``$SYS.REQ.USER.INFO``, when it answers);
 - dead letters: stored values no node can use;
+- node clocks: each live node's clock against the server's, from its heartbeat (see ``shell.presence``);
 - clock skew: how far stamps run ahead of the time NATS stored them, per writing location (a node whose
   clock is ahead shows here; one that is behind cannot be told from a slow flush);
 - the server's ``sync_interval``, which a client cannot read: the advice for deployments that must keep
@@ -26,7 +27,8 @@ from brainlessdb.cli.common import NOT_FOUND, OK, Output, stamp_ms
 from brainlessdb.cli.connection import Session
 from brainlessdb.cli.transfer import read_bucket
 from brainlessdb.core.codec import decode_value
-from brainlessdb.errors import DecodeError
+from brainlessdb.errors import DecodeError, StorageError
+from brainlessdb.shell.presence import nodes_bucket, read_nodes
 from brainlessdb.storage.base import Op
 
 DEFAULT_MAX_SKEW: Final = 1.0  # seconds
@@ -180,6 +182,29 @@ async def data_checks(session: Session, collections: list[str], max_skew: float)
     return checks
 
 
+async def node_checks(session: Session, max_skew: float) -> list[Check]:
+    """The clock of every live node against the server's: its heartbeat's ``time`` less the time the
+    server stored it (``seen``), which is the skew plus the write's trip."""
+    settings = session.settings
+    try:
+        nodes = await read_nodes(session.storage, nodes_bucket(settings.namespace), settings.timeout)
+    except StorageError as exc:
+        return [Check("node clocks", "info", f"the nodes' heartbeats cannot be read: {exc}")]
+    skews = {
+        str(node.get("node")): float(node["time"]) - float(node["seen"])
+        for node in nodes
+        if isinstance(node.get("time"), (int, float)) and isinstance(node.get("seen"), (int, float))
+    }
+    if not skews:
+        return [Check("node clocks", "info", "no live node to compare")]
+    worst = max(skews, key=lambda node: abs(skews[node]))
+    detail = ", ".join(f"{node} {skews[node]:+.3f}s" for node in sorted(skews))
+    status = "fail" if abs(skews[worst]) > max_skew else "ok"
+    return [
+        Check("node clocks", status, f"live nodes' clocks against the server's (max {max_skew:g}s): {detail}")
+    ]
+
+
 SYNC_ADVICE: Final = (
     "not visible to a client; where acknowledged writes must survive a power loss, set "
     "`sync_interval: always` in the server's jetstream block (the default syncs every 2 minutes)"
@@ -193,6 +218,7 @@ async def cmd_doctor(session: Session, out: Output, args: argparse.Namespace) ->
         checks += await bucket_checks(session, collections)
         checks += await permission_checks(session, collections)
         checks += await data_checks(session, collections, args.max_skew)
+        checks += await node_checks(session, args.max_skew)
     checks.append(Check("sync_interval", "info", SYNC_ADVICE))
     if not collections:
         checks.append(Check("collections", "info", f"namespace {session.settings.namespace!r} has none"))

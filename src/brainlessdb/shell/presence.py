@@ -11,11 +11,13 @@ A heartbeat says where the node is and how it is doing, as ``db.stats()`` tells 
 
     {"node": "prague-1~3f9a0c1e", "location": "prague-1", "namespace": "app", "domain": None,
      "version": "0.2.0", "host": "pbx-7", "pid": 4242, "started": 1795000000.25,
-     "interval": 5.0, "ttl": 15.0, "collections": 3, "entities": 1200, "pending": 0,
+     "interval": 5.0, "ttl": 15.0, "time": 1795000065.25, "collections": 3, "entities": 1200, "pending": 0,
      "watch_restarts": 0, "copy_lag": {}}
 
 ``read_nodes`` lists the live nodes (what the bucket holds now), each such object plus ``seen``: the time
-the server stored its last heartbeat (seconds since the epoch, the server's clock). ``Brainless.nodes()``
+the server stored its last heartbeat (seconds since the epoch, the server's clock). ``time`` less
+``seen`` is how far the node's clock is from the server's (within the write's trip), which ``brainless
+doctor`` checks. ``Brainless.nodes()``
 is that for the database's own namespace. Nothing here is merged or kept in memory: the bucket is read
 afresh each time.
 
@@ -213,8 +215,8 @@ class Presence:
         return await read_nodes(self._storage, self.bucket, self._timeout)
 
     def record(self) -> dict[str, Any]:
-        """This node's heartbeat as it would be written now."""
-        return {**self._identity, **summary(self._stats())}
+        """This node's heartbeat as it would be written now (``time``: this node's clock when it is)."""
+        return {**self._identity, "time": round(time.time(), 3), **summary(self._stats())}
 
     def stats(self) -> dict[str, Any]:
         return {
