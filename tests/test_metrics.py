@@ -55,6 +55,13 @@ class Scraper:
         return self(name, **labels)
 
 
+def scraper(db: Brainless) -> Scraper:
+    """A Scraper of a new registry that a collector of ``db`` was registered in."""
+    registry = CollectorRegistry()
+    register_prometheus(db, registry=registry)
+    return Scraper(registry, db)
+
+
 @contextlib.asynccontextmanager
 async def database(url: str, namespace: str, location: str, **options: Any) -> AsyncIterator[Brainless]:
     db = await Brainless(url, namespace=namespace, location=location, **options).start()
@@ -150,9 +157,7 @@ async def test_watch_restarts_are_counted_when_the_server_comes_back(
     own_server: EmbeddedServer, namespace: str
 ) -> None:
     async with database(own_server.url, namespace, "prague-1", flush_interval=0.02) as db:
-        registry = CollectorRegistry()
-        register_prometheus(db, registry=registry)
-        metric = Scraper(registry, db)
+        metric = scraper(db)
         db.call.add(n=1)
         await db.flush()
         assert metric("brainless_watch_consumer_restarts_total") == 0
@@ -298,9 +303,7 @@ async def test_the_age_of_pending_changes_grows_through_an_outage_and_rounds_cou
     own_server: EmbeddedServer, namespace: str
 ) -> None:
     async with database(own_server.url, namespace, "prague-1", flush_interval=0.02) as db:
-        registry = CollectorRegistry()
-        register_prometheus(db, registry=registry)
-        metric = Scraper(registry, db)
+        metric = scraper(db)
         db.call.add(n=1)
         await db.flush()
         assert metric("brainless_pending_age", collection="call") == 0

@@ -140,6 +140,21 @@ async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
     assert before == after
 
 
+async def held_in_both(
+    start: Callable[..., Awaitable[Brainless]], locations: Locations, namespace: str, **options: Any
+) -> tuple[Brainless, Brainless, str]:
+    """A node of each location, and an entity added in Prague that Brno changed (a version of its own)."""
+    prague = await start(locations.prague, "prague", "brno", "prague-1", namespace, **options)
+    brno = await start(locations.brno, "brno", "prague", "brno-1", namespace, **options)
+    uuid = prague.call.add(channel_id="c1", state="new").uuid
+    await prague.flush()
+    await eventually(lambda: uuid in brno.call, timeout=HEAL)
+    brno.call[uuid].state = "brno's"
+    await brno.flush()
+    await eventually(lambda: prague.call[uuid].state == "brno's", timeout=HEAL)
+    return prague, brno, uuid
+
+
 async def test_a_delete_outlives_the_markers_removed_after_their_retention_in_every_location(
     locations: Locations, namespace: str
 ) -> None:
@@ -147,14 +162,7 @@ async def test_a_delete_outlives_the_markers_removed_after_their_retention_in_ev
     once both locations removed their markers, a node loading either location does not bring it back."""
     retention = {"delete_retention": 1.0}
     async with nodes() as start:
-        prague = await start(locations.prague, "prague", "brno", "prague-1", namespace, **retention)
-        brno = await start(locations.brno, "brno", "prague", "brno-1", namespace, **retention)
-        uuid = prague.call.add(channel_id="c1", state="new").uuid
-        await prague.flush()
-        await eventually(lambda: uuid in brno.call, timeout=HEAL)
-        brno.call[uuid].state = "brno's"  # a version in Brno's own key
-        await brno.flush()
-        await eventually(lambda: prague.call[uuid].state == "brno's", timeout=HEAL)
+        prague, brno, uuid = await held_in_both(start, locations, namespace, **retention)
         prague.call.delete(uuid)
         await prague.flush()
         await eventually(lambda: uuid not in brno.call and not brno.call.sync.has_pending(), timeout=HEAL)
@@ -175,14 +183,7 @@ async def test_a_delete_is_kept_while_a_location_that_holds_the_entity_is_cut_of
     anyone after the heal brings the entity back; once Brno took the delete in, the markers go."""
     retention = {"delete_retention": 0.5}
     async with nodes() as start:
-        prague = await start(locations.prague, "prague", "brno", "prague-1", namespace, **retention)
-        brno = await start(locations.brno, "brno", "prague", "brno-1", namespace, **retention)
-        uuid = prague.call.add(channel_id="c1", state="new").uuid
-        await prague.flush()
-        await eventually(lambda: uuid in brno.call, timeout=HEAL)
-        brno.call[uuid].state = "brno's"
-        await brno.flush()
-        await eventually(lambda: prague.call[uuid].state == "brno's", timeout=HEAL)
+        prague, brno, uuid = await held_in_both(start, locations, namespace, **retention)
 
         locations.link.cut("reset")
         prague.call.delete(uuid)
