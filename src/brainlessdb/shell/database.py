@@ -45,7 +45,7 @@ from brainlessdb.shell.leases import Lease, Leases
 from brainlessdb.shell.presence import Presence
 from brainlessdb.shell.sources import SourceMonitor
 from brainlessdb.shell.watches import CollectionWatches
-from brainlessdb.storage.base import Storage, validate_domain
+from brainlessdb.storage.base import LocationStorage, Storage, joins_locations, validate_domain
 from brainlessdb.storage.source import open_storage
 
 logger = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ class Brainless:
         if self._state is DatabaseState.STOPPED:
             raise NotStartedError("a stopped database cannot be started again; make a new one")
         self._storage, self._owns_storage = await self._open_storage()
-        if self.peers:
-            await self._check_domain(self._storage)
+        locations = await self._check_domain(self._storage) if self.peers else None
         for collection in self._collections.values():
             collection.limit_values(self._value_limit())
         if self._journal_path is not None:
@@ -165,7 +164,7 @@ class Brainless:
             self._storage, self.clock, self.claim_timeout, self.flush_collection, self.ready
         )
         self._watches = CollectionWatches(
-            self._storage, self.bucket_name, self.delete_retention, peers=self.peers
+            self._storage, self.bucket_name, self.delete_retention, locations=locations, peers=self.peers
         )
         self._loaded = self._watches.loaded
         moved = await migration.move_schemas(self._storage, self.namespace)
@@ -185,11 +184,11 @@ class Brainless:
         if self._journal is not None:
             await self._journal.restore(self._open_collection)
         self._flusher.start()
-        if self.peers:
+        if locations is not None:
             watches = self._watches
             assert self.domain is not None
             self._sources = SourceMonitor(
-                self._storage,  # type: ignore[arg-type]  # checked by _check_domain
+                locations,
                 lambda: [bucket for _, bucket in watches.followed()],
                 self.peers,
                 self.domain,
@@ -217,14 +216,13 @@ class Brainless:
         self._presence.start()
         return self
 
-    async def _check_domain(self, storage: Storage) -> None:
+    async def _check_domain(self, storage: Storage) -> LocationStorage:
         """With peers: the storage must copy other locations' keys, and its server be in ``domain``."""
-        find_domain = getattr(storage, "jetstream_domain", None)
-        if find_domain is None or not hasattr(storage, "source_peers"):
+        if not joins_locations(storage):
             if self._owns_storage:
                 await storage.close()
             raise ConfigurationError("locations (peers=...) need a NATS storage: they are JetStream domains")
-        actual = await find_domain()
+        actual = await storage.jetstream_domain()
         if actual != self.domain:
             if self._owns_storage:
                 await storage.close()
@@ -232,6 +230,7 @@ class Brainless:
                 f"this node's NATS is in the JetStream domain {actual!r}, not {self.domain!r} (domain=...): "
                 "set the server's jetstream.domain, or connect to the server of this location"
             )
+        return storage
 
     async def _open_storage(self) -> tuple[Storage, bool]:
         return await open_storage(

@@ -20,27 +20,17 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from brainlessdb.errors import StorageError
 from brainlessdb.retry import cancel_and_wait
-from brainlessdb.storage.base import Entry, Op
+from brainlessdb.storage.base import LocationStorage, Op
 
 logger = logging.getLogger(__name__)
 
 INTERVAL: Final = 1.0  # seconds between two looks at every copy
 STALL_AFTER: Final = 2.0  # seconds a copy may lack data without advancing before it is restarted
 RESTART_EVERY: Final = 10.0  # seconds between two restarts of one copy by one node
-
-
-class SourceStorage(Protocol):
-    async def source_progress(self, bucket: str, peer: str) -> tuple[int | None, int]: ...
-
-    async def restart_source(self, bucket: str, peer: str) -> None: ...
-
-    async def copied_by(self, bucket: str, peer: str, domain: str) -> int | None: ...
-
-    async def get(self, bucket: str, key: str) -> Entry | None: ...
 
 
 @dataclass
@@ -65,7 +55,7 @@ class SourceMonitor:
 
     def __init__(
         self,
-        storage: SourceStorage,
+        storage: LocationStorage,
         buckets: Callable[[], Iterable[str]],
         peers: tuple[str, ...],
         domain: str,

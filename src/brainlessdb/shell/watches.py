@@ -18,7 +18,7 @@ from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.errors import UnavailableError
 from brainlessdb.retry import Backoff
 from brainlessdb.shell.follower import BucketFollower
-from brainlessdb.storage.base import Storage
+from brainlessdb.storage.base import LocationStorage, Storage
 
 ATTACH_RETRY_START: Final = 0.1  # seconds before opening a collection's bucket again after an outage
 ATTACH_RETRY_MAX: Final = 5.0
@@ -33,10 +33,13 @@ class CollectionWatches:
         bucket_of: Callable[[str], str],
         resync_after: float,
         *,
+        locations: LocationStorage | None = None,
         peers: tuple[str, ...] = (),
     ) -> None:
         self._storage = storage
-        self._peers = peers  # other locations, whose keys each bucket copies (see storage.nats.buckets)
+        # With locations: the storage's other side, and the peers whose keys each bucket copies.
+        self._locations = locations
+        self._peers = peers
         self._bucket_of = bucket_of
         self._resync_after = resync_after
         self._followers: dict[str, BucketFollower] = {}
@@ -73,8 +76,8 @@ class CollectionWatches:
             await asyncio.sleep(delay)
         bucket = self._bucket_of(collection.name)
         await self._storage.open_bucket(bucket)
-        if self._peers:
-            await self._storage.source_peers(bucket, self._peers)  # type: ignore[attr-defined]
+        if self._locations is not None and self._peers:
+            await self._locations.source_peers(bucket, self._peers)
         # The schema first: every entity of the replay is then checked against it, as on a running node
         # (the replay gives each key's last entry in revision order, the schema's maybe after entities).
         schema = await self._storage.get(bucket, SCHEMA_KEY)

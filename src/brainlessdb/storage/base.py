@@ -185,3 +185,36 @@ def is_storage(candidate: object) -> TypeGuard[Storage]:
     return not isinstance(candidate, type) and all(
         callable(getattr(candidate, name, None)) for name in STORAGE_METHODS
     )
+
+
+class LocationStorage(Storage, Protocol):
+    """A storage that can join locations (NATS JetStream domains): what ``peers=`` needs beyond ``Storage``
+    (``NatsKVStorage`` has it all; see ``joins_locations``)."""
+
+    async def jetstream_domain(self) -> str | None:
+        """The JetStream domain of the server (None: it has none)."""
+        ...
+
+    async def source_peers(self, bucket: str, peers: Sequence[str]) -> list[str]:
+        """Make ``bucket`` copy each peer's own keys under ``_<peer>.``; the peers it did not copy before."""
+        ...
+
+    async def source_progress(self, bucket: str, peer: str) -> tuple[int | None, int]:
+        """The peer's newest own sequence (None: it does not answer) and that of its newest copy here."""
+        ...
+
+    async def restart_source(self, bucket: str, peer: str) -> None:
+        """Restart ``bucket``'s copy of ``peer`` where it stopped."""
+        ...
+
+    async def copied_by(self, bucket: str, peer: str, domain: str) -> int | None:
+        """How far ``peer`` copied the keys of ``domain`` (this location); None when it does not answer."""
+        ...
+
+
+def joins_locations(storage: Storage) -> TypeGuard[LocationStorage]:
+    """Whether ``storage`` has every method of ``LocationStorage``."""
+    return all(
+        callable(getattr(storage, name, None))
+        for name in ("jetstream_domain", "source_peers", "source_progress", "restart_source", "copied_by")
+    )
