@@ -60,7 +60,7 @@ async def test_a_flusher_shows_whether_it_runs_its_backoff_and_counters_in_repr(
         raise AssertionError("nothing to flush")
 
     flusher = Flusher(MemoryStorage(), list, no_bucket, 0.25)
-    counters = "rounds=0, writes=0, conflicts=0, errors=0"
+    counters = "rounds=0, writes=0, conflicts=0, errors=0, seconds=0"
     assert repr(flusher) == (
         f"<Flusher stopped every 0.25s, 0 failed rounds in a row (next retry in 0.1s), {counters}>"
     )

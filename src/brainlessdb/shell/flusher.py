@@ -91,7 +91,7 @@ class Flusher:
     def __repr__(self) -> str:
         state = "stopped" if self._task is None else "flushing" if self._lock.locked() else "running"
         backoff = self._backoff
-        stats = ", ".join(f"{name}={count}" for name, count in self.stats.items())
+        stats = ", ".join(f"{name}={count:g}" for name, count in self.stats.items())
         return (
             f"<Flusher {state} every {self.interval:g}s, {backoff.failures} failed rounds in a row "
             f"(next retry in {backoff.delay:g}s), {stats}>"
