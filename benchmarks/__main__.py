@@ -43,19 +43,9 @@ BENCHMARKS = (
     "memory",
     "scaling",
 )
-NEEDS_SERVER = frozenset(
-    {
-        "flush_new",
-        "flush_update",
-        "load",
-        "load_history",
-        "propagation",
-        "claims",
-        "locations",
-        "transfer",
-        "memory",
-    }
-)
+IN_PROCESS = frozenset({"in_memory", "scaling"})
+"""The benchmarks that need no nats-server: every other one does."""
+NEEDS_SERVER = frozenset(BENCHMARKS) - IN_PROCESS
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 logger = logging.getLogger("benchmarks")

@@ -24,7 +24,8 @@ from tests.helpers import eventually
 from benchmarks import baselines
 from benchmarks.common import Params, Row, Series, encode, entity_data, new_keys, pair, percentile
 from brainlessdb import Brainless, Change
-from brainlessdb.embedded import EmbeddedLocations, EmbeddedServer, Link
+from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.embedded_locations import EmbeddedLocations, Link
 from brainlessdb.storage.nats.buckets import peer_source
 
 logger = logging.getLogger("benchmarks")

@@ -22,7 +22,8 @@ import pytest
 from nats.js.api import ExternalStream, StreamSource
 
 from brainlessdb import Brainless, ConfigurationError, InvalidNameError
-from brainlessdb.embedded import CutMode, EmbeddedLocations, EmbeddedServer, Link
+from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.embedded_locations import CutMode, EmbeddedLocations, Link
 from brainlessdb.storage.nats.kv import NatsKVStorage
 from tests.helpers import eventually, memory_of, nats_connection
 

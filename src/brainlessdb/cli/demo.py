@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from brainlessdb.embedded import EmbeddedLocations, EmbeddedServer
+from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.embedded_locations import EmbeddedLocations
 from brainlessdb.shell.database import Brainless
 from brainlessdb.storage.nats.errors import redact_url
 
