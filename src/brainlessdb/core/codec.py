@@ -107,7 +107,7 @@ def encode_entity(
     if extras is not None:
         if extras.paths:
             envelope["p"] = {
-                name: {pointer(path): wire_stamp(stamp) for path, stamp in paths.items()}
+                name: {nested.pointer(path): wire_stamp(stamp) for path, stamp in paths.items()}
                 for name, paths in extras.paths.items()
             }
         if extras.counts:
@@ -133,22 +133,6 @@ def wire_stamp(stamp: Stamp) -> list[Any]:
     """A stamp as format v2 stores it: ``[ms, counter, node]``."""
     hlc, node = stamp
     return [hlc >> COUNTER_BITS, hlc & MAX_COUNTER, node]
-
-
-def pointer(path: nested.Path) -> str:
-    """A path below a field as a JSON Pointer (RFC 6901): ``("addr", "zip")`` is ``"/addr/zip"``."""
-    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in path)
-
-
-def parse_pointer(text: str) -> nested.Path:
-    """The path of a JSON Pointer below a field (``DecodeError`` if it is not one, or is empty)."""
-    if not text.startswith("/"):
-        raise DecodeError(f"malformed path {text!r}: a JSON Pointer starts with '/'")
-    keys = text[1:].split("/")
-    for key in keys:
-        if "~" in key and key.replace("~0", "").replace("~1", "").count("~"):
-            raise DecodeError(f"malformed path {text!r}: '~' must be followed by 0 or 1")
-    return tuple(key.replace("~1", "/").replace("~0", "~") for key in keys)
 
 
 # -- decoding ----------------------------------------------------------------------------------------
@@ -248,7 +232,7 @@ def _extras(record: Record, raw_paths: Any, raw_counts: Any) -> Extras | None:
         stamps = record.stamps
         for name, entries in raw_paths.items():
             if name in data and isinstance(data[name], dict):
-                paths = {parse_pointer(text): _wire(raw) for text, raw in entries.items()}
+                paths = {nested.parse_pointer(text): _wire(raw) for text, raw in entries.items()}
                 kept = nested.keep_consistent(data[name], stamps[name], paths)
                 if kept:
                     extras.paths[name] = kept

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Final, TypeAlias
 
 from brainlessdb.core.clock import Stamp
+from brainlessdb.errors import DecodeError
 
 Path: TypeAlias = tuple[str, ...]
 """A path below a field: the keys of the dicts leading to a value."""
@@ -92,3 +93,19 @@ def apply(value: Any, path: Path, new: Any) -> Any:
     else:
         node[path[-1]] = new
     return root
+
+
+def pointer(path: Path) -> str:
+    """A path below a field as a JSON Pointer (RFC 6901): ``("addr", "zip")`` is ``"/addr/zip"``."""
+    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in path)
+
+
+def parse_pointer(text: str) -> Path:
+    """The path of a JSON Pointer below a field (``DecodeError`` if it is not one, or is empty)."""
+    if not text.startswith("/"):
+        raise DecodeError(f"malformed path {text!r}: a JSON Pointer starts with '/'")
+    keys = text[1:].split("/")
+    for key in keys:
+        if "~" in key and key.replace("~0", "").replace("~1", "").count("~"):
+            raise DecodeError(f"malformed path {text!r}: '~' must be followed by 0 or 1")
+    return tuple(key.replace("~1", "/").replace("~0", "~") for key in keys)
