@@ -76,9 +76,7 @@ async def test_a_scrape_follows_entities_pending_changes_flushes_claims_and_dead
     nats_server: EmbeddedServer, namespace: str
 ) -> None:
     async with database(nats_server.url, namespace, "prague-1", flush_interval=60) as db:
-        registry = CollectorRegistry()
-        register_prometheus(db, registry=registry)
-        metric = Scraper(registry, db)
+        metric = scraper(db)
         assert metric("brainless_started") == 1.0
         assert metric("brainless_entities", collection="call") is None  # no collection yet
         rounds = metric("brainless_flush_rounds_total")
@@ -208,9 +206,7 @@ async def test_copy_lag_and_reachability_per_bucket_and_peer(
         database(prague_server.url, namespace, "prague-1", domain="prague", peers=["brno"]) as prague,
         database(brno_server.url, namespace, "brno-1", domain="brno", peers=["prague"]) as brno,
     ):
-        registry = CollectorRegistry()
-        register_prometheus(prague, registry=registry)
-        metric = Scraper(registry, prague)
+        metric = scraper(prague)
         where = {"bucket": f"{namespace}-call", "peer": "brno"}
         prague.call.add(n=0)
         await prague.flush()
