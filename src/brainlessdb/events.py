@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Origin = Literal["local", "remote"]
+DeleteReason = Literal["deleted", "expired", "purged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +29,17 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
-    """An entity was deleted; ``entity`` is its last state on this node (None if it never had it)."""
+    """An entity was deleted; ``entity`` is its last state on this node (None if it never had it).
+
+    ``reason`` says why: ``"deleted"`` (by ``delete()``, here or on another node), ``"expired"`` (its
+    expiry passed) or ``"purged"`` (removed from NATS by another client or an operator).
+    """
 
     collection: str
     uuid: str
     entity: Any
     origin: Origin
+    reason: DeleteReason = "deleted"
 
 
 Event = Change | Delete
