@@ -12,7 +12,7 @@ import pytest
 
 from brainlessdb import Brainless, InvalidNameError, Lease, LeaseLostError, NotStartedError, UnavailableError
 from brainlessdb.embedded import EmbeddedServer
-from tests.helpers import MakeDb
+from tests.helpers import MakeDb, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,6 +141,9 @@ async def test_leases_need_nats_to_answer(own_server: EmbeddedServer, namespace:
     async with Brainless(own_server.url, namespace=namespace, location="a", connect_timeout=1) as db:
         lease = await db.lease("x", ttl=5)
         assert lease is not None
+        # The node's first heartbeat creates the nodes bucket in the background: a server killed while it
+        # creates that stream may keep it unrecoverable (its health check then fails after the restart).
+        await eventually(lambda: db.stats()["presence"]["heartbeats"] > 0, message="no first heartbeat")
         own_server.kill()
         with pytest.raises(UnavailableError):
             await db.lease("y", ttl=5)
