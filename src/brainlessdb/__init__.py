@@ -20,6 +20,7 @@ from typing import Any
 
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
+from brainlessdb.core.meta import EntityMeta, meta
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import (
     BrainlessError,
@@ -58,6 +59,7 @@ __all__ = [
     "DuplicateError",
     "EncodeError",
     "Entity",
+    "EntityMeta",
     "FlushError",
     "InvalidNameError",
     "Lease",
@@ -73,6 +75,7 @@ __all__ = [
     "UnavailableError",
     "flush",
     "get_db",
+    "meta",
     "setup",
     "stop",
 ]

@@ -36,6 +36,7 @@ from brainlessdb.cli.connection import Session
 from brainlessdb.core.codec import decode_delete, decode_value
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
+from brainlessdb.core.meta import meta
 from brainlessdb.core.query.plan import parse_criteria
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import (
@@ -51,7 +52,7 @@ from brainlessdb.storage.nats.protocol import operation_of, time_ns_of
 
 def entity_json(entity: Entity) -> dict[str, Any]:
     """An entity as ``--json`` prints it: its uuid, then its fields."""
-    return {"uuid": entity.uuid, **entity.data}
+    return meta(entity).to_dict()
 
 
 def field_order(collection: Collection[Any], rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -65,7 +66,7 @@ def field_order(collection: Collection[Any], rows: Iterable[Mapping[str, Any]]) 
 
 
 def entity_table(out: Output, collection: Collection[Any], entities: Sequence[Entity]) -> None:
-    data = [entity.data for entity in entities]
+    data = [meta(entity).data for entity in entities]
     columns = field_order(collection, data)
     rows = [
         [entity.uuid, *(row.get(name, "") for name in columns)]
@@ -190,7 +191,7 @@ async def cmd_get(session: Session, out: Output, args: argparse.Namespace) -> in
             record["_stamps"] = stamps
         out.record(record)
         return OK
-    data = entity.data
+    data = meta(entity).data
     if args.stamps:
         rows = [[name, value, *_stamp_cells(stamps.get(name))] for name, value in data.items()]
         out.table(["field", "value", "time", "node"], [["uuid", entity.uuid, "", ""], *rows])
@@ -311,7 +312,7 @@ async def cmd_watch(session: Session, out: Output, args: argparse.Namespace) -> 
                     continue
                 matching.discard(event.uuid)
             else:
-                data = event.entity.data if isinstance(event.entity, Entity) else {}
+                data = meta(event.entity).data if isinstance(event.entity, Entity) else {}
                 now = all(condition.matches(event.uuid, data) for condition in conditions)
                 if not now and event.uuid not in matching:
                     continue
@@ -442,7 +443,8 @@ async def cmd_put(session: Session, out: Output, args: argparse.Namespace) -> in
     if out.json:
         out.record(entity_json(entity))
     else:
-        out.table(["field", "value"], [["uuid", entity.uuid], *([n, v] for n, v in entity.data.items())])
+        rows = [[name, value] for name, value in meta(entity).data.items()]
+        out.table(["field", "value"], [["uuid", entity.uuid], *rows])
     return OK
 
 
@@ -454,7 +456,7 @@ def set_path(entity: Entity, name: str, value: Any) -> None:
         return
     if not all(path):
         raise UsageError(f"field {name!r} has an empty part")
-    container: Any = entity.get(path[0], MISSING) if path[0] in entity else MISSING
+    container: Any = meta(entity).get(path[0], MISSING)
     for step in path[1:-1]:
         if not isinstance(container, dict):
             break

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from brainlessdb.core.meta import meta
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.embedded_locations import EmbeddedLocations
 from brainlessdb.shell.database import Brainless
@@ -133,9 +134,9 @@ async def two_nodes(url: str, namespace: str, call_uuid: str) -> None:
         await asyncio.gather(prague.flush(), brno.flush())
         await asyncio.gather(prague.flush(), brno.flush())
         await asyncio.gather(prague.call.load(), brno.call.load())
-        say(f"prague-1 sees: {prague.call[call_uuid].data}")
-        say(f"brno-1 sees:   {brno.call[call_uuid].data}")
-        same = prague.call[call_uuid].data == brno.call[call_uuid].data
+        say(f"prague-1 sees: {meta(prague.call[call_uuid]).data}")
+        say(f"brno-1 sees:   {meta(brno.call[call_uuid]).data}")
+        same = meta(prague.call[call_uuid]).data == meta(brno.call[call_uuid]).data
         say("converged: " + ("yes" if same else "NO"))
 
         in_prague.state = "transferred"
@@ -216,21 +217,21 @@ async def two_locations(namespace: str, base_dir: Path) -> None:
             await asyncio.gather(prague.flush(), brno.flush())
             say("prague-1 answers the call and counts an attempt; brno-1 assigns agent 7, marks the caller")
             say("VIP and counts an attempt: both written to their own location's NATS")
-            say(f"prague-1 sees: {prague.call[call.uuid].data}")
-            say(f"brno-1 sees:   {brno.call[call.uuid].data}")
+            say(f"prague-1 sees: {meta(prague.call[call.uuid]).data}")
+            say(f"brno-1 sees:   {meta(brno.call[call.uuid]).data}")
             late = await node("brno", "prague", "brno-2")
-            say(f"brno-2 starts during the cut and loads brno: {late.call[call.uuid].data}")
+            say(f"brno-2 starts during the cut and loads brno: {meta(late.call[call.uuid]).data}")
 
             places.links["brno"].heal()
             merged = {"state": "answered", "agent_id": 7, "caller": {"vip": True}, "attempts": 2}
 
             def converged() -> bool:
-                views = [db.call[call.uuid].data for db in nodes if call.uuid in db.call]
+                views = [meta(db.call[call.uuid]).data for db in nodes if call.uuid in db.call]
                 held = len(views) == len(nodes) and all(view == views[0] for view in views)
                 return held and all(views[0].get(name) == value for name, value in merged.items())
 
             took = await until(converged, timeout=120)
-            say(f"the link heals; {took:.1f} s later every node sees: {prague.call[call.uuid].data}")
+            say(f"the link heals; {took:.1f} s later every node sees: {meta(prague.call[call.uuid]).data}")
             say("locations converged: " + ("yes" if converged() else "NO"))
         finally:
             for db in nodes:

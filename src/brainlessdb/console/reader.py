@@ -21,6 +21,7 @@ from brainlessdb.cli.common import UsageError, parse_assignments
 from brainlessdb.cli.connection import Session
 from brainlessdb.console.events import EventHub
 from brainlessdb.core.collection import Collection
+from brainlessdb.core.meta import meta
 from brainlessdb.errors import QueryError
 from brainlessdb.shell.database import Brainless
 from brainlessdb.storage.nats.errors import redact_servers
@@ -166,7 +167,7 @@ class Reader:
         except QueryError as exc:
             raise UsageError(f"bad criteria: {exc}") from None
         shown = found[:limit]
-        data = [entity.data for entity in shown]
+        data = [meta(entity).data for entity in shown]
         return {
             "collection": name,
             "fields": field_order(collection, data),
@@ -187,7 +188,7 @@ class Reader:
             "uuid": entity.uuid,
             "fields": [
                 {"field": field, "value": value, "stamp": stamps.get(field)}
-                for field, value in entity.data.items()
+                for field, value in meta(entity).data.items()
             ],
         }
 

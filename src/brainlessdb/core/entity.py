@@ -1,6 +1,6 @@
 """Entity: one stored object, with attribute and item access and explicit dirty tracking.
 
-An entity holds its fields (``data``), the stamp of each field (and the extras of dict and counter
+An entity holds its fields (``_data``), the stamp of each field (and the extras of dict and counter
 fields, see ``merge.Extras``), the KV revision it last saw, and two
 counters: ``_version`` grows with every local change and ``_written`` is the version NATS acknowledged.
 The entity is dirty while they differ. Every change goes through its owner (the ``EntityOwner``
@@ -8,12 +8,18 @@ protocol, which ``Collection`` implements), which validates it against the schem
 the indexes and wakes the flusher: ``entity.state = x``, ``entity["state"] = x`` and in-place changes of
 nested dicts and lists (see ``tracked``) alike. The sync state sets the revision and the counters with
 ``set_slot``: assignment on an entity means a field.
+
+Its attributes are its fields, all of them: besides its ``uuid`` (the key, which no field may be called),
+an entity has no public member that a field could be hidden by. What the library knows about it (its
+revision, whether it is dirty, a plain copy of its fields...) is read through
+``brainlessdb.meta(entity)`` (see ``core.meta``); code inside the library reads the slots.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
 from brainlessdb.core.merge import Extras, Stamps
 from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
@@ -107,7 +113,11 @@ def new_entity(
 
 
 class Entity(EntityState):
-    """An entity of a collection: ``entity.field``, ``entity["field"]``, ``"field" in entity``."""
+    """An entity of a collection: ``entity.field``, ``entity["field"]``, ``"field" in entity``,
+    ``entity.uuid``.
+
+    Any field reads and writes as an attribute, whatever its name; the rest is ``brainlessdb.meta(entity)``.
+    """
 
     __slots__ = ()
 
@@ -121,36 +131,38 @@ class Entity(EntityState):
         """The entity's uuid, also its key in the bucket."""
         return self._uuid
 
-    @property
-    def data(self) -> dict[str, Any]:
-        """A plain copy of the fields, without the uuid."""
-        return untrack(self._data)  # type: ignore[no-any-return]
+    if not TYPE_CHECKING:
+        # Deprecated: these were the entity's own members before ``brainlessdb.meta(entity)`` held them.
+        # A field of the same name always wins (its reader is on the collection's subclass); without such
+        # a field they still work, with a ``DeprecationWarning``. Hidden from type checkers, so that no
+        # new code reaches for them.
 
-    @property
-    def dirty(self) -> bool:
-        """True while the entity has changes that NATS has not acknowledged yet."""
-        return self._version != self._written
+        @property
+        def data(self) -> dict[str, Any]:
+            _deprecated("data")
+            return untrack(self._data)
 
-    @property
-    def revision(self) -> int | None:
-        """The KV revision of the last stored version this node knows (None if never stored)."""
-        return self._revision
+        @property
+        def dirty(self) -> bool:
+            _deprecated("dirty")
+            return self._version != self._written
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain copy of the fields, with the uuid first."""
-        out: dict[str, Any] = {"uuid": self._uuid}
-        out.update(untrack(self._data))
-        return out
+        @property
+        def revision(self) -> int | None:
+            _deprecated("revision")
+            return self._revision
 
-    def as_type(self, cls: type[T]) -> T:
-        """A live instance of the dataclass ``cls`` backed by this entity (its changes are tracked)."""
-        return self._owner.view(self, cls)
+        def to_dict(self) -> dict[str, Any]:
+            _deprecated("to_dict", "()")
+            return plain_dict(self)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """The value of field ``name``, or ``default`` if the entity has no such field."""
-        if name in self._data:
-            return self[name]
-        return default
+        def as_type(self, cls: type[T]) -> T:
+            _deprecated("as_type", "(cls)")
+            return self._owner.view(self, cls)
+
+        def get(self, name: str, default: Any = None) -> Any:
+            _deprecated("get", "(name)")
+            return field_or(self, name, default)
 
     def __getitem__(self, name: str) -> Any:
         value = self._data[name]
@@ -164,8 +176,8 @@ class Entity(EntityState):
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _SLOTS:
             set_slot(self, name, value)
-        elif name in _OWN_ATTRIBUTES:
-            raise AttributeError(f"cannot set {name!r} on an entity: use entity[{name!r}] for a field")
+        elif name == "uuid":
+            raise AttributeError("an entity's uuid never changes: add a new entity instead")
         else:
             self._owner.set_field(self, name, value)
 
@@ -187,15 +199,16 @@ class Entity(EntityState):
         return hash(self._uuid)
 
     def __repr__(self) -> str:
-        state = " dirty" if self.dirty else ""
+        state = " dirty" if self._version != self._written else ""
         return f"<Entity {self._owner.name}/{self._uuid}{state} {untrack(self._data)!r}>"
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._data))
+        # The deprecated members are left out: completion would read them, and warn.
+        return sorted((set(super().__dir__()) - _DEPRECATED) | set(self._data))
 
 
-_OWN_ATTRIBUTES = frozenset(name for name in dir(Entity) if not name.startswith("_"))
 _SLOTS = frozenset(EntityState.__slots__)
+_DEPRECATED = frozenset({"data", "dirty", "revision", "to_dict", "as_type", "get"})
 _ABSENT: Any = object()
 
 
@@ -231,11 +244,39 @@ def entity_class(collection_name: str) -> type[Entity]:
 
 
 def add_fields(cls: type[Entity], names: Iterable[str]) -> None:
-    """Let the entities of ``cls`` read the fields ``names`` as attributes (except where an attribute of
-    ``Entity`` has the name: such a field is read as ``entity[name]``)."""
+    """Let the entities of ``cls`` read the fields ``names`` as attributes.
+
+    Every field gets its reader, whatever its name (``data``, ``get``, ``keys``...): on the collection's
+    subclass, it comes before the members ``Entity`` itself still has, so a field is never hidden by one.
+    Only ``uuid`` (the key, never a field) and names starting with ``_`` (refused as fields) are left out.
+    """
     for name in names:
-        if name not in _OWN_ATTRIBUTES and not name.startswith("_") and name not in cls.__dict__:
+        if name != "uuid" and not name.startswith("_") and name not in cls.__dict__:
             setattr(cls, name, FieldReader(name))
+
+
+def plain_dict(entity: Entity) -> dict[str, Any]:
+    """A plain copy of ``entity``'s fields, with its uuid first."""
+    out: dict[str, Any] = {"uuid": entity._uuid}
+    out.update(untrack(entity._data))
+    return out
+
+
+def field_or(entity: Entity, name: str, default: Any) -> Any:
+    """The value of field ``name`` of ``entity`` (tracked, if a dict or a list), or ``default`` if the
+    entity does not hold it."""
+    if name in entity._data:
+        return entity[name]
+    return default
+
+
+def _deprecated(name: str, call: str = "") -> None:
+    warnings.warn(
+        f"entity.{name}{call} is deprecated: use brainlessdb.meta(entity).{name}{call}"
+        f" (a field named {name!r} reads as entity.{name})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class FieldOwner:
