@@ -4,6 +4,7 @@
     python3 tasks.py demo        # make .venv, install, run the demo on an embedded nats-server
     python3 tasks.py test        # make .venv, install, run every check CI runs (lint, types, tests)
     python3 tasks.py bench       # make .venv, install, run the benchmark suite (not part of the tests)
+    python3 tasks.py docs        # make .venv, install, serve the documentation site on 127.0.0.1:8000
 
 Extra arguments after the task go to the underlying command (pytest for ``test``).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -47,18 +49,30 @@ def demo(args: list[str]) -> None:
 
 
 def test(args: list[str]) -> None:
-    run(PYTHON, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "tasks.py")
-    run(PYTHON, "-m", "ruff", "check", "src", "tests", "benchmarks", "tasks.py")
+    run(PYTHON, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "tasks.py")
+    run(PYTHON, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "tasks.py")
     run(PYTHON, "-m", "mypy")
     run(BIN / "lint-imports")
+    build_docs()
     run(PYTHON, "-m", "pytest", *args)
+
+
+def build_docs() -> None:
+    """Build the documentation site where nothing keeps it: --strict fails on a broken link or include."""
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # the theme's notice, not a problem of these pages
+    with tempfile.TemporaryDirectory(prefix="brainless-site-") as site:
+        run(PYTHON, "-m", "mkdocs", "build", "--strict", "--site-dir", site)
+
+
+def docs(args: list[str]) -> None:
+    run(PYTHON, "-m", "mkdocs", "serve", *args)
 
 
 def bench(args: list[str]) -> None:
     run(PYTHON, "-m", "benchmarks", *args)
 
 
-TASKS = {"demo": demo, "test": test, "bench": bench}
+TASKS = {"demo": demo, "test": test, "bench": bench, "docs": docs}
 
 
 def main() -> None:
