@@ -9,25 +9,40 @@ is assembled from three parts: its ``EntityTable`` (entities, indexes, listeners
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
 from functools import partial
-from operator import attrgetter
-from typing import Any, Final, Generic, Protocol, TypeVar, cast
+from itertools import compress, islice
+from operator import attrgetter, not_
+from typing import Any, Final, Generic, Protocol, TypeVar, cast, overload
 
-from brainlessdb.core import views
+from brainlessdb.core import models, views
 from brainlessdb.core.changes import LocalChanges
 from brainlessdb.core.claims import Claim, make_claim
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity
+from brainlessdb.core.evolution import check_declared_renames, evolve_schema, requested_step
+from brainlessdb.core.expiry import check_seconds
 from brainlessdb.core.ids import new_uuid, parse_uuid
 from brainlessdb.core.query.filtering import select
 from brainlessdb.core.query.index import INDEXED_LOOKUPS
-from brainlessdb.core.query.ordering import order
+from brainlessdb.core.query.ordering import order, order_first
+from brainlessdb.core.query.pages import Page, page, select_page
 from brainlessdb.core.query.plan import Condition, Plan, bind_criteria, parse_order, plan_criteria
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.streams import DEFAULT_BUFFER, ChangeStream, Overflow, Subscription, stream_options
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
-from brainlessdb.errors import DuplicateError, NotFoundError, SchemaError
+from brainlessdb.errors import (
+    DuplicateError,
+    FlushError,
+    NotFoundError,
+    NotStartedError,
+    QueryError,
+    SchemaError,
+    UnavailableError,
+)
 from brainlessdb.events import Callback, Change, Delete, Event, Listener
 
 T = TypeVar("T")
@@ -60,6 +75,9 @@ class Host(Protocol):
     async def update_if(self, collection: Collection[Any], claim: Claim) -> bool:
         """Write ``claim`` if the stored version meets its conditions; True when NATS acknowledged it."""
 
+    def watch_collection(self, collection: Collection[Any], subscription: Subscription) -> ChangeStream:
+        """A change stream fed by ``subscription`` (opened once the collection is loaded)."""
+
 
 class Collection(Generic[T]):
     """The entities of one collection: ``add``, ``get``, ``find``, ``filter``, ``order_by``, ``delete``..."""
@@ -84,18 +102,94 @@ class Collection(Generic[T]):
         return self._table.schema
 
     def typed(self, cls: type[U]) -> Collection[U]:
-        """Return results as live instances of the dataclass ``cls`` (its fields extend the schema)."""
-        declared = Schema.from_dataclass(cls)
+        """Return results as live instances of the model class ``cls``: a dataclass, a pydantic model, a
+        msgspec Struct or an attrs class (its fields extend the schema; see docs/guides/models.md).
+
+        The declaration decides the nullability, default and choices of each field it declares, also of
+        one a first ``add()`` inferred: whichever came first, the schema is the same.
+
+        Raises:
+            TypeError: ``cls`` is not a model class. SchemaError: a field type JSON cannot hold, or a
+                declaration the schema or the entities held here do not fit.
+        """
+        model = models.model_of(cls)
+        declared = model.schema()
         current = self._table.schema
         if current is None:
             self._local.set_schema(declared)
         else:
-            grown = current.extend(declared)
+            check_declared_renames(current, cls)
+            grown = models.declare(current.extend(declared), declared, self._data_of_all())
             if grown != current:
                 self._local.set_schema(grown)
         views.view_class(cls)
         self._table.view_type = cls
         return cast("Collection[U]", self)
+
+    @overload
+    async def evolve(
+        self, model: type[U], /, *, rename: Mapping[str, str] | None = None
+    ) -> Collection[U]: ...
+
+    @overload
+    async def evolve(
+        self,
+        model: None = None,
+        /,
+        *,
+        rename: Mapping[str, str] | None = None,
+        remove: Iterable[str] = (),
+        widen: Mapping[str, Any] | None = None,
+    ) -> Collection[T]: ...
+
+    async def evolve(
+        self,
+        model: type[Any] | None = None,
+        /,
+        *,
+        rename: Mapping[str, str] | None = None,
+        remove: Iterable[str] = (),
+        widen: Mapping[str, Any] | None = None,
+    ) -> Collection[Any]:
+        """Change the stored schema by one deliberate step, stored in NATS before this returns.
+
+        ``evolve(Call)`` makes the schema what the model ``Call`` declares: stored fields it lacks are
+        removed, fields declared ``renamed_from`` an old one are renamed, wider types widen (``int`` to
+        ``float``, ``T`` to ``T | None``, a default where there was none), new fields need a default; it
+        returns the collection typed by ``Call``. Or say the step: ``evolve(rename={"old": "new"},
+        remove=["gone"], widen={"score": float})``. Entities stored before read back under the new schema,
+        on every node; the step is version ``schema.version`` of the schema.
+
+        Raises:
+            SchemaError: the step does not apply (a narrowing, a field made required, a name that does not
+                exist, a rename onto a field...), checked against the stored schema: nothing is changed.
+                Also when another node changed the schema first and the step does not apply to its.
+            NotStartedError: the database is not started.
+            StorageError: NATS did not store it; the step stays pending, stored by a later flush.
+        """
+        try:
+            await self._host.load_collection(self)  # the stored schema, and what is stored under it
+        except NotStartedError:
+            raise NotStartedError("evolve() checks and stores the step: start the database first") from None
+        current = self._table.schema
+        if current is None:
+            if model is None:
+                raise SchemaError(f"{self.name} has no schema yet: there is nothing to evolve")
+            return self.typed(model)
+        step = requested_step(current, model, rename, remove, widen)
+        evolved = evolve_schema(current, step)
+        if evolved is not current:
+            schema_sync = self.sync.schema
+            schema_sync.evolving(step)
+            self._local.set_schema(evolved)
+            with contextlib.suppress(FlushError):  # only the schema's outcome is this call's
+                await self._host.flush_collection(self)
+            if schema_sync.refused is not None:
+                raise schema_sync.refused
+            if schema_sync.pending:
+                unstored = UnavailableError(f"{self.name}: the evolved schema is not stored yet")
+                raise schema_sync.error or unstored
+        return self if model is None else self.typed(model)
 
     # -- adding ----------------------------------------------------------------------------------
 
@@ -109,7 +203,13 @@ class Collection(Generic[T]):
             values.update(fields)
             given = values.pop("uuid", None)
         uuid = new_uuid(self._host.uuid_node) if given is None else self._given_uuid(given)
+        if self._table.view_type is not None or type(data) is not dict:
+            # Typed, or given a model instance: values converted and validated by the model.
+            values = views.prepared(self._table.view_type, data, uuid, values)
         return self._result(self._local.add(uuid, values))
+
+    def _data_of_all(self) -> Iterable[Mapping[str, Any]]:
+        return map(_data_of, self._entities.values())
 
     def _given_uuid(self, given: Any) -> str:
         if not isinstance(given, str):
@@ -127,12 +227,14 @@ class Collection(Generic[T]):
     async def get(self, uuid: Any) -> T | None:
         """The entity with this uuid (a uuid string, an entity or a typed instance), or None."""
         await self._host.ready(self)
+        self._expire_due()
         entity = self._entities.get(self._key(uuid))
         return None if entity is None else self._result(entity)
 
     async def find(self, **criteria: Any) -> T | None:
         """One entity matching every criterion, or None (use ``order_by`` for a defined one)."""
         await self._host.ready(self)
+        self._expire_due()
         keys = tuple(criteria)
         plan = self._plans.get(keys) or self._plan(keys)
         key = plan.exact_key
@@ -149,45 +251,111 @@ class Collection(Generic[T]):
             return self._result(entity)
         return None
 
-    async def filter(self, **criteria: Any) -> list[T]:
-        """Every entity matching every criterion (``field=value``, ``caller__city=...``, ``age__gt=...``)."""
+    async def filter(self, *, limit: int | None = None, offset: int = 0, **criteria: Any) -> list[T]:
+        """Every entity matching every criterion (``field=value``, ``caller__city=...``, ``age__gt=...``).
+
+        ``limit``/``offset`` give a page of that answer: ``filter(**c)[offset:offset + limit]``, found
+        without matching every entity when it can be. They are never criteria (match a field so named with
+        ``limit__exact=``). The answer's order is fixed only while the collection does not change: for pages
+        in an order of your choosing, use ``order_by``. ``QueryError`` for a bad criterion or page.
+        """
+        window = page(limit, offset)
         await self._host.ready(self)
+        self._expire_due()
+        if not window.whole:
+            return self._own_results(self._select_page(criteria, window))
         selected = self._select(criteria)
         if type(selected) is list:
             return self._own_results(selected)
         return self._results(selected)
 
+    async def exclude(self, *, limit: int | None = None, offset: int = 0, **criteria: Any) -> list[T]:
+        """Every entity that does *not* match all the criteria together: what ``filter(**criteria)`` leaves.
+
+        With several criteria, an entity is left out only when it meets every one of them
+        (``exclude(state="done", agent_id=5)`` keeps the done calls of other agents). A criterion on a path
+        an entity lacks is judged as in ``filter`` (an absent value equals nothing, so ``exclude(x=1)``
+        keeps an entity without ``x``; ``x__isnull=True`` matches it). In the collection's order;
+        ``limit``/``offset`` as in ``filter``.
+
+        Raises:
+            QueryError: no criterion at all (there is nothing to exclude by), or a bad criterion or page.
+        """
+        window = page(limit, offset)
+        if not criteria:
+            raise QueryError("exclude() needs at least one criterion", key=None)
+        await self._host.ready(self)
+        self._expire_due()
+        matched = set(map(_uuid_of, self._select(criteria)))
+        entities = self._entities
+        # In C: the entities whose uuid (the dict's keys, in the values' order) was not matched.
+        kept = list(compress(entities.values(), map(not_, map(matched.__contains__, entities))))
+        return self._own_results(kept if window.whole else window.cut(kept))
+
+    async def exists(self, **criteria: Any) -> bool:
+        """True when some entity matches every criterion (any entity, without criteria).
+
+        Stops at the first match; ``QueryError`` for a bad criterion.
+        """
+        await self._host.ready(self)
+        self._expire_due()
+        if not criteria:
+            return bool(self._entities)
+        return self._any_match(criteria)
+
     async def all(self) -> list[T]:
         """Every entity, in the order they were added or loaded."""
         await self._host.ready(self)
+        self._expire_due()
         return self._results(self._entities.values())
 
-    async def order_by(self, *keys: str, **criteria: Any) -> list[T]:
-        """The entities matching ``criteria``, sorted by ``keys`` (``"-key"`` for descending)."""
+    async def order_by(
+        self, *keys: str, limit: int | None = None, offset: int = 0, **criteria: Any
+    ) -> list[T]:
+        """The entities matching ``criteria``, sorted by ``keys`` (``"-key"`` for descending).
+
+        ``limit``/``offset`` give a page of that order (``order_by(...)[offset:offset + limit]``); a small
+        page sorts only the entities that can be in it. Equal keys keep ``filter``'s order: end with
+        ``"uuid"`` for pages whose order is fixed whatever changes.
+        """
+        window = page(limit, offset)
         await self._host.ready(self)
+        self._expire_due()
         order_keys = parse_order(keys, self._table.field_types)
         selected = self._select(criteria)
-        return self._own_results(order(selected, order_keys, _data_of, _uuid_of, _field_reader))
+        stop = window.stop
+        if stop is None:
+            ordered = order(selected, order_keys, _data_of, _uuid_of, _field_reader)
+        else:
+            ordered = order_first(selected, order_keys, _data_of, _uuid_of, stop, _field_reader)
+        if window.offset:
+            del ordered[: window.offset]
+        return self._own_results(ordered)
 
     def count(self, **criteria: Any) -> int:
         """The number of entities (matching ``criteria``, if given)."""
+        self._expire_due()
         if not criteria:
             return len(self._entities)
         return len(self._select(criteria))
 
     def __len__(self) -> int:
+        self._expire_due()
         return len(self._entities)
 
     def __contains__(self, item: object) -> bool:
+        self._expire_due()
         try:
             return self._key(item) in self._entities
         except TypeError:
             return False
 
     def __iter__(self) -> Iterator[T]:
+        self._expire_due()
         return iter([self._result(entity) for entity in list(self._entities.values())])
 
     def __getitem__(self, uuid: Any) -> T:
+        self._expire_due()
         key = self._key(uuid)
         entity = self._entities.get(key)
         if entity is None:
@@ -209,6 +377,12 @@ class Collection(Generic[T]):
         candidates = self._indexes.candidates(conditions, self._scan_source)
         if candidates is None:
             return select(self._entities.values(), conditions, _data_of, _uuid_of)
+        return self._select_candidates(candidates, conditions)
+
+    def _select_candidates(
+        self, candidates: Iterable[str], conditions: tuple[Condition, ...]
+    ) -> list[Entity]:
+        """The entities among an index's ``candidates`` that meet every condition."""
         # Candidates may name uuids this collection no longer holds; the index answered exact and in
         # conditions exactly, so only the others remain to check.
         found = [entity for entity in map(self._entities.get, candidates) if entity is not None]
@@ -216,6 +390,36 @@ class Collection(Generic[T]):
         if not rest:
             return found
         return select(found, rest, _data_of, _uuid_of)
+
+    def _select_page(self, criteria: Mapping[str, Any], window: Page) -> list[Entity]:
+        """``_select(criteria)`` cut to ``window``: a scan stops once it has matched the page's end."""
+        stop = window.stop
+        if not criteria:
+            return list(islice(self._entities.values(), window.offset, stop))
+        conditions = self._conditions(criteria)
+        candidates = self._indexes.candidates(conditions, self._scan_source)
+        if candidates is not None:
+            return window.cut(self._select_candidates(candidates, conditions))
+        if stop is None:
+            found = select(self._entities.values(), conditions, _data_of, _uuid_of)
+        else:
+            # The scan _select makes, in chunks, up to the page's end.
+            found = select_page(self._entities.values(), conditions, _data_of, _uuid_of, stop)
+        return found[window.offset :]
+
+    def _any_match(self, criteria: Mapping[str, Any]) -> bool:
+        """Whether ``_select(criteria)`` is not empty, stopping at the first match."""
+        conditions = self._conditions(criteria)
+        candidates = self._indexes.candidates(conditions, self._scan_source)
+        if candidates is None:
+            return bool(select_page(self._entities.values(), conditions, _data_of, _uuid_of, 1))
+        rest = [c for c in conditions if c.lookup not in INDEXED_LOOKUPS]
+        entities = self._entities
+        for uuid in candidates:
+            entity = entities.get(uuid)
+            if entity is not None and all(c.matches(uuid, entity._data) for c in rest):
+                return True
+        return False
 
     def _scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
         return ((uuid, entity._data) for uuid, entity in self._entities.items())
@@ -282,6 +486,73 @@ class Collection(Generic[T]):
             raise NotFoundError(self.name, uuid)
         return self._local.increment(entity, field, by)
 
+    # -- expiring --------------------------------------------------------------------------------
+
+    def expire(self, item: Any, seconds: float | None) -> None:
+        """Make ``item`` (a uuid, an entity or a typed instance) expire ``seconds`` from now.
+
+        Past that deadline the entity is gone on every node (``NotFoundError``; ``on_delete`` callbacks get
+        a ``Delete`` whose ``reason`` is ``"expired"``), even on nodes that were cut off or did not run then,
+        and no later write from a node that missed it brings it back. Calling again before the deadline
+        sets a new one (longer or shorter); ``seconds=None`` removes it. Written in the background, as any
+        change, and merged as one: the expiry set last wins. ``brainlessdb.meta(entity).expires_at`` reads
+        the deadline.
+
+        Raises:
+            ExpiryError: ``seconds`` is not a number above 0 (or None).
+            NotFoundError: no such entity here (or it expired already).
+        """
+        self._expire_due()
+        self._local.expire(self._key(item), seconds)
+
+    @property
+    def ttl(self) -> float | None:
+        """The default expiry of the entities added here, in seconds (None: they do not expire by
+        default); stored with the schema, so every node applies the same one."""
+        return self._table.ttl
+
+    def declare_ttl(self, seconds: float) -> None:
+        """Give entities added from now on an expiry of ``seconds`` (``db.collection(name, ttl=...)``).
+
+        Where the collection's schema holds no default expiry, it gets this one (stored with the schema);
+        where it holds this one, nothing changes. A schema stored with another one keeps it: a
+        ``SchemaError`` here if this node knows it already; if it is read only later, the stored one
+        applies. Change it deliberately with ``set_ttl()``.
+        """
+        checked = check_seconds(seconds, "ttl")
+        table = self._table
+        schema = table.schema
+        if schema is None:
+            table.declared_ttl = checked
+            table.expiry.used = True
+            return
+        if schema.ttl == checked:
+            return
+        if schema.ttl is not None:
+            raise SchemaError(
+                f"collection {self.name!r} has a default expiry of {schema.ttl:g} s, not {checked:g} s: "
+                f"change it with set_ttl({checked:g})"
+            )
+        table.declared_ttl = checked
+        self._local.set_schema(dataclasses.replace(schema, ttl=checked))
+
+    def set_ttl(self, seconds: float) -> None:
+        """Change the default expiry of the entities added from now on to ``seconds``, on every node (stored
+        with the schema). Entities already added keep their deadline (``expire()`` changes one)."""
+        checked = check_seconds(seconds, "ttl")
+        table = self._table
+        table.declared_ttl = checked
+        table.expiry.used = True
+        schema = table.schema
+        if schema is not None and schema.ttl != checked:
+            self._local.set_schema(dataclasses.replace(schema, ttl=checked))
+
+    def _expire_due(self) -> None:
+        """Remove what is past its deadline before answering: no query returns an expired entity, even
+        before the shell's timer came to it."""
+        if self._table.deadlines:
+            self.sync.expire_due()
+
     # -- deleting --------------------------------------------------------------------------------
 
     def delete(self, item: Any) -> bool:
@@ -329,6 +600,43 @@ class Collection(Generic[T]):
         """Call ``callback(Delete)`` when an entity is deleted (by other nodes, by default)."""
         self._table.listeners.append(Listener(Delete, callback, local=local, remote=remote))
         return callback
+
+    def watch(
+        self,
+        criteria: Mapping[str, Any] | None = None,
+        /,
+        *,
+        include_current: bool = False,
+        buffer: int = DEFAULT_BUFFER,
+        overflow: Overflow = "error",
+        local: bool = True,
+        remote: bool = True,
+        **fields: Any,
+    ) -> ChangeStream:
+        """A change stream of the entities matching the criteria: ``async with coll.watch(state="waiting")
+        as changes: async for event in changes: ...``.
+
+        Criteria are ``filter()``'s, as keywords and/or a mapping (for a field named like an option):
+        ``Enter`` when an entity comes to match them (``created`` if new), ``Change`` while it matches,
+        ``Leave`` when a change makes it stop matching, ``Delete`` (with its ``reason``) when a matching
+        entity is deleted. Unlike callbacks, a stream has this node's changes and other nodes' alike
+        (``local``/``remote`` choose). ``include_current`` starts with an ``Enter`` (``current=True``) per
+        entity matching now, then the live events, none missed nor told twice. The stream holds up to
+        ``buffer`` events for a consumer that falls behind; then ``overflow="error"`` ends it with
+        ``StreamOverflowError`` once the held events are read, and ``"drop_oldest"`` drops the oldest.
+
+        Raises:
+            QueryError: bad criteria or options, at the call.
+        """
+        if criteria is not None and not isinstance(criteria, Mapping):
+            raise QueryError(f"watch() takes its criteria as keywords or a mapping, got {criteria!r}")
+        wanted = {**(criteria or {}), **fields}
+        conditions = self._conditions(wanted) if wanted else ()
+        options = stream_options(
+            include_current=include_current, buffer=buffer, overflow=overflow, local=local, remote=remote
+        )
+        subscription = Subscription(self._table, conditions, options, partial(self._select, wanted))
+        return self._host.watch_collection(self, subscription)
 
     def _results(self, entities: Iterable[Entity]) -> list[T]:
         return self._table.results(entities)

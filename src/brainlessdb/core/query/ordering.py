@@ -4,10 +4,11 @@ last in both directions, any mix of kinds in a fixed total order. Everything her
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
-from itertools import compress
-from operator import not_
+from itertools import compress, repeat
+from operator import ge, le, not_
 from typing import Any, Final, TypeVar, cast
 
 import msgspec
@@ -20,6 +21,10 @@ T = TypeVar("T")
 _NONE_TYPE: Final = type(None)
 _MISSING_TYPE: Final = type(MISSING)
 _canonical = msgspec.json.Encoder(order="sorted")
+
+PRUNE_BELOW: Final = 4
+"""``order_first`` sorts only the items that can be among the first ``n`` when there are at least this many
+times ``n`` items; nearer to all of them, sorting all costs less than finding which."""
 
 
 def order(
@@ -48,6 +53,62 @@ def order(
     for key in reversed(keys):
         result = _sorted_by(result, data_of, uuid_of, key, field_of)
     return cast("list[T]", result)
+
+
+def order_first(
+    items: Collection[T],
+    keys: Sequence[OrderKey],
+    data_of: Callable[[T], Mapping[str, Any]],
+    uuid_of: Callable[[T], str],
+    n: int,
+    field_of: Callable[[str], Callable[[T], Any]] | None = None,
+) -> list[T]:
+    """The first ``n`` items of ``order(items, keys, ...)``, exactly, without sorting all of them.
+
+    The first key alone decides most of it: an item whose value at the first key comes after the ``n``-th
+    smallest such value (in the key's order) has ``n`` items before it whatever the other keys say. So the
+    values at the first key are read at C speed, a heap finds that ``n``-th value (the cut), and only the
+    items up to the cut, ties included, are sorted by every key, in their original order (the sort is
+    stable). None and absent values come last, so when fewer than ``n`` values are present, nothing is cut.
+    """
+    if n <= 0:
+        return []
+    if not keys or n * PRUNE_BELOW > len(items):
+        return order(items, keys, data_of, uuid_of, field_of)[:n]
+    first = keys[0]
+    try:
+        values = list(read_values(items, data_of, uuid_of, first.path))
+    except (KeyError, TypeError):
+        values = values_at(items, data_of, uuid_of, first.path)
+    kept = _up_to_cut(values, first.descending, n)
+    if kept is not None:
+        items = list(compress(items, kept))
+    return order(items, keys, data_of, uuid_of, field_of)[:n]
+
+
+def _up_to_cut(values: list[Any], descending: bool, n: int) -> list[bool] | None:
+    """Per value, whether it sorts no later than the ``n``-th present value (``_sorted_by_values``'s order);
+    None when fewer than ``n + 1`` values are present (every item may be among the first ``n``)."""
+    kinds = set(map(type, values))
+    absent = _NONE_TYPE in kinds or _MISSING_TYPE in kinds
+    present = [value for value in values if value is not None and value is not MISSING] if absent else values
+    if len(present) <= n:
+        return None
+    kinds.discard(_NONE_TYPE)
+    kinds.discard(_MISSING_TYPE)
+    natural = kinds <= {str} or (kinds <= {int, float, bool} and not _has_nan(present, kinds))
+    ranks = present if natural else list(map(_mixed_rank, present))
+    best = heapq.nlargest(n, ranks) if descending else heapq.nsmallest(n, ranks)
+    cut = best[-1]
+    within = ge if descending else le
+    if natural and not absent:
+        return list(map(within, values, repeat(cut)))
+    rank = _same if natural else _mixed_rank
+    return [value is not None and value is not MISSING and within(rank(value), cut) for value in values]
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _sorted_by(
