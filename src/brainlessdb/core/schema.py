@@ -3,20 +3,21 @@
 A schema maps each field to a JSON type (``str``, ``int``, ``float``, ``bool``, ``dict``, ``list`` or
 ``any``), whether it must be given, whether it may be ``None``, and its default. Every ``add()`` and every
 assignment is checked against it before anything is kept. Schemas are stored in NATS (as ``to_json()``)
-so that every node enforces the same one. A schema only ever grows by a deliberate act: ``extend()``
-accepts a newer declaration that adds optional fields and keeps every existing field's type.
+so that every node enforces the same one. A schema only ever grows on its own: ``extend()`` accepts a
+newer declaration that adds optional fields and keeps every existing field's type. Anything else (a field
+removed, renamed or widened) is an evolution, a deliberate act (``core.evolution``): the schema then
+remembers its version and the names it took out of use, so that entities stored before read back under it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Union
+from typing import Any, Final
 
+from brainlessdb.core.field_types import annotation_type as annotation_type  # re-exported
 from brainlessdb.core.values import (
     JSON_TYPE_NAMES,
     check_json,
@@ -38,9 +39,6 @@ _NO_DEFAULT: Final = object()
 # The exact types of decoded JSON values, by schema type (None: a null).
 _DECODED_TYPES: Final[Mapping[type, str | None]] = {**JSON_TYPE_NAMES, type(None): None}
 
-# The schema type of each annotation that names one directly.
-_PY_TYPES: Final[Mapping[Any, str]] = {**JSON_TYPE_NAMES, tuple: "list", Any: "any", object: "any"}
-
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
@@ -50,11 +48,15 @@ class FieldSpec:
     required: bool = True
     nullable: bool = False
     default: Any = None
+    choices: tuple[Any, ...] | None = None
+    """The values the field takes (an ``Enum``'s or a ``Literal``'s), None: any value of its type."""
 
     def accepts(self, value: Any) -> bool:
         """True when ``value`` (already known to be JSON-like) fits this field."""
         if value is None:
             return self.nullable
+        if self.choices is not None:
+            return any(type(choice) is type(value) and choice == value for choice in self.choices)
         kind = self.type
         if kind == "any":
             return True
@@ -74,6 +76,8 @@ class FieldSpec:
         out: dict[str, Any] = {"type": self.type, "required": self.required, "nullable": self.nullable}
         if not self.required:
             out["default"] = self.default
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
         return out
 
 
@@ -82,6 +86,15 @@ class Schema:
     """The locked fields of a collection."""
 
     fields: Mapping[str, FieldSpec]
+    version: int = 0
+    """How many evolutions (``core.evolution``) made this schema: each step stored adds one."""
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """The former names of renamed fields, each to the field's name now: stored entities may still hold
+    values under them, which are read as the new name's."""
+    removed: frozenset[str] = frozenset()
+    """The names of removed fields: stored entities may still hold values under them, which are dropped."""
+    ttl: float | None = None
+    """The collection's default expiry in seconds: every entity added gets it (``core.expiry``); None: none."""
     _accepted: tuple[tuple[str, frozenset[type], frozenset[type]], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -100,6 +113,10 @@ class Schema:
         object.__setattr__(self, "_accepted", accepted)
         object.__setattr__(self, "exact_types", {name: exact for name, exact, _ in accepted})
         object.__setattr__(self, "_containers", {name: kinds for name, _, kinds in accepted})
+        object.__setattr__(self, "retired", frozenset(self.renamed) | self.removed)
+
+    retired: frozenset[str] = field(init=False, repr=False, compare=False)
+    """The names this schema's history took out of use (renamed or removed): never a field's again."""
 
     @classmethod
     def infer(cls, data: Mapping[str, Any]) -> Schema:
@@ -117,25 +134,11 @@ class Schema:
 
     @classmethod
     def from_dataclass(cls, klass: type) -> Schema:
-        """The schema a dataclass declares (its ``uuid`` field, if any, is the entity's uuid)."""
-        if not (isinstance(klass, type) and dataclasses.is_dataclass(klass)):
-            raise TypeError(f"typed() needs a dataclass, got {klass!r}")
-        try:
-            hints = typing.get_type_hints(klass)
-        except (NameError, TypeError) as exc:
-            raise SchemaError(f"cannot resolve the annotations of {klass.__qualname__}: {exc}") from exc
-        fields: dict[str, FieldSpec] = {}
-        for item in dataclasses.fields(klass):
-            if item.name in RESERVED or not item.init:
-                continue
-            kind, nullable = annotation_type(hints.get(item.name, Any), item.name)
-            default = _declared_default(item)
-            if default is _NO_DEFAULT:
-                fields[item.name] = FieldSpec(kind, required=True, nullable=nullable)
-            else:
-                check_json(item.name, default)
-                fields[item.name] = FieldSpec(kind, required=False, nullable=nullable, default=default)
-        return cls(fields)
+        """The schema a model class declares (see ``core.models``; its ``uuid`` field, if any, is the
+        entity's uuid); ``TypeError`` for anything that is not a model class."""
+        from brainlessdb.core.models import model_of
+
+        return model_of(klass).schema()
 
     @classmethod
     def from_json(cls, raw: Any) -> Schema:
@@ -155,12 +158,27 @@ class Schema:
                 required=bool(spec.get("required", True)),
                 nullable=bool(spec.get("nullable", False)),
                 default=spec.get("default"),
+                choices=_choices_from_json(name, spec.get("choices")),
             )
-        return cls(fields)
+        version, renamed, removed = _history_from_json(raw)
+        return cls(fields, version=version, renamed=renamed, removed=removed, ttl=_ttl_from_json(raw))
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form of this schema."""
-        return {"v": SCHEMA_FORMAT, "fields": {name: spec.to_json() for name, spec in self.fields.items()}}
+        """The stored form of this schema (its history only once it has one: a schema never evolved is
+        stored as before evolutions existed)."""
+        out: dict[str, Any] = {
+            "v": SCHEMA_FORMAT,
+            "fields": {name: spec.to_json() for name, spec in self.fields.items()},
+        }
+        if self.version:
+            out["version"] = self.version
+        if self.renamed:
+            out["renamed"] = dict(self.renamed)
+        if self.removed:
+            out["removed"] = sorted(self.removed)
+        if self.ttl is not None:
+            out["ttl"] = self.ttl
+        return out
 
     def field_types(self) -> dict[str, str]:
         """Field name to type name, as the query parser wants it."""
@@ -171,8 +189,11 @@ class Schema:
         dicts and lists; ``SchemaError`` if it does not fit."""
         fields = self.fields
         if not fields.keys() >= data.keys():
+            if not self.retired.isdisjoint(data):
+                # Code written for a version before an evolution: its data under the names of this one.
+                return self.check_new(self.current_names(data))
             name = next(name for name in data if name not in fields)
-            raise SchemaError(f"unknown field {name!r} (fields: {', '.join(fields)})", field=name)
+            raise self.unknown(name)
         out: dict[str, Any] = {}
         for name, accepted, containers in self._accepted:
             value = data.get(name, _NO_DEFAULT)
@@ -205,7 +226,7 @@ class Schema:
         """
         spec = self.fields.get(name)
         if spec is None:
-            raise SchemaError(f"unknown field {name!r} (fields: {', '.join(self.fields)})", field=name)
+            raise self.unknown(name)
         kind = type(value)
         if kind in self.exact_types[name] and kind is not str and kind is not float:
             return value
@@ -225,8 +246,29 @@ class Schema:
         for name, value in data.items():
             spec = fields.get(name)
             if spec is None:
-                raise SchemaError(f"unknown field {name!r}", field=name)
+                raise self.unknown(name)
             self.accept(name, value)
+
+    def unknown(self, name: str) -> SchemaError:
+        """The error for a field this schema does not have: saying what became of it if an evolution
+        renamed or removed it."""
+        now = self.renamed.get(name)
+        if now is not None:
+            return SchemaError(f"field {name!r} was renamed to {now!r} (schema version {self.version})", field=name)
+        if name in self.removed:
+            return SchemaError(f"field {name!r} was removed (schema version {self.version})", field=name)
+        return SchemaError(f"unknown field {name!r} (fields: {', '.join(self.fields)})", field=name)
+
+    def current_names(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` given under names of an earlier version, under this one's: a renamed field's value
+        under its new name (unless given under it too), a removed field's dropped."""
+        renamed = self.renamed
+        out = {name: value for name, value in data.items() if name not in self.retired}
+        for name, value in data.items():
+            now = renamed.get(name)
+            if now is not None and now not in out:
+                out[now] = value
+        return out
 
     def check_stored_types(self, data: Mapping[str, Any]) -> None:
         """``SchemaError`` for a value in the stored format whose type its field does not take.
@@ -264,18 +306,28 @@ class Schema:
         return not unknown and len(data) == len(fields)
 
     def extend(self, newer: Schema) -> Schema:
-        """This schema grown by ``newer``'s extra optional fields; ``SchemaError`` if incompatible."""
+        """This schema grown by ``newer``'s extra optional fields; ``SchemaError`` if incompatible.
+
+        Only ever adds: a field ``newer`` lacks, renames or types otherwise is a ``SchemaError`` that
+        names the deliberate step (``evolve()``, see ``core.evolution``) that would make the change.
+        """
         if newer == self:
             return self
         for name, spec in self.fields.items():
             other = newer.fields.get(name)
             if other is None:
                 if spec.required:
-                    raise SchemaError(f"field {name!r} is required by the stored schema", field=name)
+                    raise SchemaError(
+                        f"field {name!r} is required by the stored schema but not declared: declare it, "
+                        f"or remove or rename it with evolve()",
+                        field=name,
+                    )
                 continue
             if other.type != spec.type and other.type != "any":
+                widening = spec.type == "int" and other.type == "float"
+                hint = "widen it with evolve()" if widening else f"{other.type} cannot hold every {spec.type}"
                 raise SchemaError(
-                    f"field {name!r} is {spec.type} in the stored schema, not {other.type}",
+                    f"field {name!r} is {spec.type} in the stored schema, not {other.type}: {hint}",
                     field=name,
                     expected=spec.type,
                 )
@@ -283,12 +335,48 @@ class Schema:
         for name, other in newer.fields.items():
             if name in fields:
                 continue
+            if name in self.retired:
+                raise SchemaError(
+                    f"field {name!r} was renamed or removed by an evolution of the stored schema: its name "
+                    f"cannot be a field again",
+                    field=name,
+                )
             if other.required:
                 raise SchemaError(
-                    f"new field {name!r} needs a default to extend the stored schema", field=name
+                    f"new field {name!r} needs a default to extend the stored schema (if it is a renamed "
+                    f"field, declare renamed_from and call evolve())",
+                    field=name,
                 )
             fields[name] = other
-        return Schema(fields)
+        # A default expiry stored wins; a schema stored without one takes the newer declaration's.
+        return dataclasses.replace(self, fields=fields, ttl=newer.ttl if self.ttl is None else self.ttl)
+
+
+def _ttl_from_json(raw: Mapping[str, Any]) -> float | None:
+    """The default expiry of a stored schema (member ``ttl``, seconds; absent: none)."""
+    ttl = raw.get("ttl")
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise SchemaError(f"unreadable stored schema ttl: {ttl!r}")
+    return float(ttl)
+
+
+def _history_from_json(raw: Mapping[str, Any]) -> tuple[int, dict[str, str], frozenset[str]]:
+    """The evolution history of a stored schema (members ``version``, ``renamed``, ``removed``; each may
+    be absent, as in a schema stored before evolutions existed)."""
+    version = raw.get("version", 0)
+    renamed = raw.get("renamed", {})
+    removed = raw.get("removed", [])
+    if type(version) is not int or version < 0:
+        raise SchemaError(f"unreadable stored schema version: {version!r}")
+    if not isinstance(renamed, dict) or not all(
+        isinstance(old, str) and isinstance(new, str) for old, new in renamed.items()
+    ):
+        raise SchemaError(f"unreadable stored schema renames: {renamed!r}")
+    if not isinstance(removed, list) or not all(isinstance(name, str) for name in removed):
+        raise SchemaError(f"unreadable stored schema removals: {removed!r}")
+    return version, renamed, frozenset(removed)
 
 
 _EXACT_TYPES: Final[Mapping[str, frozenset[type]]] = {
@@ -310,9 +398,19 @@ _CONTAINER_TYPES: Final[Mapping[str, frozenset[type]]] = {
 }
 
 
+def _choices_from_json(name: str, raw: Any) -> tuple[Any, ...] | None:
+    """The choices of a stored field (absent: None)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(type(choice) in (str, int, float, bool) for choice in raw):
+        raise SchemaError(f"unreadable stored schema choices of field {name!r}: {raw!r}", field=name)
+    return tuple(raw)
+
+
 def _exact_types(spec: FieldSpec) -> frozenset[type]:
-    """The exact scalar types a field takes (``None``'s too if nullable); dicts and lists are walked."""
-    exact = _EXACT_TYPES[spec.type]
+    """The exact scalar types a field takes (``None``'s too if nullable); dicts and lists are walked. A
+    field with choices has none: each value is checked against them."""
+    exact = _EXACT_TYPES[spec.type] if spec.choices is None else frozenset()
     return exact | {type(None)} if spec.nullable else exact
 
 
@@ -324,41 +422,3 @@ def check_field_name(name: Any) -> None:
         raise SchemaError(f"{name!r} is the entity's own key, not a field", field=name)
     if name.startswith("_") or "__" in name:
         raise SchemaError(f"field {name!r}: names may not start with '_' or contain '__'", field=name)
-
-
-def annotation_type(annotation: Any, name: str) -> tuple[str, bool]:
-    """The schema type and nullability of a type annotation."""
-    origin = typing.get_origin(annotation)
-    if origin is Union or (hasattr(types, "UnionType") and origin is types.UnionType):
-        args = typing.get_args(annotation)
-        nullable = type(None) in args
-        rest = [arg for arg in args if arg is not type(None)]
-        if len(rest) == 1:
-            kind, _ = annotation_type(rest[0], name)
-            return kind, nullable
-        return "any", nullable
-    if annotation is type(None) or annotation is None:
-        return "any", True
-    if annotation is Any:
-        return "any", True
-    base = origin if origin is not None else annotation
-    if base in _PY_TYPES:
-        return _PY_TYPES[base], False
-    if isinstance(base, type):
-        if issubclass(base, bool):
-            return "bool", False
-        if issubclass(base, Mapping):
-            return "dict", False
-        if issubclass(base, (list, tuple)):
-            return "list", False
-    if base in (typing.Mapping, typing.Sequence, typing.MutableMapping):  # pragma: no cover - 3.10 aliases
-        return ("dict" if base is not typing.Sequence else "list"), False
-    raise SchemaError(f"field {name!r}: unsupported annotation {annotation!r} (use JSON types)", field=name)
-
-
-def _declared_default(item: dataclasses.Field[Any]) -> Any:
-    if item.default is not dataclasses.MISSING:
-        return item.default
-    if item.default_factory is not dataclasses.MISSING:
-        return item.default_factory()
-    return _NO_DEFAULT
