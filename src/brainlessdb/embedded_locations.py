@@ -44,12 +44,17 @@ class Link:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[object]] = set()  # one per accepted connection
 
     async def start(self) -> Link:
         self._server = await asyncio.start_server(self._accept, LOOPBACK, self.port)
         return self
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         if self.mode == "reset":
             writer.transport.abort()
             return
@@ -112,6 +117,10 @@ class Link:
                 side.transport.abort()
         for task in list(self._tasks):
             task.cancel()
+        # Each connection's handler ends once its pumps have: waited for here, so that none is left for the
+        # event loop's shutdown to cancel (Python 3.11's stream server logs a cancelled handler as an error).
+        if self._handlers:
+            await asyncio.wait(list(self._handlers))
 
 
 class EmbeddedLocations:
