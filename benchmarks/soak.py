@@ -47,7 +47,7 @@ from typing import Any
 
 from tests.helpers import memory_of, raw_bucket, settle
 
-from brainlessdb import Brainless, BrainlessError
+from brainlessdb import Brainless, BrainlessError, meta
 from brainlessdb.embedded import EmbeddedServer
 
 COLLECTION = "call"
@@ -131,7 +131,7 @@ async def random_changes(
         add_share = 0.25 if len(mine) < cap else 0.05
         if roll < add_share or not mine:
             entity = calls.add(blank(node.location, nodes))
-            model.expected[entity.uuid] = entity.data
+            model.expected[entity.uuid] = meta(entity).data
             op = "add"
         elif roll < 0.45:
             entity = rng.choice(mine)
@@ -224,7 +224,7 @@ async def soak(args: argparse.Namespace, server: EmbeddedServer) -> int:
         await node.start()
     model = Model()
     seed = nodes[0].collection(COLLECTION).add(blank("seed", args.nodes))
-    model.expected[seed.uuid] = seed.data
+    model.expected[seed.uuid] = meta(seed).data
     await nodes[0].flush()
     if not await settles(nodes, 30):
         print("the nodes did not converge before the run", file=sys.stderr)

@@ -17,7 +17,7 @@ import nats
 import nats.js.errors
 from nats.aio.client import Client
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.storage.nats.kv import NatsKVStorage
 
@@ -67,7 +67,7 @@ async def kv_storage(url: str | list[str], **options: Any) -> AsyncIterator[Nats
 
 def memory_of(db: Brainless, collection: str = "call") -> dict[str, dict[str, Any]]:
     """A node's ``{uuid: data}`` of one collection."""
-    return {entity.uuid: entity.data for entity in db.collection(collection).entities.values()}
+    return {entity.uuid: meta(entity).data for entity in db.collection(collection).entities.values()}
 
 
 def readable_data(value: bytes) -> Any:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 from brainlessdb.embedded import EmbeddedServer, free_port
 from brainlessdb.metrics import METRICS, PrometheusCollector, instrument, register_prometheus
 from tests.helpers import eventually, nats_connection
@@ -145,7 +145,7 @@ async def test_concurrent_writes_of_one_entity_count_as_conflicts(
             )
             if conflicts:
                 break
-            await eventually(lambda: a.call[uuid].data == b.call[uuid].data)
+            await eventually(lambda: meta(a.call[uuid]).data == meta(b.call[uuid]).data)
         assert conflicts >= 1
         assert conflicts == a.stats()["flush"]["conflicts"] + b.stats()["flush"]["conflicts"]
 

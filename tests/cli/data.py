@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 
 CALLS: list[dict[str, Any]] = [
     {
@@ -65,6 +65,6 @@ def stored(url: str, namespace: str, collection: str = "call") -> dict[str, dict
 
     async def load() -> dict[str, dict[str, Any]]:
         async with Brainless(url, namespace=namespace, location="checker") as db:
-            return {entity.uuid: entity.data for entity in await db.collection(collection).all()}
+            return {entity.uuid: meta(entity).data for entity in await db.collection(collection).all()}
 
     return asyncio.run(load())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 from brainlessdb.embedded import EmbeddedServer
 from tests.cli.conftest import Cli
 from tests.cli.data import CALLS, seed, stored
@@ -46,7 +46,7 @@ def test_put_and_del_reach_running_nodes_stamped_by_the_command(
                 "caller": {"city": "Brno", "zip": "602 00"},
             }
             assert put.records() == [{"uuid": uuid, **expected}]
-            await eventually(lambda: node.call[uuid].data == expected)
+            await eventually(lambda: meta(node.call[uuid]).data == expected)
 
             deleted = await asyncio.to_thread(cli, *base, "del", "call", uuid, "--json")
             assert (deleted.code, deleted.records()) == (0, [{"uuid": uuid, "deleted": True}])

@@ -16,6 +16,7 @@ from brainlessdb.core.codec import decode_value, encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
 from brainlessdb.core.ids import location_node
+from brainlessdb.core.meta import meta
 from brainlessdb.core.query.plan import parse_criteria
 from brainlessdb.core.schema import Schema
 from brainlessdb.errors import DecodeError, NotFoundError, SchemaError
@@ -109,7 +110,7 @@ def test_the_stored_version_is_merged_into_memory_before_it_is_checked() -> None
     record, revision = take_stored(collection.sync, claim_of({}, x=1), entry)
     assert revision == 3 and record.data == WAITING
     entity = collection.entities[UUID]
-    assert entity.data == WAITING and not entity.dirty
+    assert meta(entity).data == WAITING and not meta(entity).dirty
 
 
 def test_a_missing_or_deleted_entity_is_not_found_and_leaves_memory() -> None:
@@ -181,7 +182,7 @@ def test_a_won_claim_is_this_nodes_change_and_its_echo_changes_nothing() -> None
     attempt = Attempt.build(claim, record, revision, host.clock)
     won(collection.sync, attempt, 2)
     entity: Entity = collection.entities[UUID]
-    assert entity["state"] == "processing" and entity["agent_id"] == 5 and not entity.dirty
+    assert entity["state"] == "processing" and entity["agent_id"] == 5 and not meta(entity).dirty
     [event] = host.events
     assert isinstance(event, Change) and event.origin == "local"
     assert event.changes == {"state": ("waiting", "processing"), "agent_id": (None, 5)}
@@ -200,7 +201,7 @@ def test_a_local_unflushed_change_of_another_field_survives_a_won_claim() -> Non
     record, revision = take_stored(collection.sync, claim, put(1, WAITING, stamp(NOW_MS - 10)))
     assert entity["priority"] == 1
     won(collection.sync, Attempt.build(claim, record, revision, host.clock), 2)
-    assert entity["state"] == "processing" and entity["priority"] == 1 and entity.dirty
+    assert entity["state"] == "processing" and entity["priority"] == 1 and meta(entity).dirty
 
 
 def test_a_won_claim_brought_by_the_watch_before_its_acknowledgement_is_still_a_local_change() -> None:

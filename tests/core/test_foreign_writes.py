@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 from brainlessdb.core.clock import Stamp, hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE
 from brainlessdb.core.merge import field_stamps
+from brainlessdb.core.meta import meta
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.storage.base import Entry, Op
 
@@ -57,7 +58,7 @@ def fresh(*entries: Entry) -> Node:
 def state_of(node: Node) -> dict[str, tuple[dict[str, Any], dict[str, Stamp]]]:
     """What a node holds: per uuid, the data and the stamp of each field."""
     return {
-        uuid: (entity.data, dict(field_stamps(entity._stamps, entity._data)))
+        uuid: (meta(entity).data, dict(field_stamps(entity._stamps, entity._data)))
         for uuid, entity in node.table.entities.items()
     }
 
@@ -74,12 +75,12 @@ def test_a_partial_object_is_the_complete_state_on_a_running_node_and_on_a_fresh
     entry = raw_put("u-1", 4, b'{"state": "busy"}')
     running.inbox.apply(entry)
     # The fields it lacks are gone at its stamp: an optional field takes its default.
-    assert running.entity("u-1").data == {"state": "busy", "queue": 0, "agent": None}
+    assert meta(running.entity("u-1")).data == {"state": "busy", "queue": 0, "agent": None}
     assert state_of(running) == state_of(fresh(entry))
     assert set(field_stamps(running.entity("u-1")._stamps, running.entity("u-1")._data).values()) == {FOREIGN}
     # The bucket holds what the node holds: nothing to write back.
     assert running.outbox.take_writes() == []
-    assert not running.entity("u-1").dirty
+    assert not meta(running.entity("u-1")).dirty
 
 
 def test_a_field_changed_after_the_foreign_put_is_kept_and_written_back() -> None:
@@ -92,12 +93,12 @@ def test_a_field_changed_after_the_foreign_put_is_kept_and_written_back() -> Non
     running.outbox.written(write, 4)
     entry = raw_put("u-1", 5, b'{"state": "busy", "agent": 9}')
     running.inbox.apply(entry)
-    assert running.entity("u-1").data == {"state": "busy", "queue": 5, "agent": 9}
+    assert meta(running.entity("u-1")).data == {"state": "busy", "queue": 5, "agent": 9}
     again = running.take_one()
     assert again.expected_revision == 5
     assert data_of(again.value) == {"state": "busy", "queue": 5, "agent": 9}
     late = fresh(entry)
-    assert late.entity("u-1").data == {"state": "busy", "queue": 0, "agent": 9}
+    assert meta(late.entity("u-1")).data == {"state": "busy", "queue": 0, "agent": 9}
     late.inbox.apply(stored_entry(again, 6))
     assert state_of(late) == state_of(running)
     assert late.outbox.take_writes() == []
@@ -107,7 +108,7 @@ def test_a_new_key_from_another_client_is_completed_with_the_defaults() -> None:
     running = holding()
     entry = raw_put("u-2", 4, b'{"state": "new", "agent": null}')
     running.inbox.apply(entry)
-    assert running.entity("u-2").data == {"state": "new", "agent": None, "queue": 0}
+    assert meta(running.entity("u-2")).data == {"state": "new", "agent": None, "queue": 0}
     assert state_of(running) == state_of(
         fresh(put("u-1", 3, {"state": "idle", "queue": 1, "agent": 7}, EARLY), entry)
     )
@@ -116,7 +117,7 @@ def test_a_new_key_from_another_client_is_completed_with_the_defaults() -> None:
 def test_without_a_schema_a_foreign_object_is_taken_as_it_is() -> None:
     node = Node()
     node.inbox.apply(raw_put("u-1", 1, b'{"anything": [1, 2]}'))
-    assert node.entity("u-1").data == {"anything": [1, 2]}
+    assert meta(node.entity("u-1")).data == {"anything": [1, 2]}
 
 
 # -- what cannot be used is a dead letter everywhere, and written over --------------------------------
@@ -243,8 +244,8 @@ def test_a_version_a_javascript_client_rewrote_is_not_a_change_and_not_written_b
     node.forget_calls()
     node.inbox.apply(raw_put("u-3", 2, b'{"_v":2,"d":{"price":2,"state":"a"},"s":[1,0,"x"]}'))
     assert node.events == []
-    assert node.entity("u-3").data == {"state": "a", "price": 2.0}
-    assert type(node.entity("u-3").data["price"]) is float
+    assert meta(node.entity("u-3")).data == {"state": "a", "price": 2.0}
+    assert type(meta(node.entity("u-3")).data["price"]) is float
     assert node.outbox.take_writes() == []
     assert node.inbox.dead_letter_count == 0
 

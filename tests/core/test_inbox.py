@@ -9,6 +9,7 @@ import pytest
 from brainlessdb import MISSING
 from brainlessdb.core.clock import hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE, encode_entity, encode_tombstone
+from brainlessdb.core.meta import meta
 from brainlessdb.core.sync import inbox as inbox_module
 from brainlessdb.core.sync.inbox import DEAD_LETTERS_KEPT, DeadLetter
 from brainlessdb.core.sync.tombstones import Tombstone
@@ -50,9 +51,9 @@ def test_a_foreign_entry_creates_the_entity_and_a_remote_created_change() -> Non
     node = Node(schema=SCHEMA)
     node.inbox.apply(put("u-1", 3, {"state": "idle", "queue": 1}, EARLY))
     entity = node.entity("u-1")
-    assert entity.data == {"state": "idle", "queue": 1}
-    assert entity.revision == 3
-    assert not entity.dirty
+    assert meta(entity).data == {"state": "idle", "queue": 1}
+    assert meta(entity).revision == 3
+    assert not meta(entity).dirty
     assert not node.sync.has_pending()
     assert node.inbox.last_revision == 3
     assert node.changed_calls == []  # nothing to write
@@ -95,13 +96,13 @@ def test_an_own_write_echoed_back_only_records_the_revision(monkeypatch: pytest.
 
     monkeypatch.setattr(inbox_module, "decode_value", must_not_decode)
     node.inbox.apply(raw_put("u-1", 5, write.value))
-    assert entity.revision == 5
-    assert entity.data == {"state": "idle", "queue": 0}
-    assert entity.dirty  # the acknowledgement is still to come
+    assert meta(entity).revision == 5
+    assert meta(entity).data == {"state": "idle", "queue": 0}
+    assert meta(entity).dirty  # the acknowledgement is still to come
     assert node.outbox.is_inflight("u-1")
     assert node.events == []
     node.outbox.written(write, 5)
-    assert (entity.revision, entity.dirty) == (5, False)
+    assert (meta(entity).revision, meta(entity).dirty) == (5, False)
 
 
 def test_an_echo_of_an_older_write_changes_nothing() -> None:
@@ -113,10 +114,10 @@ def test_an_echo_of_an_older_write_changes_nothing() -> None:
     second = node.take_one()
     node.inbox.apply(raw_put("u-1", 5, first.value))  # the watch is behind
     assert entity["state"] == "busy"
-    assert entity.revision == 5
+    assert meta(entity).revision == 5
     node.outbox.written(second, 6)
     node.inbox.apply(raw_put("u-1", 6, second.value))
-    assert (entity["state"], entity.revision, entity.dirty) == ("busy", 6, False)
+    assert (entity["state"], meta(entity).revision, meta(entity).dirty) == ("busy", 6, False)
 
 
 @pytest.mark.parametrize("revision", [2, 3])
@@ -124,8 +125,8 @@ def test_an_entry_not_newer_than_the_known_revision_is_ignored(revision: int) ->
     node = loaded(revision=3)
     node.inbox.apply(put("u-1", revision, {"state": "gone", "queue": 9}, stamp(START_MS + 5000)))
     entity = node.entity("u-1")
-    assert entity.data == {"state": "idle", "queue": 1}
-    assert entity.revision == 3
+    assert meta(entity).data == {"state": "idle", "queue": 1}
+    assert meta(entity).revision == 3
     assert node.events == []
 
 
@@ -138,9 +139,9 @@ def test_a_newer_version_merges_field_by_field_keeping_an_unflushed_local_change
     node.inbox.apply(put("u-2", 1, {"state": "x"}, EARLY))  # another key, to be sure nothing leaks
     node.forget_calls()
     node.inbox.apply(put("u-1", 4, {"state": "busy", "queue": 1}, {"state": newer, "queue": EARLY}))
-    assert entity.data == {"state": "busy", "queue": 2}
-    assert entity.revision == 4
-    assert entity.dirty
+    assert meta(entity).data == {"state": "busy", "queue": 2}
+    assert meta(entity).revision == 4
+    assert meta(entity).dirty
     assert node.events == [Change("calls", "u-1", entity, {"state": ("idle", "busy")}, "remote")]
     write = node.take_one()
     assert (write.key, write.expected_revision) == ("u-1", 4)
@@ -173,7 +174,7 @@ def test_a_concurrent_change_of_the_same_field_with_a_greater_stamp_wins() -> No
     assert entity["state"] == "away"
     assert node.events == [Change("calls", "u-1", entity, {"state": ("busy", "away")}, "remote")]
     # What is stored holds all this node has now: nothing left to write.
-    assert not entity.dirty
+    assert not meta(entity).dirty
     assert node.outbox.take_writes() == []
 
 
@@ -190,7 +191,7 @@ def test_a_concurrent_change_of_the_same_field_with_a_smaller_stamp_loses(theirs
     node.inbox.apply(put("u-1", 4, {"state": "away", "queue": 1}, {"state": theirs, "queue": EARLY}))
     assert entity["state"] == "busy"
     assert node.events == []
-    assert entity.revision == 4
+    assert meta(entity).revision == 4
     write = node.take_one()
     assert write.expected_revision == 4
     assert data_of(write.value) == {"state": "busy", "queue": 1}
@@ -330,7 +331,7 @@ def test_a_bad_value_becomes_a_dead_letter_and_changes_nothing(value: bytes, rea
     assert (first.key, first.revision, first.value) == ("u-1", 7, value)
     assert reason in first.reason
     assert second == DeadLetter("u-2", 8, value, first.reason)
-    assert entity.data == {"state": "idle", "queue": 1}
+    assert meta(entity).data == {"state": "idle", "queue": 1}
     assert "u-2" not in node.table.entities
     assert node.events == []
     # The node holding u-1 writes its version over what cannot be used (see test_foreign_writes.py).
@@ -362,7 +363,7 @@ def test_a_value_not_fitting_the_schema_is_a_dead_letter(value: bytes) -> None:
     node.inbox.apply(raw_put("u-2", 5, value))
     assert node.inbox.dead_letter_count == 2
     assert all("does not fit the schema" in letter.reason for letter in node.inbox.dead_letters)
-    assert node.entity("u-1").data == {"state": "idle", "queue": 1}
+    assert meta(node.entity("u-1")).data == {"state": "idle", "queue": 1}
     assert "u-2" not in node.table.entities
     assert node.events == []
     assert node.take_one().expected_revision == 4  # u-1's version is written over it
@@ -380,14 +381,15 @@ def test_another_clients_object_is_stamped_with_its_time() -> None:
     node = Node(schema=SCHEMA)
     node.inbox.apply(raw_put("u-1", 1, b'{"state": "idle"}', time_ns=TIME_NS))
     entity = node.entity("u-1")
-    assert entity.data == {"state": "idle", "queue": 0}  # its complete state: the default where it lacks one
+    # Its complete state: the default where it lacks one.
+    assert meta(entity).data == {"state": "idle", "queue": 0}
     assert entity._stamps == (hlc_from_ms(START_MS), FOREIGN_NODE)
 
 
 def test_without_a_schema_anything_decodable_is_taken() -> None:
     node = Node()
     node.inbox.apply(raw_put("u-1", 1, b'{"anything": [1, 2]}'))
-    assert node.entity("u-1").data == {"anything": [1, 2]}
+    assert meta(node.entity("u-1")).data == {"anything": [1, 2]}
 
 
 # -- full replays ----------------------------------------------------------------------------------
@@ -429,7 +431,7 @@ def test_a_replay_counts_dead_letters_and_deletes_as_seen() -> None:
     node.inbox.apply(raw_put("bad", 3, b"junk"))
     node.inbox.apply(marker("dead", 4, EARLY))
     assert node.inbox.end_resync() == []
-    assert node.entity("bad").revision == 3  # kept, and written over the junk
+    assert meta(node.entity("bad")).revision == 3  # kept, and written over the junk
 
 
 # -- the journal -----------------------------------------------------------------------------------
@@ -441,9 +443,9 @@ def test_restore_of_a_change_of_a_new_entity_writes_it_again() -> None:
         "u-1", encode_entity({"state": "idle", "queue": 2}, stamp(START_MS - 5, "prague-1")), False
     )
     entity = node.entity("u-1")
-    assert entity.data == {"state": "idle", "queue": 2}
-    assert entity.revision is None
-    assert entity.dirty
+    assert meta(entity).data == {"state": "idle", "queue": 2}
+    assert meta(entity).revision is None
+    assert meta(entity).dirty
     write = node.take_one()
     assert (write.key, write.expected_revision, write.delete) == ("u-1", 0, False)
     assert data_of(write.value) == {"state": "idle", "queue": 2}
@@ -456,7 +458,7 @@ def test_restore_of_a_change_merges_into_what_was_loaded() -> None:
         "u-1", encode_entity({"state": "busy", "queue": 0}, {"state": mine, "queue": stamp(1)}), False
     )
     entity = node.entity("u-1")
-    assert entity.data == {"state": "busy", "queue": 1}
+    assert meta(entity).data == {"state": "busy", "queue": 1}
     write = node.take_one()
     assert write.expected_revision == 3
     assert data_of(write.value) == {"state": "busy", "queue": 1}

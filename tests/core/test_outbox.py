@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from brainlessdb.core.codec import encode_tombstone
+from brainlessdb.core.meta import meta
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.errors import StorageError
 from brainlessdb.events import Delete
@@ -21,7 +22,7 @@ SCHEMA = schema_of({"state": {"type": "str"}, "queue": {"type": "int", "required
 def test_an_added_entity_is_dirty_and_announced() -> None:
     node = Node()
     entity = node.add("u-1", {"state": "idle"})
-    assert entity.dirty
+    assert meta(entity).dirty
     assert node.outbox.is_dirty("u-1")
     assert node.outbox.pending_count() == 1
     assert node.outbox.pending_keys() == ["u-1"]
@@ -54,8 +55,8 @@ def test_an_acknowledged_write_makes_the_entity_clean_at_its_revision() -> None:
     entity = node.add("u-1", {"state": "idle"})
     write = node.take_one()
     node.outbox.written(write, 5)
-    assert entity.revision == 5
-    assert not entity.dirty
+    assert meta(entity).revision == 5
+    assert not meta(entity).dirty
     assert not node.outbox.is_dirty("u-1")
     assert not node.outbox.is_inflight("u-1")
     assert node.outbox.sent_value("u-1") is None
@@ -70,14 +71,14 @@ def test_a_change_made_while_in_flight_is_written_after_the_ack() -> None:
     entity.state = "busy"
     assert node.outbox.take_writes() == []  # the create is still in flight
     node.outbox.written(first, 5)
-    assert entity.revision == 5
-    assert entity.dirty
+    assert meta(entity).revision == 5
+    assert meta(entity).dirty
     assert node.outbox.is_dirty("u-1")
     second = node.take_one()
     assert (second.key, second.expected_revision, second.version) == ("u-1", 5, 2)
     assert data_of(second.value) == {"state": "busy", "queue": 0}
     node.outbox.written(second, 6)
-    assert (entity.revision, entity.dirty, node.outbox.pending_count()) == (6, False, 0)
+    assert (meta(entity).revision, meta(entity).dirty, node.outbox.pending_count()) == (6, False, 0)
 
 
 def test_changes_between_takes_make_one_write_of_the_latest_version() -> None:
@@ -98,7 +99,7 @@ def test_a_failed_write_stays_pending_with_its_error_and_is_taken_again() -> Non
     write = node.take_one()
     error = StorageError("no responders")
     node.outbox.failed(write, error)
-    assert entity.dirty
+    assert meta(entity).dirty
     assert not node.outbox.is_inflight("u-1")
     assert node.outbox.sent_value("u-1") is None
     assert node.outbox.errors == {"u-1": error}
@@ -109,7 +110,7 @@ def test_a_failed_write_stays_pending_with_its_error_and_is_taken_again() -> Non
     node.outbox.written(again, 2)
     assert node.outbox.errors == {}
     assert node.sync.errors() == {}
-    assert not entity.dirty
+    assert not meta(entity).dirty
 
 
 def test_an_older_ack_does_not_lower_the_revision() -> None:
@@ -119,8 +120,8 @@ def test_an_older_ack_does_not_lower_the_revision() -> None:
     write = node.take_one()
     node.outbox.overwrite("u-1", 9)  # the key was seen at 9 meanwhile
     node.outbox.written(write, 4)
-    assert entity.revision == 9
-    assert not entity.dirty
+    assert meta(entity).revision == 9
+    assert not meta(entity).dirty
 
 
 # -- deletes ---------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def test_pending_value_and_settled_for_the_journal() -> None:
 
     node.outbox.written(node.take_one(), 3)
     assert node.outbox.settled(["u-1"]) == ["u-1"]
-    assert entity.revision == 3
+    assert meta(entity).revision == 3
 
     node.delete("u-2")
     tomb = node.sync.tombstones.get("u-2")
@@ -242,9 +243,9 @@ def test_overwrite_raises_the_revision_to_write_over() -> None:
     node = Node(schema=SCHEMA)
     entity = node.add_stored("u-1", {"state": "idle"}, 3)
     node.outbox.overwrite("u-1", 8)
-    assert entity.revision == 8
+    assert meta(entity).revision == 8
     node.outbox.overwrite("u-1", 5)
-    assert entity.revision == 8
+    assert meta(entity).revision == 8
     node.add_stored("u-2", {"state": "idle"}, 9)
     node.delete("u-2")
     node.outbox.overwrite("u-2", 12)
@@ -261,16 +262,16 @@ def test_settle_cleans_a_dirty_entity_unless_in_flight() -> None:
     entity.state = "busy"
     node.outbox.failed(node.take_one(), StorageError("timeout"))
     node.outbox.settle(entity)
-    assert not entity.dirty
+    assert not meta(entity).dirty
     assert node.outbox.errors == {}
     assert node.outbox.take_writes() == []
 
     entity.state = "away"
     write = node.take_one()
     node.outbox.settle(entity)
-    assert entity.dirty  # the write in flight decides
+    assert meta(entity).dirty  # the write in flight decides
     node.outbox.written(write, 4)
-    assert not entity.dirty
+    assert not meta(entity).dirty
 
 
 @pytest.mark.parametrize("outcome", ["written", "failed"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from brainlessdb.core.meta import meta
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
 from brainlessdb.core.sync.state import SCHEMA_ERROR_KEY
@@ -158,7 +159,7 @@ def test_an_incompatible_stored_schema_is_adopted_and_what_does_not_fit_held_bac
 
     node.outbox.written(write, 7)
     assert node.sync.pending_keys() == ["misfit"]
-    assert misfit.dirty
+    assert meta(misfit).dirty
     assert node.outbox.take_writes() == []  # never written as it is
     assert list(node.sync.errors()) == ["misfit"]
 

@@ -12,6 +12,7 @@ import pytest
 
 from brainlessdb import Brainless, SchemaError
 from brainlessdb.core.codec import encode_entity
+from brainlessdb.core.meta import meta
 from brainlessdb.core.sizes import SizeGuard
 
 LIMIT = 64 * 1024
@@ -96,7 +97,7 @@ def test_a_refused_change_inside_a_container_puts_it_back_as_it_was() -> None:
     ):
         with pytest.raises(SchemaError):
             change()
-    assert call.data == {"state": "new", "caller": {"inner": {"a": 1}, "list": [1, 2]}, "tags": ["a"]}
+    assert meta(call).data == {"state": "new", "caller": {"inner": {"a": 1}, "list": [1, 2]}, "tags": ["a"]}
     # The containers the caller holds are still the entity's, and still tracked.
     assert caller["inner"] is inner and caller["list"] is items and call.tags is tags
     version = call._version

@@ -9,6 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
 from brainlessdb.core.merge import field_stamps
+from brainlessdb.core.meta import meta
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.core.sync.state import SCHEMA_ERROR_KEY
 from brainlessdb.errors import StorageError
@@ -57,15 +58,15 @@ def test_a_conflict_merges_the_current_entry_and_writes_again_over_it() -> None:
     current = put("u-1", 5, {"state": "idle", "queue": 7}, {"state": EARLY, "queue": stamp(START_MS - 500)})
     node.sync.conflicted(write, current)
     assert not node.outbox.is_inflight("u-1")
-    assert entity.data == {"state": "busy", "queue": 7}
-    assert entity.revision == 5
-    assert entity.dirty
+    assert meta(entity).data == {"state": "busy", "queue": 7}
+    assert meta(entity).revision == 5
+    assert meta(entity).dirty
     assert node.events == [Change("calls", "u-1", entity, {"queue": (1, 7)}, "remote")]
     again = node.take_one()
     assert (again.key, again.expected_revision) == ("u-1", 5)
     assert data_of(again.value) == {"state": "busy", "queue": 7}
     node.outbox.written(again, 6)
-    assert not entity.dirty
+    assert not meta(entity).dirty
 
 
 def test_a_conflict_with_a_version_holding_all_of_this_nodes_settles() -> None:
@@ -78,7 +79,7 @@ def test_a_conflict_with_a_version_holding_all_of_this_nodes_settles() -> None:
     node.forget_calls()
     retry = node.take_one()
     node.sync.conflicted(retry, raw_put("u-1", 4, first.value))
-    assert (entity.revision, entity.dirty) == (4, False)
+    assert (meta(entity).revision, meta(entity).dirty) == (4, False)
     assert node.outbox.take_writes() == []
     assert node.events == []
 
@@ -117,7 +118,7 @@ def test_a_conflict_with_no_current_entry_keeps_a_never_stored_entity() -> None:
     write = node.take_one()
     node.sync.conflicted(write, None)
     assert node.table.entities["u-1"] is entity
-    assert entity.dirty
+    assert meta(entity).dirty
     assert node.take_one() == write
 
 
@@ -139,8 +140,8 @@ def test_a_conflict_with_an_unusable_entry_writes_over_it() -> None:
     write = node.take_one()
     node.sync.conflicted(write, raw_put("u-1", 5, b"junk"))
     assert node.sync.dead_letter_count == 1
-    assert entity.revision == 5
-    assert entity.data == {"state": "busy", "queue": 1}
+    assert meta(entity).revision == 5
+    assert meta(entity).data == {"state": "busy", "queue": 1}
     again = node.take_one()
     assert again.expected_revision == 5
     assert data_of(again.value) == {"state": "busy", "queue": 1}
@@ -152,7 +153,7 @@ def test_a_conflict_with_an_entry_not_fitting_the_schema_writes_over_it() -> Non
     entity.state = "busy"
     node.sync.conflicted(node.take_one(), put("u-1", 5, {"state": 42}, stamp(START_MS + 9)))
     assert node.sync.dead_letter_count == 1
-    assert (entity["state"], entity.revision) == ("busy", 5)
+    assert (entity["state"], meta(entity).revision) == ("busy", 5)
     assert node.take_one().expected_revision == 5
 
 
@@ -384,7 +385,7 @@ class NoChangeLost(RuleBasedStateMachine):
     @invariant()
     def dirty_means_pending(self) -> None:
         for uuid, entity in self.node.table.entities.items():
-            assert entity.dirty == self.node.outbox.is_dirty(uuid), uuid
+            assert meta(entity).dirty == self.node.outbox.is_dirty(uuid), uuid
 
     @invariant()
     def the_journal_holds_every_pending_version(self) -> None:
@@ -396,7 +397,7 @@ class NoChangeLost(RuleBasedStateMachine):
             if deleted:
                 assert uuid not in self.node.table.entities
             else:
-                assert data_of(value) == self.node.entity(uuid).data
+                assert data_of(value) == meta(self.node.entity(uuid)).data
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -446,12 +447,12 @@ class NoChangeLost(RuleBasedStateMachine):
             last = self.bucket.get(uuid)
             if uuid in self.model:
                 entity = node.entity(uuid)
-                assert entity.data == {name: value for name, (_, value) in self.model[uuid].items()}
+                assert meta(entity).data == {name: value for name, (_, value) in self.model[uuid].items()}
                 assert last is not None and last.op is Op.PUT
                 stored = decoded(last.value)
-                assert stored.data == entity.data
+                assert stored.data == meta(entity).data
                 assert stored.stamps == field_stamps(entity._stamps, entity._data)
-                assert (entity.revision, entity.dirty) == (last.revision, False)
+                assert (meta(entity).revision, meta(entity).dirty) == (last.revision, False)
             elif uuid not in self.deleted:
                 assert last is None
             else:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from brainlessdb import Brainless, SchemaError
+from brainlessdb.core.meta import meta
 from brainlessdb.core.views import entity_of
 
 
@@ -48,13 +49,13 @@ def test_a_typo_on_a_typed_view_is_a_schema_error_naming_the_field() -> None:
     call = db.call.typed(Call).add(Call(state="new"))
     entity = entity_of(call)
     assert entity is not None
-    before = entity.to_dict()
+    before = meta(entity).to_dict()
     version = entity._version
     with pytest.raises(SchemaError) as raised:
         call.agentid = 7  # type: ignore[attr-defined]
     assert raised.value.field == "agentid"
     assert "agent_id" in str(raised.value)  # the fields are listed
-    assert entity.to_dict() == before
+    assert meta(entity).to_dict() == before
     assert entity._version == version  # nothing marked dirty
     assert not hasattr(call, "agentid")
 
@@ -78,7 +79,7 @@ def test_fields_and_real_attributes_of_the_class_are_still_set() -> None:
     call.label = "RINGING"  # a property with a setter: the user's code runs, and sets a field
     assert (call.agent_id, call.state) == (3, "ringing")
     entity = entity_of(call)
-    assert entity is not None and entity.data == {"state": "ringing", "agent_id": 3}
+    assert entity is not None and meta(entity).data == {"state": "ringing", "agent_id": 3}
     with pytest.raises(AttributeError):
         call.shouting = True  # type: ignore[misc]  # a property without a setter stays read-only
     call.uuid = call.uuid  # the uuid may be set to itself

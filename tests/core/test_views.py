@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from brainlessdb import Brainless, Entity, SchemaError
+from brainlessdb.core.meta import meta
 from brainlessdb.core.views import TypedView, entity_of, fields_of, make_view, make_views, view_class
 
 
@@ -93,7 +94,7 @@ def test_writing_a_view_field_changes_the_entity_as_an_assignment_would() -> Non
     view.state = "ringing"
     view.tags.append("vip")
     assert (entity.state, entity.tags) == ("ringing", ["vip"])
-    assert entity.dirty
+    assert meta(entity).dirty
     with pytest.raises(SchemaError) as refused:
         view.queue = "five"  # type: ignore[assignment]
     assert refused.value.field == "queue"
@@ -104,7 +105,7 @@ def test_a_view_field_the_entity_lacks_reads_as_the_dataclass_default() -> None:
     db = database()
     entity = db.call.add(state="new")
     view = make_view(CallWithNote, entity)
-    assert "note" not in entity.data
+    assert "note" not in meta(entity).data
     assert view.note == "-"
     assert view.state == "new"
 

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from brainlessdb import Brainless, Change
+from brainlessdb import Brainless, Change, meta
 from brainlessdb.core.clock import Stamp, hlc_from_ms
 from brainlessdb.core.codec import decode_delete, decode_value, encode_record, encode_tombstone
 from brainlessdb.core.merge import Extras, Record, js_encoded, merge_records, merge_stored, same_js_value
@@ -258,7 +258,7 @@ async def written_by(nodes: list[Node], value: bytes, uuid: str, revision: int, 
         kv = await client.jetstream().key_value(nodes[0].db.bucket_name("call"))
         written = int(await kv.update(uuid, value, last=revision))
     await eventually(
-        lambda: all(node.db.call.entities[uuid].revision == written for node in nodes), timeout=10
+        lambda: all(meta(node.db.call.entities[uuid]).revision == written for node in nodes), timeout=10
     )
     await asyncio.sleep(0.2)  # time for anything a node would write back, or tell
     return written
@@ -283,7 +283,7 @@ async def test_a_javascript_round_trip_of_a_stored_value_changes_nothing_on_any_
     call = a.db.call.add(CALL)
     await a.db.flush()
     await eventually(lambda: call.uuid in b.db.call, timeout=10)
-    before = {node.db.location: exact(node.db.call.entities[call.uuid].data) for node in nodes}
+    before = {node.db.location: exact(meta(node.db.call.entities[call.uuid]).data) for node in nodes}
     a.changes.clear()
     b.changes.clear()
 
@@ -295,12 +295,12 @@ async def test_a_javascript_round_trip_of_a_stored_value_changes_nothing_on_any_
 
     for node in nodes:
         assert node.changes == []
-        assert exact(node.db.call.entities[call.uuid].data) == before[node.db.location]
+        assert exact(meta(node.db.call.entities[call.uuid]).data) == before[node.db.location]
         assert not node.db.call.sync.has_pending()
         assert node.db.call.sync.dead_letter_count == 0
     entity = a.db.call.entities[call.uuid]
-    assert type(entity.data["price"]) is float
-    assert math.copysign(1.0, entity.data["zero"]) == -1.0
+    assert type(meta(entity).data["price"]) is float
+    assert math.copysign(1.0, meta(entity).data["zero"]) == -1.0
     assert await stored(nats_server.url, bucket, call.uuid) == (back, written)  # nothing written back
     assert await fresh_data(nats_server.url, namespace) == memory_of(a.db) == memory_of(b.db)
 
@@ -313,7 +313,7 @@ async def test_a_field_a_javascript_client_changes_reaches_every_node_and_nothin
     call = a.db.call.add(CALL)
     await a.db.flush()
     await eventually(lambda: call.uuid in b.db.call, timeout=10)
-    before = exact(a.db.call.entities[call.uuid].data)
+    before = exact(meta(a.db.call.entities[call.uuid]).data)
     a.changes.clear()
     b.changes.clear()
 
@@ -331,7 +331,7 @@ async def test_a_field_a_javascript_client_changes_reaches_every_node_and_nothin
         [change] = node.changes
         assert (change.uuid, dict(change.changes)) == (call.uuid, {"state": ("idle", "answered")})
         entity = node.db.call.entities[call.uuid]
-        assert exact(entity.data) == exact(expected)  # every other field as it was, spelling included
+        assert exact(meta(entity).data) == exact(expected)  # every other field as it was, spelling included
         assert entity._stamps["state"] == js_stamp  # type: ignore[index]
         assert not node.db.call.sync.has_pending()
     assert await stored(nats_server.url, bucket, call.uuid) == (changed, written)  # nothing written back

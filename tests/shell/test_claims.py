@@ -30,6 +30,7 @@ from brainlessdb import (
     QueryError,
     SchemaError,
     UnavailableError,
+    meta,
 )
 from brainlessdb.core.ids import location_node, new_uuid
 from brainlessdb.embedded import EmbeddedServer
@@ -114,7 +115,7 @@ async def seen(db: Brainless, uuid: str, **fields: Any) -> None:
 
     def holds() -> bool:
         entity = db.queue.entities.get(uuid)
-        return entity is not None and all(entity.data.get(k) == v for k, v in fields.items())
+        return entity is not None and all(meta(entity).data.get(k) == v for k, v in fields.items())
 
     await eventually(holds, message=f"{db.location} never saw {uuid} with {fields}")
 
@@ -124,7 +125,7 @@ async def stored_item(db: Brainless, uuid: str) -> dict[str, Any] | None:
     async with Brainless(db._source, namespace=db.namespace, location="reader") as reader:
         await reader.queue.load()
         entity = reader.queue.entities.get(uuid)
-        return None if entity is None else entity.data
+        return None if entity is None else meta(entity).data
 
 
 WAITING = {"state": "waiting", "agent_id": None, "priority": 1}
@@ -141,12 +142,12 @@ async def test_the_first_claim_wins_and_the_loser_holds_the_stored_version(nodes
     await seen(b, item.uuid)
     b.queue.on_change(lambda event: None)  # the listener does not change the answer
     assert await a.queue.update_if(item, {"state": "waiting"}, state="processing", agent_id=5) is True
-    assert item.data == {"state": "processing", "agent_id": 5, "priority": 1}
-    assert not item.dirty
+    assert meta(item).data == {"state": "processing", "agent_id": 5, "priority": 1}
+    assert not meta(item).dirty
     # b has not seen the claim through its watch yet, or has: either way, it loses, and then holds it.
     assert await b.queue.update_if(item.uuid, {"state": "waiting"}, state="processing", agent_id=6) is False
-    assert b.queue[item.uuid].data == {"state": "processing", "agent_id": 5, "priority": 1}
-    assert not b.queue[item.uuid].dirty
+    assert meta(b.queue[item.uuid]).data == {"state": "processing", "agent_id": 5, "priority": 1}
+    assert not meta(b.queue[item.uuid]).dirty
     assert a.stats()["claims"]["won"] == 1 and b.stats()["claims"]["lost"] == 1
 
 
@@ -197,7 +198,7 @@ async def test_a_change_of_the_criteria_between_the_read_and_the_write_makes_the
     assert await a.queue.update_if(item, {"state": "waiting"}, state="processing", agent_id=5) is False
     # The write met b's revision: read and checked again, and not written.
     assert (hooked.reads - reads, hooked.writes - writes) == (2, 1)
-    assert item.data == {"state": "processing", "agent_id": 7, "priority": 1}
+    assert meta(item).data == {"state": "processing", "agent_id": 7, "priority": 1}
     assert await stored_item(a, item.uuid) == {"state": "processing", "agent_id": 7, "priority": 1}
 
 
@@ -219,7 +220,7 @@ async def test_a_change_of_another_field_between_the_read_and_the_write_is_kept_
     assert await a.queue.update_if(item, {"state": "waiting"}, state="processing", agent_id=5) is True
     assert (hooked.reads - reads, hooked.writes - writes) == (2, 2)
     both = {"state": "processing", "agent_id": 5, "priority": 9}
-    assert item.data == both
+    assert meta(item).data == both
     assert await stored_item(a, item.uuid) == both
     await seen(b, item.uuid, **both)
 
@@ -233,8 +234,8 @@ async def test_unflushed_changes_of_other_fields_stay_pending_and_are_written_be
     item.priority = 3
     item.state = "old local value"  # older than the claim: the claim's stamp wins
     assert await a.queue.update_if(item, {"state": "waiting"}, state="processing") is True
-    assert item.data == {"state": "processing", "agent_id": None, "priority": 3}
-    assert item.dirty
+    assert meta(item).data == {"state": "processing", "agent_id": None, "priority": 3}
+    assert meta(item).dirty
     await a.flush()
     assert await stored_item(a, item.uuid) == {"state": "processing", "agent_id": None, "priority": 3}
 
@@ -243,9 +244,9 @@ async def test_an_entity_added_here_and_not_yet_written_is_written_first(nodes: 
     a, _ = await nodes("prague-1", flush_interval=3600)
     item = a.queue.add(WAITING)
     assert await a.queue.update_if(item.uuid, {"agent_id__isnull": True}, state="processing", agent_id=1)
-    assert item.data == {"state": "processing", "agent_id": 1, "priority": 1}
-    assert not item.dirty
-    assert await stored_item(a, item.uuid) == item.data
+    assert meta(item).data == {"state": "processing", "agent_id": 1, "priority": 1}
+    assert not meta(item).dirty
+    assert await stored_item(a, item.uuid) == meta(item).data
 
 
 # -- typed instances, events -----------------------------------------------------------------------
@@ -294,7 +295,7 @@ async def test_bad_criteria_or_changes_are_refused_before_anything_is_read(nodes
     with pytest.raises(TypeError):
         await a.queue.update_if(item, "state=waiting", state="processing")  # type: ignore[arg-type]
     assert (hooked.reads, hooked.writes) == (reads, writes)
-    assert item.data == WAITING and not item.dirty
+    assert meta(item).data == WAITING and not meta(item).dirty
 
 
 async def test_a_missing_or_deleted_entity_is_not_found(nodes: NodeFactory) -> None:
@@ -333,7 +334,7 @@ async def test_a_write_stored_without_acknowledgement_is_found_and_won(nodes: No
     writes = hooked.writes
     assert await a.queue.update_if(item, {"state": "waiting"}, state="processing", agent_id=5) is True
     assert hooked.writes - writes == 1  # the read after the lost ack found it stored: not written again
-    assert item.data == {"state": "processing", "agent_id": 5, "priority": 1}
+    assert meta(item).data == {"state": "processing", "agent_id": 5, "priority": 1}
 
 
 async def test_a_write_dropped_without_acknowledgement_is_sent_again(nodes: NodeFactory) -> None:
@@ -388,7 +389,7 @@ async def test_a_claim_with_nats_down_raises_unavailable_within_the_timeout(
         with pytest.raises(UnavailableError):
             await db.queue.update_if(item, {"state": "waiting"}, state="processing", agent_id=5)
         assert time.monotonic() - started < 2.0
-        assert item.data == WAITING and not item.dirty  # nothing changed in memory
+        assert meta(item).data == WAITING and not meta(item).dirty  # nothing changed in memory
         own_server.start()
         assert await db.queue.update_if(item, {"state": "waiting"}, state="processing", agent_id=5)
         live, _ = await raw_bucket(own_server.url, db.bucket_name("queue"))

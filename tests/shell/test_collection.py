@@ -27,6 +27,7 @@ from brainlessdb import (
     QueryError,
     SchemaError,
     UnavailableError,
+    meta,
 )
 from brainlessdb.core.names import SCHEMA_KEY
 from brainlessdb.core.query.lookups import LOOKUPS
@@ -61,7 +62,7 @@ async def test_wrong_type_on_assignment_keeps_the_old_value(make_db: MakeDb) -> 
     with pytest.raises(SchemaError):
         call.unknown = 1
     assert call.queue_id == 5
-    assert not call.dirty
+    assert not meta(call).dirty
 
 
 async def test_values_that_are_not_json_are_refused(make_db: MakeDb) -> None:
@@ -134,7 +135,7 @@ async def test_invalid_names_fail_clearly_and_alone(make_db: MakeDb) -> None:
         db.collection("*")
     call = db.call.add(channel_id="1")
     await db.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
 
 
 async def test_private_names_are_not_collections() -> None:
@@ -237,15 +238,15 @@ async def test_nested_mutation_is_tracked_and_indexed(make_db: MakeDb) -> None:
     call = db.call.add(caller={"city": "Prague", "tags": []})
     assert await db.call.find(caller__city="Prague") is call
     await db.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
 
     call.caller["city"] = "Brno"
     call.caller["tags"].append("vip")
-    assert call.dirty
+    assert meta(call).dirty
     assert await db.call.find(caller__city="Prague") is None
     assert await db.call.find(caller__city="Brno") is call
     await db.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
 
     other = await make_db("node-2")
     await other.call.load()
@@ -260,7 +261,7 @@ async def test_a_replaced_container_no_longer_counts(make_db: MakeDb) -> None:
     call.caller = {"city": "Brno"}
     await db.flush()
     old["city"] = "Ostrava"
-    assert not call.dirty
+    assert not meta(call).dirty
     assert call.caller == {"city": "Brno"}
 
 
@@ -276,7 +277,7 @@ async def test_load_never_overwrites_unflushed_changes(make_db: MakeDb) -> None:
     assert (await db.call.get(kept.uuid)).state == "changed locally"
     assert await db.call.get(gone.uuid) is None
     assert [c.channel_id for c in await db.call.filter(state="new")] == []
-    assert kept.dirty
+    assert meta(kept).dirty
 
 
 # Flushing --------------------------------------------------------------------------------------
@@ -332,9 +333,9 @@ async def test_change_during_an_inflight_write_is_written_once_more() -> None:
         call.state = "v2"
         storage.gate.set()
         await flushing
-        assert call.dirty
+        assert meta(call).dirty
         await db.flush()
-        assert not call.dirty
+        assert not meta(call).dirty
         assert len(storage.writes) == 2
         stored = await storage.get("ns-call", call.uuid)
         assert stored is not None and b'"v2"' in stored.value
@@ -350,7 +351,7 @@ async def test_overlapping_flushes_write_each_change_once() -> None:
         await asyncio.sleep(0.01)
         storage.gate.set()
         await asyncio.gather(*manual)
-        assert not any(c.dirty for c in calls)
+        assert not any(meta(c).dirty for c in calls)
         keys = [w.key for w in storage.writes]
         assert sorted(keys) == sorted(c.uuid for c in calls)
 
@@ -365,7 +366,7 @@ async def test_background_flush_survives_errors_and_reports_them() -> None:
         storage.gate.set()
         with pytest.raises(FlushError):
             await db.call.flush()
-        await eventually(lambda: not call.dirty)
+        await eventually(lambda: not meta(call).dirty)
         assert db.stats()["flush"]["errors"] >= 1
 
         storage.fail_next = 1000
@@ -375,7 +376,7 @@ async def test_background_flush_survives_errors_and_reports_them() -> None:
         assert isinstance(next(iter(failed.value.errors.values())), UnavailableError)
         storage.fail_next = 0
         await db.flush()
-        assert not call.dirty
+        assert not meta(call).dirty
 
 
 @pytest.mark.parametrize(
@@ -405,13 +406,13 @@ async def test_a_nested_change_json_cannot_hold_raises_at_once_and_changes_nothi
         change(call)
     assert call.caller == {"city": "Prague", "more": {}}
     assert call.tags == ["a"]
-    assert not call.dirty
+    assert not meta(call).dirty
     call.caller["city"] = "Ostrava"
     call.tags.append({"a": [1, 2.5, None, True]})
     await db.flush()
     other = await make_db("node-2")
     copy = await other.call.get(call.uuid)
-    assert copy is not None and copy.data == {
+    assert copy is not None and meta(copy).data == {
         "caller": {"city": "Ostrava", "more": {}},
         "tags": ["a", {"a": [1, 2.5, None, True]}],
     }
@@ -421,7 +422,7 @@ async def test_stop_flushes_what_is_pending(make_db: MakeDb) -> None:
     db = await make_db(flush_interval=60)
     call = db.call.add(state="new")
     await db.stop()
-    assert not call.dirty
+    assert not meta(call).dirty
     other = await make_db("node-2")
     assert (await other.call.get(call.uuid)) is not None
 

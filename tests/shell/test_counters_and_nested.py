@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from brainlessdb import Brainless, Change, NotFoundError, NotStartedError, SchemaError
+from brainlessdb import Brainless, Change, NotFoundError, NotStartedError, SchemaError, meta
 from brainlessdb.embedded import EmbeddedServer
 from tests.helpers import MakeDb, eventually, memory_of, raw_bucket, settle
 
@@ -94,7 +94,7 @@ async def test_bad_increments_are_refused_and_change_nothing(make_db: MakeDb) ->
         db.call.increment(item, "attempts", 2**53)
     with pytest.raises(NotFoundError):
         db.call.increment("no-such-uuid", "attempts")
-    assert item.data == {"channel_id": "c1", "attempts": 1, "note": None, "flag": True}
+    assert meta(item).data == {"channel_id": "c1", "attempts": 1, "note": None, "flag": True}
     await db.stop()
     with pytest.raises(NotStartedError):
         db.call.increment(item, "attempts")
@@ -234,8 +234,8 @@ async def test_three_processes_incrementing_and_editing_at_once_all_read_every_c
             "caller": {"go": True, "notes": {str(agent): TIMES - 1 for agent in range(NODES)}},
         }
         assert reads == [expected] * NODES
-        await eventually(lambda: item.data == expected)
+        await eventually(lambda: meta(item).data == expected)
     async with Brainless(url, namespace=namespace, location="fresh-1") as fresh:
-        assert fresh.call[item.uuid].data == expected
+        assert meta(fresh.call[item.uuid]).data == expected
     live, _ = await raw_bucket(url, f"{namespace}-call")
     assert live[item.uuid] == expected  # what another client reads: plain values

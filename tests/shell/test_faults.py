@@ -23,7 +23,7 @@ import nats.errors
 import nats.js.errors
 import pytest
 
-from brainlessdb import Brainless, ConflictError, FlushError, StorageError, UnavailableError
+from brainlessdb import Brainless, ConflictError, FlushError, StorageError, UnavailableError, meta
 from brainlessdb.embedded import EmbeddedCluster, EmbeddedServer
 from brainlessdb.storage.base import WatchBatch, Write
 from brainlessdb.storage.memory import MemoryStorage
@@ -105,7 +105,7 @@ async def test_stop_writes_everything_pending_within_the_timeout(
     started = time.monotonic()
     await db.stop(timeout=10)
     assert time.monotonic() - started < 10
-    assert not any(call.dirty for call in added)
+    assert not any(meta(call).dirty for call in added)
     assert await fresh_load(own_server.url, namespace) == expected
     live, deleted = await raw_bucket(own_server.url, db.bucket_name("call"))
     assert live == expected
@@ -272,7 +272,7 @@ async def random_changes(
         roll = rng.random()
         if roll < 0.25 or not mine:
             entity = calls.add(owner=node.location, n=0, info={"v": 0}, f0=0, f1=0, f2=0)
-            model.expected[entity.uuid] = entity.data
+            model.expected[entity.uuid] = meta(entity).data
         elif roll < 0.5:
             entity = rng.choice(mine)
             entity.n += 1
@@ -307,7 +307,7 @@ async def test_random_kills_and_restarts_under_concurrent_changes_lose_nothing(
     rng = random.Random(20261127)
     model = Model()
     seed = nodes[0].call.add(owner="seed", n=0, info={"v": 0}, f0=0, f1=0, f2=0)
-    model.expected[seed.uuid] = seed.data
+    model.expected[seed.uuid] = meta(seed).data
     await settle(nodes)
     stop = asyncio.Event()
     workers = [
@@ -577,10 +577,10 @@ async def test_a_change_that_keeps_conflicting_is_reported_and_retried(namespace
             await db.flush()
         assert set(raised.value.errors) == {f"call/{call.uuid}"}
         assert isinstance(raised.value.errors[f"call/{call.uuid}"], ConflictError)
-        assert call.dirty
+        assert meta(call).dirty
         # The background flusher keeps trying, and writes it once the contention is over.
         contended.contended = False
-        await eventually(lambda: not call.dirty, timeout=10)
+        await eventually(lambda: not meta(call).dirty, timeout=10)
         entry = await store.get(db.bucket_name("call"), call.uuid)
         assert entry is not None and b'"n":2' in entry.value
 
@@ -647,7 +647,7 @@ async def test_killing_the_stream_leader_in_the_middle_of_a_large_flush_loses_no
             failed: dict[str, BaseException] = {}
         except FlushError as exc:
             failed = exc.errors
-        acknowledged = {c.uuid for c in calls if not c.dirty}
+        acknowledged = {c.uuid for c in calls if not meta(c).dirty}
         assert all(isinstance(error, UnavailableError) for error in failed.values())
         # Every change was acknowledged or reported (a reported one may be acknowledged by a retry of the
         # background flusher before this line: then it is both).
@@ -658,7 +658,7 @@ async def test_killing_the_stream_leader_in_the_middle_of_a_large_flush_loses_no
         await settle([a, b], timeout=60)
         expected = memory_of(a)
         assert len(expected) == 1 + len(calls) + len(during)
-        assert {c.uuid: c.data for c in [*calls, *during]}.items() <= expected.items()
+        assert {c.uuid: meta(c).data for c in [*calls, *during]}.items() <= expected.items()
         survivors = [u for u in urls if u != victim.url]
         live, _ = await retrying(lambda: raw_bucket(survivors, a.bucket_name("call")))
         assert live == expected
@@ -694,7 +694,7 @@ async def test_a_socket_that_breaks_under_a_publish_fails_the_writes_and_stop_st
     assert all(isinstance(error, UnavailableError) for error in raised.value.errors.values())
     monkeypatch.undo()
     await db.flush()
-    assert not any(call.dirty for call in calls)
+    assert not any(meta(call).dirty for call in calls)
 
     # Stopping while every request breaks the same way (deleting the watches' consumers too).
     calls[0].n = 10

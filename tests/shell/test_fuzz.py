@@ -34,6 +34,7 @@ from brainlessdb import (
     InvalidNameError,
     SchemaError,
     StorageError,
+    meta,
 )
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.merge import field_stamps
@@ -266,7 +267,7 @@ async def one_operation(db: Brainless, data: st.DataObject, out: Outcomes) -> No
 
 async def nested_change(out: Outcomes, entity: Entity, data: st.DataObject) -> None:
     """Change a dict or list field in place (tracked containers), with random keys and values."""
-    containers = [name for name in entity.data if isinstance(entity.data[name], (dict, list))]
+    containers = [name for name in meta(entity).data if isinstance(meta(entity).data[name], (dict, list))]
     if not containers:
         return
     name = data.draw(st.sampled_from(containers))
@@ -308,7 +309,7 @@ async def nested_change(out: Outcomes, entity: Entity, data: st.DataObject) -> N
 def snapshot(db: Brainless) -> dict[str, dict[str, Any]]:
     """Every collection's ``{uuid: data}`` as JSON holds it (collections that hold something)."""
     return {
-        name: {entity.uuid: as_json(entity.data) for entity in coll.entities.values()}
+        name: {entity.uuid: as_json(meta(entity).data) for entity in coll.entities.values()}
         for name, coll in db.collections.items()
         if len(coll)
     }
@@ -437,16 +438,16 @@ async def test_a_value_over_max_payload_fails_alone_with_a_clear_error(tmp_path:
             error = raised.value.errors[f"call/{huge.uuid}"]
             assert isinstance(error, StorageError)
             assert "65536" in str(error) and "bytes" in str(error)
-            assert all(not entity.dirty for entity in small)
-            assert huge.dirty
+            assert all(not meta(entity).dirty for entity in small)
+            assert meta(huge).dirty
 
             # The connection survived (the server closes one that sends too much): the node goes on, and
             # the entity that can never be written (raised once above) fails no later flush.
             later = db.call.add(n=100, note="after")
             small[0].note = "changed"
             await db.flush()
-            assert not later.dirty and not small[0].dirty
-            assert huge.dirty
+            assert not meta(later).dirty and not meta(small[0]).dirty
+            assert meta(huge).dirty
 
             client = await nats.connect(server.url)
             try:
@@ -464,7 +465,7 @@ async def test_a_value_over_max_payload_fails_alone_with_a_clear_error(tmp_path:
             # Shrinking the value makes it writable: nothing was given up on.
             huge.note = "short now"
             await db.flush()
-            assert not huge.dirty
+            assert not meta(huge).dirty
         finally:
             with contextlib.suppress(FlushError):
                 await db.stop(timeout=5)
@@ -511,7 +512,7 @@ async def test_a_string_utf8_cannot_encode_is_refused(make_db: MakeDb) -> None:
         call.name = lone
     with pytest.raises(SchemaError):
         call.info = {"k": lone}
-    assert call.data == {"name": "x", "info": {}}
+    assert meta(call).data == {"name": "x", "info": {}}
     assert len(db.call) == 1
     await assert_stays_storable(db, make_db)
 

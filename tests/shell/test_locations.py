@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from nats.js.api import ExternalStream, StreamSource
 
-from brainlessdb import Brainless, ConfigurationError, InvalidNameError
+from brainlessdb import Brainless, ConfigurationError, InvalidNameError, meta
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.embedded_locations import CutMode, EmbeddedLocations, Link
 from brainlessdb.storage.nats.kv import NatsKVStorage
@@ -121,7 +121,7 @@ async def test_two_locations_work_through_a_cut_and_converge_after_the_heal(
         locations.link.heal()
         everyone = [prague, prague_2, brno, brno_2]
         await eventually(lambda: agree(everyone) and c4 in prague.call, timeout=HEAL, interval=0.1)
-        call = prague.call[c1].data
+        call = meta(prague.call[c1]).data
         assert call["state"] == "answered" and call["agent"] == 7
         assert call["caller"] == {"city": "Praha", "zip": "110 00", "vip": True}
         assert call["attempts"] == 3

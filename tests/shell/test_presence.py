@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from brainlessdb import Brainless, NotStartedError
+from brainlessdb import Brainless, NotStartedError, meta
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.shell import presence
 from tests.helpers import eventually, nats_connection
@@ -82,7 +82,7 @@ async def test_two_nodes_see_each_other_and_a_stopped_one_is_gone_at_once(
     assert from_a["entities"] == 0
     calls = [b.call.add(n=i) for i in range(3)]
     await b.flush()
-    await eventually(lambda: not any(call.dirty for call in calls))
+    await eventually(lambda: not any(meta(call).dirty for call in calls))
     deadline = time.monotonic() + 5
     while (await listed(a))[b.clock.replica]["entities"] != 3:
         assert time.monotonic() < deadline, "b's heartbeat never told its entities"

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 from brainlessdb.embedded import EmbeddedServer
 from tests.helpers import eventually
 
@@ -41,7 +41,7 @@ async def test_an_outage_logs_a_handful_of_lines_per_flush_round(
             call.n += 1
         await asyncio.sleep(OUTAGE)
         own_server.restart()
-        await eventually(lambda: not any(call.dirty for call in calls), timeout=30)
+        await eventually(lambda: not any(meta(call).dirty for call in calls), timeout=30)
         rounds = db.stats()["flush"]["rounds"] - rounds_before
     finally:
         await db.stop()

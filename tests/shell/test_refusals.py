@@ -22,6 +22,7 @@ from brainlessdb import (
     NotStartedError,
     SchemaError,
     TooLargeError,
+    meta,
 )
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.names import SCHEMA_KEY
@@ -61,7 +62,7 @@ async def test_every_change_after_stop_is_refused_and_nothing_of_it_kept(make_db
     await db.flush()
     await db.stop()
 
-    before = call.to_dict()
+    before = meta(call).to_dict()
     changes = [
         lambda: db.call.add(state="late", caller={}, tags=[]),
         lambda: setattr(call, "state", "late"),
@@ -78,7 +79,7 @@ async def test_every_change_after_stop_is_refused_and_nothing_of_it_kept(make_db
     for change in changes:
         with pytest.raises(NotStartedError):
             change()
-    assert call.to_dict() == before and not call.dirty
+    assert meta(call).to_dict() == before and not meta(call).dirty
     assert call.uuid in db.call and len(db.call) == 1
     assert (view.state, view.tags) == ("new", [])
 
@@ -102,7 +103,7 @@ async def test_changes_before_start_are_kept_and_written(make_db: MakeDb) -> Non
     call.state = "still before start"
     await db.start()
     await db.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
     other = await make_db("node-2")
     await other.call.load()
     assert other.call[call.uuid].state == "still before start"
@@ -146,7 +147,7 @@ async def test_changes_made_while_stop_writes_its_final_flush_are_refused() -> N
         db.call.add(state="too late")
     storage.gate.set()
     await stopping
-    assert call.state == "new" and not call.dirty
+    assert call.state == "new" and not meta(call).dirty
 
 
 # -- larger than the storage takes -----------------------------------------------------------------
@@ -171,7 +172,7 @@ async def test_a_change_larger_than_the_limit_is_refused_and_the_entity_unchange
     db = await make_db()
     call = db.call.add(state="new", note="", caller={"city": "Prague"}, tags=[])
     await db.flush()
-    before = call.to_dict()
+    before = meta(call).to_dict()
     refused = [
         lambda: setattr(call, "note", "x" * (2 * MIB)),
         lambda: call.__setitem__("caller", {"bio": "x" * (2 * MIB)}),
@@ -184,8 +185,8 @@ async def test_a_change_larger_than_the_limit_is_refused_and_the_entity_unchange
         with pytest.raises(SchemaError) as raised:
             change()
         assert raised.value.field in ("note", "caller", "tags")
-        assert call.to_dict() == before
-        assert not call.dirty  # nothing marked dirty
+        assert meta(call).to_dict() == before
+        assert not meta(call).dirty  # nothing marked dirty
     await db.flush()
 
 
@@ -207,7 +208,7 @@ async def test_growth_in_small_steps_is_refused_at_the_step_that_passes_the_limi
     assert stored_size(call) + 1003 > limit  # refused only at the step that would pass it
     assert tags is call.tags and len(tags) == kept  # the refused step left the list as it was
     await db.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
     other = await make_db("node-2")
     await other.call.load()
     assert len(other.call[call.uuid].tags) == kept
@@ -233,7 +234,7 @@ async def test_the_check_is_exact_at_the_limit_and_the_value_is_written(make_db:
         call.note = "n" * (low + 1)
     call.state = "ok"  # a small change of an entity at the limit is checked too
     await db.flush()  # and the storage takes it
-    assert not call.dirty
+    assert not meta(call).dirty
     with pytest.raises(SchemaError):
         call.state = "a state far longer than the one it replaces"
     assert call.state == "ok"
@@ -284,15 +285,15 @@ async def test_an_unwritable_entity_fails_the_first_flush_only_and_stop_reports_
         await db.flush()
     assert set(raised.value.errors) == {f"call/{huge.uuid}"}
     assert isinstance(raised.value.errors[f"call/{huge.uuid}"], TooLargeError)
-    assert not any(entity.dirty for entity in small) and huge.dirty
+    assert not any(meta(entity).dirty for entity in small) and meta(huge).dirty
 
     # Other callers: their changes are written, and the entity nobody can write does not fail them.
     small[0].note = "changed"
     await db.flush()
     later = db.call.add(n=100, note="after")
     await db.call.flush()
-    assert not small[0].dirty and not later.dirty
-    assert huge.dirty and f"{huge.uuid}" in db.call.sync.errors()
+    assert not meta(small[0]).dirty and not meta(later).dirty
+    assert meta(huge).dirty and f"{huge.uuid}" in db.call.sync.errors()
     assert db.stats()["collections"]["call"]["errors"] == 1
 
     # A change that would leave it too large is refused at the call, as any such change is.
@@ -317,7 +318,7 @@ async def test_shrinking_an_unwritable_entity_writes_it(make_db: MakeDb) -> None
         await db.flush()
     huge.note = "short now"  # changes of an entity over the limit that bring it under are accepted
     await db.flush()
-    assert not huge.dirty
+    assert not meta(huge).dirty
     other = await make_db("node-2")
     await other.call.load()
     assert other.call[huge.uuid].note == "short now"
@@ -347,4 +348,4 @@ async def test_transient_failures_are_raised_by_every_flush_until_written(make_d
     finally:
         storage.write = original  # type: ignore[method-assign]
     await db.flush()
-    assert not call.dirty
+    assert not meta(call).dirty

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import pytest
 
 import brainlessdb
-from brainlessdb import Brainless, Entity
+from brainlessdb import Brainless, Entity, meta
 from tests.helpers import eventually
 
 
@@ -47,7 +47,7 @@ async def test_quick_start(nats_client: Any, namespace: str) -> None:
 
     call = brainlessdb.call.add(channel_id="123", queue_id=5, state="waiting")
     call.state = "ringing"
-    assert call.dirty
+    assert meta(call).dirty
 
     call = await brainlessdb.call.find(channel_id="123")
     assert call is not None and call.state == "ringing"
@@ -55,7 +55,7 @@ async def test_quick_start(nats_client: Any, namespace: str) -> None:
     assert waiting == []
 
     await brainlessdb.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
     if nats_client is not None:
         stored = await stored_data(nats_client, f"{namespace}-call", call.uuid)
         assert stored == {"channel_id": "123", "queue_id": 5, "state": "ringing"}
@@ -110,7 +110,7 @@ async def test_one_off_type_conversion(spec_db: Any) -> None:
     brainlessdb.call.add(channel_id="123", queue_id=5, state="waiting")
 
     entity = await brainlessdb.call.find(channel_id="123")
-    call = entity.as_type(Call)
+    call = meta(entity).as_type(Call)
     uuid = entity.uuid
     assert isinstance(call, Call)
     assert call == Call(channel_id="123", queue_id=5, state="waiting", uuid=uuid)
@@ -238,7 +238,7 @@ async def test_collection_info(spec_db: Any) -> None:
 
     assert call.uuid in brainlessdb.call
     assert call in brainlessdb.call
-    assert call.as_type(_Small) in brainlessdb.call
+    assert meta(call).as_type(_Small) in brainlessdb.call
     assert "550e8400-e29b-41d4-a716-446655440000" not in brainlessdb.call
 
     assert [c.channel_id for c in brainlessdb.call] == ["123", "456"]
@@ -255,23 +255,23 @@ class _Small:
 async def test_entity_access(spec_db: Any) -> None:
     call = brainlessdb.call.add(channel_id="123", queue_id=5, state="waiting")
     await brainlessdb.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
 
     assert call.state == "waiting"
     call.state = "ringing"
-    assert call.dirty
+    assert meta(call).dirty
     assert call["state"] == "ringing"
     call["state"] = "active"
     assert call.state == "active"
     assert "queue_id" in call and call.queue_id == 5
     assert "missing" not in call
 
-    data = call.to_dict()
+    data = meta(call).to_dict()
     assert data == {"uuid": call.uuid, "channel_id": "123", "queue_id": 5, "state": "active"}
-    assert call.data == {"channel_id": "123", "queue_id": 5, "state": "active"}
+    assert meta(call).data == {"channel_id": "123", "queue_id": 5, "state": "active"}
     assert isinstance(call.uuid, str)
     await brainlessdb.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
 
 
 # Persistence -----------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ async def test_entity_access(spec_db: Any) -> None:
 async def test_background_flush_writes_without_being_asked(nats_client: Any, namespace: str) -> None:
     db = await brainlessdb.setup(nats_client, namespace=namespace, flush_interval=0.05)
     call = brainlessdb.call.add(channel_id="1", state="new")
-    await eventually(lambda: not call.dirty)
+    await eventually(lambda: not meta(call).dirty)
     if nats_client is not None:
         assert await stored_data(nats_client, f"{namespace}-call", call.uuid) == {
             "channel_id": "1",
@@ -303,15 +303,15 @@ async def test_manual_flush_and_graceful_shutdown(nats_client: Any, namespace: s
     call = brainlessdb.call.add(channel_id="1", state="new")
     user = brainlessdb.user.add(name="eva")
     await brainlessdb.flush()
-    assert not call.dirty and not user.dirty
+    assert not meta(call).dirty and not meta(user).dirty
 
     call.state = "done"
     await brainlessdb.call.flush()
-    assert not call.dirty
+    assert not meta(call).dirty
 
     user.name = "adam"
     await brainlessdb.stop()
-    assert not user.dirty
+    assert not meta(user).dirty
     if nats_client is not None:
         assert await stored_data(nats_client, f"{namespace}-user", user.uuid) == {"name": "adam"}
 

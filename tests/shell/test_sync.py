@@ -15,7 +15,7 @@ from typing import Any
 import nats
 import pytest
 
-from brainlessdb import Brainless, Change, Delete, Entity, FlushError, SchemaError
+from brainlessdb import Brainless, Change, Delete, Entity, FlushError, SchemaError, meta
 from brainlessdb.core.codec import decode_value
 from tests.helpers import MakeDb, eventually
 
@@ -83,7 +83,7 @@ async def test_concurrent_edits_of_one_field_converge(make_db: MakeDb) -> None:
     states = {node.call[call.uuid].state for node in (a, b, c)}
     assert len(states) == 1
     assert states <= {"from-a", "from-b", "from-c"}
-    assert not any(node.call[call.uuid].dirty for node in (a, b, c))
+    assert not any(meta(node.call[call.uuid]).dirty for node in (a, b, c))
 
 
 async def one_call_on_two_nodes(make_db: MakeDb) -> tuple[Brainless, Brainless, Entity, Entity]:

@@ -18,7 +18,7 @@ import random
 import sys
 from collections.abc import Callable
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 
 DEADLINE = 60.0  # seconds: a worker never runs longer, whatever happens
 
@@ -56,7 +56,7 @@ async def main(url: str, namespace: str, agent: str, uuid: str, times: int, node
             return bool(item.attempts == times * nodes and every_note)
 
         await until(complete)
-        say(read=calls[uuid].data)
+        say(read=meta(calls[uuid]).data)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from brainlessdb import Brainless
+from brainlessdb import Brainless, meta
 
 
 def say(**message: Any) -> None:
@@ -58,7 +58,7 @@ async def main(url: str, namespace: str, location: str, domain: str, peers: list
             elif "wait" in command:
                 say(seconds=await wait(db, command))
             elif "dump" in command:
-                say(entities={uuid: entity.data for uuid, entity in calls.entities.items()})
+                say(entities={uuid: meta(entity).data for uuid, entity in calls.entities.items()})
             elif "stop" in command:
                 break
             else:
@@ -92,7 +92,7 @@ async def wait(db: Brainless, command: dict[str, Any]) -> float | None:
         if command.get("gone"):
             if uuid not in calls:
                 return time.monotonic() - started
-        elif uuid in calls and calls[uuid].get(command["field"]) == command["value"]:
+        elif uuid in calls and meta(calls[uuid]).get(command["field"]) == command["value"]:
             return time.monotonic() - started
         await asyncio.sleep(0.002)
     return None
