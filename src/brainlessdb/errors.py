@@ -52,13 +52,18 @@ class QueryError(BrainlessError, ValueError):
         self.key = key
 
 
-class InvalidNameError(BrainlessError, ValueError):
-    """A namespace or collection name that is not a valid NATS bucket token."""
+class ExpiryError(BrainlessError, ValueError):
+    """An expiry that cannot be: not a number of seconds, or not above 0 (``expire()``, ``ttl=``)."""
 
-    def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"invalid {kind} name {name!r}: use letters, digits, '_' and '-' only")
+
+class InvalidNameError(BrainlessError, ValueError):
+    """A namespace, collection, lease or bucket name that cannot be used: ``rule`` says what is allowed."""
+
+    def __init__(self, kind: str, name: str, rule: str = "use letters, digits, '_' and '-' only") -> None:
+        super().__init__(f"invalid {kind} name {name!r}: {rule}")
         self.kind = kind
         self.name = name
+        self.rule = rule
 
 
 class EncodeError(BrainlessError, ValueError):
@@ -126,3 +131,19 @@ class ConfigurationError(BrainlessError, ValueError):
 
 class ServerError(BrainlessError, RuntimeError):
     """The embedded nats-server could not be found, started or stopped."""
+
+
+class StreamOverflowError(BrainlessError, RuntimeError):
+    """A change stream's buffer filled up (its consumer fell behind) with ``overflow="error"``.
+
+    The stream yielded every event it held before it overflowed, then raises this and is closed: what
+    happened after that point is not known to the consumer, which starts again (a new ``watch()``, with
+    ``include_current=True`` to read the matching entities as they are now).
+    """
+
+    def __init__(self, collection: str, buffer: int) -> None:
+        super().__init__(
+            f"change stream of {collection!r} overflowed its buffer of {buffer} events: watch again to resync"
+        )
+        self.collection = collection
+        self.buffer = buffer

@@ -26,17 +26,22 @@ RESERVED_PREFIX: Final = "_"
 LEASE_SUFFIX: Final = "--leases"
 MAX_BUCKET_NAME: Final = 252  # 255 minus the stream's "KV_"
 MAX_KEY: Final = 1024  # far below NATS' subject limits, and a name that long is a mistake
+COLLECTION_RULE: Final = (
+    "start with a letter, then use letters, digits and '_' only ('-' is refused: it separates the"
+    " namespace from the collection in the bucket name '{namespace}-{collection}')"
+)
+"""What a collection name may be. Without ``-``, a bucket name tells its namespace and collection apart
+(``a-b-c`` can only be namespace ``a-b``'s collection ``c``), and no collection's bucket can be taken for a
+namespace's own (``myapp--leases``)."""
 _KEY_CHARS: Final = frozenset("-/_.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def check_namespace(namespace: Any) -> str:
     """``namespace`` if it is a valid namespace, else ``InvalidNameError``."""
-    if (
-        not isinstance(namespace, str)
-        or not NAMESPACE_PATTERN.fullmatch(namespace)
-        or len(schema_bucket(namespace)) > MAX_BUCKET_NAME
-    ):
+    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
         raise InvalidNameError("namespace", str(namespace))
+    if len(schema_bucket(namespace)) > MAX_BUCKET_NAME:
+        raise InvalidNameError("namespace", namespace, _too_long(schema_bucket(namespace)))
     return namespace
 
 
@@ -47,9 +52,16 @@ def is_collection_name(name: Any) -> bool:
 
 def check_collection(namespace: str, name: Any) -> str:
     """``name`` if it is a valid collection name in ``namespace``, else ``InvalidNameError``."""
-    if not is_collection_name(name) or len(bucket_name(namespace, name)) > MAX_BUCKET_NAME:
-        raise InvalidNameError("collection", str(name))
+    if not is_collection_name(name):
+        raise InvalidNameError("collection", str(name), COLLECTION_RULE)
+    bucket = bucket_name(namespace, name)
+    if len(bucket) > MAX_BUCKET_NAME:
+        raise InvalidNameError("collection", name, _too_long(bucket))
     return str(name)
+
+
+def _too_long(bucket: str) -> str:
+    return f"its bucket name would be {len(bucket)} characters long, over NATS' {MAX_BUCKET_NAME}"
 
 
 def bucket_name(namespace: str, collection: str) -> str:
@@ -89,12 +101,12 @@ def lease_key(name: Any) -> str:
     """The KV key of the lease ``name`` (any non-empty string): its characters that a key cannot hold,
     and ``=``, are written ``=XX`` per UTF-8 byte (``"dispatcher:queue-5"`` is ``dispatcher=3Aqueue-5``)."""
     if not isinstance(name, str) or not name:
-        raise InvalidNameError("lease", str(name))
+        raise InvalidNameError("lease", str(name), "a lease name is a non-empty string")
     key = "".join(char if char in _KEY_CHARS else _escape(char) for char in name)
     if key.startswith(".") or key.endswith(".") or ".." in key:
         key = key.replace(".", "=2E")  # a key's dots separate subject tokens, which may not be empty
     if len(key) > MAX_KEY:
-        raise InvalidNameError("lease", name)
+        raise InvalidNameError("lease", name, f"its key would be {len(key)} characters, over {MAX_KEY}")
     return key
 
 
