@@ -1,7 +1,8 @@
 """Two locations through a partition (docs/guides/locations.md).
 
-Unlike the other examples this one starts NATS servers of its own, one per location, on loopback (it
-needs two JetStream domains joined by a leaf link that it can cut), and stops them at the end.
+Unlike the other examples, this one starts NATS servers of its own: one per location,
+on loopback, as it needs two JetStream domains joined by a leaf link that it can cut.
+It stops them at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Call:
 
 
 async def until(calls: Collection[Call], ready: Callable[[], bool]) -> None:
-    """Wait until ``ready()`` holds, looking again at each change merged from another node."""
+    """Wait until ``ready()`` holds, looking again at each change from another node."""
     changed = asyncio.Event()
     calls.on_change(lambda event: changed.set())
 
@@ -38,12 +39,22 @@ async def until(calls: Collection[Call], ready: Callable[[], bool]) -> None:
 
 async def main() -> None:
     # --8<-- [start:start]
-    async with EmbeddedLocations(["prague", "brno"]) as places:  # two servers, two domains, one link
+    async with EmbeddedLocations(
+        ["prague", "brno"]
+    ) as places:  # two servers, two domains, one link
         prague = Brainless(
-            places.url("prague"), namespace="app", location="prague-1", domain="prague", peers=["brno"]
+            places.url("prague"),
+            namespace="app",
+            location="prague-1",
+            domain="prague",
+            peers=["brno"],
         )
         brno = Brainless(
-            places.url("brno"), namespace="app", location="brno-1", domain="brno", peers=["prague"]
+            places.url("brno"),
+            namespace="app",
+            location="brno-1",
+            domain="brno",
+            peers=["prague"],
         )
         # --8<-- [end:start]
         async with prague, brno:
@@ -51,7 +62,9 @@ async def main() -> None:
             # --8<-- [start:connected]
             call = here.add(Call(state="ringing"))
             await prague.flush()
-            await until(there, lambda: there.count() == 1)  # Brno's copy of Prague's keys has it
+            await until(
+                there, lambda: there.count() == 1
+            )  # Brno's copy of Prague's keys has it
             # --8<-- [end:connected]
 
             # --8<-- [start:cut]
@@ -61,7 +74,9 @@ async def main() -> None:
             brno_call = await there.get(call)
             assert brno_call is not None
             brno_call.agent = "eva"
-            brno_only = there.add(Call(state="ringing"))  # a call only Brno knows, for now
+            brno_only = there.add(
+                Call(state="ringing")
+            )  # a call only Brno knows, for now
             await asyncio.gather(prague.flush(), brno.flush())  # each on its own NATS
             assert await here.get(brno_only) is None
             # --8<-- [end:cut]
@@ -71,13 +86,17 @@ async def main() -> None:
 
             def merged(calls: Collection[Call]) -> Callable[[], bool]:
                 # both changes to the call, and the call added in Brno
-                return lambda: calls.count(state="answered", agent="eva") == 1 and len(calls) == 2
+                return lambda: (
+                    calls.count(state="answered", agent="eva") == 1 and len(calls) == 2
+                )
 
             await until(here, merged(here))  # in Prague
             await until(there, merged(there))  # and in Brno
             # --8<-- [end:heal]
 
-            for item in await here.all():  # leave the namespace empty (the servers go anyway)
+            for (
+                item
+            ) in await here.all():  # leave the namespace empty (the servers go anyway)
                 here.delete(item)
 
 

@@ -1,7 +1,9 @@
-"""Several nodes (docs/guides/multi-node.md): what merges, what converges, and reacting to other nodes.
+"""Several nodes (docs/guides/multi-node.md): what merges, what converges, and
+reacting to other nodes' changes.
 
-Both nodes here run in one process and write only when asked (a long ``flush_interval`` and explicit
-``flush()``), so that their changes are concurrent on purpose and the outcome is the same on every run.
+Both nodes here run in one process and write only when asked (a long
+``flush_interval`` and explicit ``flush()``), so that their changes are concurrent
+on purpose and the outcome is the same on every run.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class Call:
 # --8<-- [start:nodes]
 def node(location: str) -> Brainless:
     """One node: the same namespace for all, a location of its own for each process."""
-    return Brainless(NATS_URL, namespace="guide-multi-node", location=location, flush_interval=60)
+    return Brainless(
+        NATS_URL, namespace="guide-multi-node", location=location, flush_interval=60
+    )
 
 
 # --8<-- [end:nodes]
@@ -51,7 +55,10 @@ async def main() -> None:
         added.state = "answered"  # Prague and Brno change the same call at once,
         copy.agent = "jana"  # each a different field
         await sync((prague, here), (brno, there))
-        assert (added.state, added.agent) == ("answered", "jana")  # both changes survive,
+        assert (added.state, added.agent) == (
+            "answered",
+            "jana",
+        )  # both changes survive,
         assert (copy.state, copy.agent) == ("answered", "jana")  # on both nodes
         # --8<-- [end:fields]
 
@@ -67,7 +74,11 @@ async def main() -> None:
         added.caller["lang"] = "cs"  # different keys of one dict field merge too
         copy.caller["vip"] = "yes"
         await sync((prague, here), (brno, there))
-        assert added.caller == copy.caller == {"city": "Prague", "lang": "cs", "vip": "yes"}
+        assert (
+            added.caller
+            == copy.caller
+            == {"city": "Prague", "lang": "cs", "vip": "yes"}
+        )
         # --8<-- [end:nested]
 
         # --8<-- [start:events]
@@ -103,7 +114,10 @@ async def main() -> None:
 
         # --8<-- [start:presence]
         locations = {entry["location"] for entry in await prague.nodes()}
-        assert {"prague-1", "brno-1"} <= locations  # every running node of the namespace
+        assert {
+            "prague-1",
+            "brno-1",
+        } <= locations  # every running node of the namespace
         # --8<-- [end:presence]
 
         here.delete(extra)  # leave the namespace empty for the next run

@@ -1,4 +1,5 @@
-"""Using BrainlessDB at speed (docs/guides/performance.md): batched writes, indexed lookups, counting.
+"""Using BrainlessDB at speed (docs/guides/performance.md): batched writes, indexed
+lookups, counting, pages.
 
 It asserts results, not times: docs/performance.md has the measured figures.
 """
@@ -15,26 +16,43 @@ N = 5000
 
 
 async def main() -> None:
-    async with Brainless(NATS_URL, namespace="guide-performance", location="prague-1") as db:
+    async with Brainless(
+        NATS_URL, namespace="guide-performance", location="prague-1"
+    ) as db:
         calls = db.call
         # --8<-- [start:batch]
-        for number in range(N):  # changes made between two flushes are written together, pipelined
+        for number in range(
+            N
+        ):  # changes made between two flushes are written together, pipelined
             calls.add(channel_id=f"chan-{number}", queue=number % 10, state="waiting")
         await db.flush()  # one round: N compare-and-set writes in flight at once
         # --8<-- [end:batch]
 
         # --8<-- [start:lookups]
-        call = await calls.find(channel_id="chan-4321")  # equality: an index, built on first use
+        call = await calls.find(
+            channel_id="chan-4321"
+        )  # equality: an index, built on first use
         assert call is not None
-        assert len(await calls.filter(queue=3, state="waiting")) == N // 10  # indexes, intersected
+        assert (
+            len(await calls.filter(queue=3, state="waiting")) == N // 10
+        )  # indexes, intersected
         assert calls.count(queue=3) == N // 10  # counts without building results
-        slow = await calls.filter(channel_id__startswith="chan-432")  # not indexable: a scan
+        assert await calls.exists(queue=3, state="waiting")  # stops at the first match
+        slow = await calls.filter(
+            channel_id__startswith="chan-432"
+        )  # not indexable: a scan
         assert len(slow) == 11
         # --8<-- [end:lookups]
 
         # --8<-- [start:bounded]
-        first = await calls.order_by("-queue", state="waiting")  # sorts every match: keep criteria narrow
-        assert first[0]["queue"] == 9
+        # The first ten waiting calls by queue, then the next ten: a small page
+        # sorts only the entities that can be in it, not every match.
+        top = await calls.order_by("-queue", "uuid", state="waiting", limit=10)
+        following = await calls.order_by(
+            "-queue", "uuid", state="waiting", limit=10, offset=10
+        )
+        assert [call["queue"] for call in top + following] == [9] * 20
+        assert not set(map(id, top)) & set(map(id, following))
         # --8<-- [end:bounded]
 
         for entity in await calls.all():  # leave the namespace empty for the next run

@@ -1,7 +1,8 @@
-"""Queues and claims (docs/guides/queues.md): taking work exactly once, leases, counters.
+"""Queues and claims (docs/guides/queues.md): work taken once, leases, counters.
 
-Two nodes share one queue. Workers on both take items with ``update_if``, so no item is taken twice; a
-lease lets one node at a time dispatch; counters add up across nodes.
+Two nodes share one queue. Workers on both take items with ``update_if``, so no
+item is taken twice; a lease lets one node at a time dispatch; counters add up
+across nodes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Job:
 async def take_next(queue: Collection[Job], agent_id: int) -> Job | None:
     """The most urgent waiting job, taken by this agent; None when no job waits."""
     for job in await queue.order_by("-priority", state="waiting"):
-        if await queue.update_if(job, {"state": "waiting"}, state="taken", agent_id=agent_id):
+        if await queue.update_if(
+            job, {"state": "waiting"}, state="taken", agent_id=agent_id
+        ):
             return job  # only this node got True for it: the job is this agent's
         # another node took it first: try the next one
     return None
@@ -43,7 +46,9 @@ async def take_next(queue: Collection[Job], agent_id: int) -> Job | None:
 
 
 # --8<-- [start:workers]
-async def worker(queue: Collection[Job], agent_id: int, done: list[tuple[int, str]]) -> None:
+async def worker(
+    queue: Collection[Job], agent_id: int, done: list[tuple[int, str]]
+) -> None:
     while (job := await take_next(queue, agent_id)) is not None:
         done.append((agent_id, job.caller_id))
 
@@ -62,7 +67,9 @@ async def share_the_work(prague: Brainless, brno: Brainless) -> None:
         worker(brno.job.typed(Job), 3, done),
     )
     taken = [caller for _, caller in done]
-    assert sorted(taken) == sorted(f"caller-{number}" for number in range(20))  # each exactly once
+    assert sorted(taken) == sorted(
+        f"caller-{number}" for number in range(20)
+    )  # each exactly once
     # --8<-- [end:workers]
 
 
@@ -79,7 +86,7 @@ async def dispatch_alone(prague: Brainless, brno: Brainless) -> None:
     assert taken is not None
     async with taken:  # released at the end of the block
         assert taken.token > first_token  # a new holder's fencing token is greater
-        # hand taken.token to what the lease protects, which refuses tokens older than one it has seen
+        # hand taken.token to what the lease protects: it refuses older tokens
     # --8<-- [end:lease]
 
 

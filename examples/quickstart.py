@@ -1,4 +1,5 @@
-"""The quick start of the documentation's home page: a typed collection, changes, queries."""
+"""The quick start of the documentation's home page: a typed collection, changes,
+queries."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ class Call:
 async def main() -> None:
     async with Brainless(NATS_URL, namespace="quickstart", location="prague-1") as db:
         calls = db.call.typed(Call)  # results are live Call instances
-        call = calls.add(Call(channel_id="chan-1", state="ringing", caller={"city": "Prague"}))
+        call = calls.add(
+            Call(channel_id="chan-1", state="ringing", caller={"city": "Prague"})
+        )
         calls.add(Call(channel_id="chan-2", state="answered", agent_id=7))
 
         call.state = "answered"  # every change is tracked ...

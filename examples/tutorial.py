@@ -1,6 +1,8 @@
-"""The tutorial's call-centre queue, from the first call to the last hang-up (docs/tutorial.md shows it).
+"""The tutorial's call-centre queue, from the first call to the last hang-up
+(docs/tutorial.md shows it step by step).
 
-Run it against a nats-server with JetStream (``brainless server --data ./nats-data`` starts one):
+Run it against a nats-server with JetStream (``brainless server --data ./nats-data``
+starts one):
 
     python examples/tutorial.py
 """
@@ -36,7 +38,9 @@ async def main() -> None:
     # --8<-- [start:connect]
     prague = Brainless(NATS_URL, namespace="tutorial", location="prague-1")
     await prague.start()
-    calls = prague.call.typed(Call)  # the collection "call", its entities as live Call instances
+    calls = prague.call.typed(
+        Call
+    )  # the collection "call", its entities as live Call instances
     # --8<-- [end:connect]
 
     # --8<-- [start:add]
@@ -58,10 +62,14 @@ async def main() -> None:
     # --8<-- [end:query]
 
     # --8<-- [start:change]
-    first.state = "ringing"  # a tracked change: written to NATS by the background flusher
+    first.state = (
+        "ringing"  # a tracked change: written to NATS by the background flusher
+    )
     assert calls.count(state="waiting") == 2  # queries see it at once
     assert await calls.find(state="ringing") == first
-    await prague.flush()  # write every pending change now, rather than within flush_interval
+    await (
+        prague.flush()
+    )  # write every pending change now, rather than within flush_interval
     # --8<-- [end:change]
 
     # --8<-- [start:second-node]
@@ -76,7 +84,9 @@ async def main() -> None:
 
     # --8<-- [start:react]
     changes: asyncio.Queue[Change] = asyncio.Queue()
-    brno_calls.on_change(changes.put_nowait)  # called for every change merged from other nodes
+    brno_calls.on_change(
+        changes.put_nowait
+    )  # called for every change merged from other nodes
 
     first.state = "answered"  # in Prague...
     first.agent = "jana"
@@ -87,15 +97,19 @@ async def main() -> None:
     # --8<-- [end:react]
 
     # --8<-- [start:claim]
-    # Two agents, one in each city, reach for the same waiting call at once: exactly one gets it.
+    # Two agents, one in each city, reach for the same call at once: one gets it.
     waiting = await calls.order_by("-priority", state="waiting")
     target = waiting[0]
     won = await asyncio.gather(
         calls.update_if(target, {"state": "waiting"}, state="answered", agent="petr"),
-        brno_calls.update_if(target, {"state": "waiting"}, state="answered", agent="eva"),
+        brno_calls.update_if(
+            target, {"state": "waiting"}, state="answered", agent="eva"
+        ),
     )
     assert sorted(won) == [False, True]
-    assert target.agent == ("petr" if won[0] else "eva")  # what NATS stored, on both nodes
+    assert target.agent == (
+        "petr" if won[0] else "eva"
+    )  # what NATS stored, on both nodes
     # --8<-- [end:claim]
 
     # --8<-- [start:stop]
