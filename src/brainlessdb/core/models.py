@@ -192,6 +192,7 @@ class MsgspecKind(ModelKind):
 
 
 _MSGSPEC_FIELD: Final = re.compile(r"at `\$\.([^.`\[]+)")
+_QUOTED: Final = re.compile(r"'([^']+)'")
 
 
 class AttrsKind(ModelKind):
@@ -236,8 +237,12 @@ class AttrsKind(ModelKind):
         try:
             made = self._construct(cls, values)
         except (TypeError, ValueError) as exc:
+            message = str(exc.args[0]) if exc.args else type(exc).__name__
             named = next((arg.name for arg in exc.args if isinstance(arg, attr.Attribute)), None)
-            raise SchemaError(f"{cls.__qualname__} refused the value: {exc.args[0]}", field=named) from None
+            if named is None:  # attrs' own validators name the field in quotes
+                quoted = _QUOTED.findall(message)
+                named = next((name for name in quoted if name in values), None)
+            raise SchemaError(f"{cls.__qualname__} refused the value: {message}", field=named) from None
         return {item.name: getattr(made, item.name) for item in attr.fields(cls) if item.init}
 
     def _construct(self, cls: type, values: Mapping[str, Any]) -> Any:
@@ -302,6 +307,10 @@ class Model:
         except BaseException:
             del _models[cls]
             raise
+        self._specs = {
+            name: FieldSpec(item.type.kind, nullable=item.type.nullable, choices=item.type.choices)
+            for name, item in self.fields.items()
+        }
         self.frozen = kind.frozen(cls)
         self.converts = any(item.type.converts for item in self.fields.values())
         self.plain = not self.converts and not kind.validates
@@ -325,12 +334,15 @@ class Model:
 
     # -- whole objects ---------------------------------------------------------------------------
 
-    def prepare(self, values: Mapping[str, Any], uuid: str | None = None) -> dict[str, Any]:
+    def prepare(
+        self, values: Mapping[str, Any], uuid: str | None = None, complete: bool = False
+    ) -> dict[str, Any]:
         """The stored form of ``values`` (the python values of fields, some missing), validated by the
         library and converted; keys that are not fields of the model are left for the schema to judge.
 
         A missing field with a default factory gets a value made now (the schema's default was made
-        once, when the class was typed).
+        once, when the class was typed). ``complete``: the object is nested in a field, where no schema
+        checks it: every field is checked here and missing ones get their defaults.
         """
         fields = self.fields
         given = {name: _unviewed(value) for name, value in values.items() if name in fields}
@@ -345,7 +357,26 @@ class Model:
         out = {name: value for name, value in values.items() if name not in fields}
         for name, value in given.items():
             out[name] = fields[name].type.to_json(value, name)
+        if complete:
+            for name, item in fields.items():
+                if name in out:
+                    self._check(name, out[name])
+                elif item.required:
+                    raise SchemaError(f"missing required field {name!r}", field=name)
+                else:
+                    out[name] = item.type.to_json(item.default_value(), name)
         return out
+
+    def _check(self, name: str, stored: Any) -> None:
+        """``SchemaError`` unless the stored form of field ``name`` fits its type (what the schema checks
+        of a field, for the fields of a nested object)."""
+        check_json(name, stored)
+        spec = self._specs[name]
+        if not spec.accepts(stored):
+            got = "None" if stored is None else type(stored).__name__
+            raise SchemaError(
+                f"field {name!r} expects {spec.type}, got {got}", field=name, expected=spec.type
+            )
 
     def dump(self, value: Any, name: str) -> dict[str, Any]:
         """An instance, a view or a mapping of this model as a stored JSON object (field ``name``)."""
@@ -355,7 +386,7 @@ class Model:
             got = type(value).__name__
             raise SchemaError(f"field {name!r} expects {self.cls.__qualname__}, got {got}", field=name)
         try:
-            return self.prepare(_plain_mapping(value))
+            return self.prepare(_plain_mapping(value), complete=True)
         except SchemaError as exc:
             where = name if exc.field is None else f"{name}.{exc.field}"
             raise SchemaError(f"field {where!r}: {exc}", field=name, expected=exc.expected) from None
@@ -393,8 +424,15 @@ class Model:
             values[name] = value
             if self.has_uuid:
                 values["uuid"] = uuid
-            value = self.kind.validate(self.cls, values)[name]
-        return item.type.to_json(value, name)
+            try:
+                value = self.kind.validate(self.cls, values)[name]
+            except SchemaError as exc:
+                if exc.field is None:
+                    raise SchemaError(str(exc), field=name, expected=exc.expected) from None
+                raise
+        stored = item.type.to_json(value, name)
+        self._check(name, stored)
+        return stored
 
     def read(self, name: str, stored: Any) -> Any:
         """The python value of field ``name`` for its stored JSON ``stored``."""
@@ -446,7 +484,7 @@ def find_kind(cls: Any) -> ModelKind | None:
 
 def model_of(cls: Any) -> Model:
     """The ``Model`` of a model class (made once); ``TypeError`` for anything else."""
-    made = _models.get(cls)
+    made = _models.get(cls) if isinstance(cls, type) else None
     if made is not None:
         return made
     kind = find_kind(cls)
@@ -459,7 +497,7 @@ def model_of(cls: Any) -> Model:
 
 def model_of_class(cls: Any) -> Model | None:
     """``model_of`` for a model class, None for any other annotation."""
-    made = _models.get(cls)
+    made = _models.get(cls) if isinstance(cls, type) else None
     if made is not None:
         return made
     return Model(cls, kind) if (kind := find_kind(cls)) is not None else None
