@@ -26,7 +26,8 @@ import msgspec
 
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, wall_ms
 from brainlessdb.core.codec import decode_value, encode_entity
-from brainlessdb.core.merge import Extras, Record
+from brainlessdb.core.evolution import upgrade_record
+from brainlessdb.core.merge import Record
 from brainlessdb.core.query.plan import Condition
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sync.state import SyncState
@@ -117,6 +118,9 @@ def take_stored(sync: SyncState, claim: Claim, entry: Entry | None) -> tuple[Rec
     record = decode_value(entry.value, time_ns=entry.time_ns)
     if record.deleted is not None:
         raise NotFoundError(claim.collection, claim.uuid)
+    schema = sync.schema.current
+    if schema is not None and schema.retired:
+        record = upgrade_record(schema, record)  # written before an evolution: checked under its names
     return record, entry.revision
 
 
@@ -153,7 +157,7 @@ class Attempt:
         extras = record.extras
         if extras is not None:
             # Each changed field is written whole: the writes inside it and its tallies are behind it.
-            extras = Extras(dict(extras.paths), dict(extras.counts))
+            extras = extras.copy()
         for name in claim.changes:
             stamps[name] = stamp
             if extras is not None:

@@ -14,11 +14,13 @@ from typing import Any
 
 from brainlessdb.core import views
 from brainlessdb.core.entity import Entity, EntityOwner, add_fields, new_entity
+from brainlessdb.core.evolution import upgrade_entities
+from brainlessdb.core.expiry import Deadlines, ExpiryMode
 from brainlessdb.core.merge import Extras, Stamps
 from brainlessdb.core.query.index import IndexSet
 from brainlessdb.core.query.plan import Plan
 from brainlessdb.core.schema import Schema
-from brainlessdb.events import Change, Delete, Event, Listener, Origin
+from brainlessdb.events import Change, Delete, DeleteReason, Event, Listener, Origin
 
 Dispatch = Callable[[Listener, Event], None]
 """Delivers one event to one listener (the database calls sync callbacks and schedules async ones)."""
@@ -40,14 +42,40 @@ class EntityTable:
         self.exact_types: Mapping[str, frozenset[type]] = {}
         self.view_type: type[Any] | None = None
         self._dispatch = dispatch
+        # Expiring entities (core.expiry): their deadlines, who removes them from the bucket, and the
+        # default expiry ``db.collection(name, ttl=...)`` declared before a schema held one.
+        self.deadlines = Deadlines()
+        self.expiry = ExpiryMode()
+        self.declared_ttl: float | None = None
+
+    @property
+    def ttl(self) -> float | None:
+        """The default expiry of new entities, in seconds: the schema's, else the one declared here."""
+        schema = self.schema
+        if schema is not None and schema.ttl is not None:
+            return schema.ttl
+        return self.declared_ttl
+
+    def track_expiry(self, entity: Entity) -> None:
+        """The expiry of ``entity`` (held here) may have changed: its deadline is scheduled again."""
+        extras = entity._extras
+        expiry = None if extras is None else extras.expiry
+        if expiry is not None:
+            self.expiry.used = True
+        self.deadlines.schedule(entity._uuid, None if expiry is None else expiry[0])
 
     def adopt_schema(self, schema: Schema) -> None:
         """Make ``schema`` the collection's: entities read its fields as attributes, queries re-plan."""
         self.schema = schema
+        if schema.ttl is not None:
+            self.expiry.used = True
         self.field_types = schema.field_types()
         self.exact_types = schema.exact_types
         add_fields(self.owner.entity_class, schema.fields)
         self.plans.clear()
+        if upgrade_entities(self.entities.values(), schema):
+            # Entities held from before an evolution took its names: indexes are made again on demand.
+            self.indexes.clear()
 
     def new_entity(
         self,
@@ -64,12 +92,16 @@ class EntityTable:
         """Hold ``entity`` and index it."""
         self.entities[entity._uuid] = entity
         self.indexes.on_add(entity._uuid, entity._data)
+        if entity._extras is not None:
+            self.track_expiry(entity)
 
     def remove(self, uuid: str) -> Entity | None:
         """Stop holding the entity ``uuid`` and unindex it; the entity, or None if it was not held."""
         entity = self.entities.pop(uuid, None)
         if entity is not None:
             self.indexes.on_remove(uuid, entity._data)
+            if entity._extras is not None:
+                self.deadlines.forget(uuid)
         return entity
 
     def reindex(self, entity: Entity, old_values: Mapping[str, Any]) -> None:
@@ -81,6 +113,7 @@ class EntityTable:
     def clear(self) -> None:
         self.entities.clear()
         self.indexes.clear()
+        self.deadlines.clear()
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -91,13 +124,16 @@ class EntityTable:
         if self.listeners:
             self._emit(Change(self.name, entity._uuid, self.result(entity), changes, origin, created))
 
-    def emit_delete(self, uuid: str, entity: Entity | None, origin: Origin) -> None:
+    def emit_delete(
+        self, uuid: str, entity: Entity | None, origin: Origin, reason: DeleteReason = "deleted"
+    ) -> None:
         """Tell the listeners that the entity ``uuid`` was deleted (``entity``: its last state here)."""
         if self.listeners:
-            self._emit(Delete(self.name, uuid, None if entity is None else self.result(entity), origin))
+            self._emit(Delete(self.name, uuid, None if entity is None else self.result(entity), origin, reason))
 
     def _emit(self, event: Event) -> None:
-        for listener in self.listeners:
+        # Over a copy: a listener may be removed meanwhile (a change stream closed by what it was told).
+        for listener in tuple(self.listeners):
             if listener.wants(event):
                 self._dispatch(listener, event)
 

@@ -280,12 +280,26 @@ class Flusher:
             for write in conflicts:
                 outbox.failed(write, exc)
             raise
+        if any(not isinstance(current, BaseException) and current is not None for current in currents):
+            # What was met may have been written under a schema this node's watch has not brought yet (an
+            # evolution): that schema was stored before it, so it is read now, and what was met under it.
+            await self._refresh_schema(collection, bucket)
         for write, current in zip(conflicts, currents, strict=True):
             if isinstance(current, BaseException):
                 outbox.failed(write, current)
             else:
                 sync.conflicted(write, current)
         return [write.key for write in conflicts]
+
+    async def _refresh_schema(self, collection: Collection[Any], bucket: str) -> None:
+        """Apply the collection's stored schema now, if newer than the one this node knows (best effort:
+        if it cannot be read, the watch brings it)."""
+        try:
+            entry = await self._storage.get(bucket, SCHEMA_KEY)
+        except StorageError:
+            return
+        if entry is not None:
+            collection.sync.schema.apply(entry)
 
     async def _write_schema(self, collection: Collection[Any]) -> bool:
         """Store the collection's schema (merged with a stored one); False if it cannot be, for now."""

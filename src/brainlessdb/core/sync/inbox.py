@@ -27,6 +27,8 @@ from typing import Final
 from brainlessdb.core.clock import HybridLogicalClock, Stamp
 from brainlessdb.core.codec import ForeignRecord, decode_delete, decode_value
 from brainlessdb.core.entity import Entity, set_slot
+from brainlessdb.core.evolution import upgrade_record
+from brainlessdb.core.expiry import SKEW_MS, is_due
 from brainlessdb.core.merge import Record, field_stamps, merge_stored
 from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.core.schema import Schema
@@ -35,7 +37,7 @@ from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, SchemaError
-from brainlessdb.events import Origin
+from brainlessdb.events import DeleteReason, Origin
 from brainlessdb.storage.base import Entry, Op
 
 DEAD_LETTERS_KEPT: Final = 1000
@@ -124,11 +126,17 @@ class Inbox:
             self._apply_to_tombstone(tomb, entry, record)
             return
         if record.deleted is not None:
-            self.drop(uuid, record.deleted, revision)
+            self.drop(uuid, record.deleted, revision, entry.op)
             return
+        schema = self._table.schema
+        if schema is not None and schema.retired:
+            record = upgrade_record(schema, record)  # written before an evolution: read under its names
         if not self._fits_schema(entry, record, entity):
             return
         if entity is None:
+            if record.extras is not None and record.extras.expiry is not None and self._due(record):
+                self._expired_unseen(uuid, revision)
+                return
             self._create(uuid, record, revision, origin)
             return
         if entity._revision is not None and revision <= entity._revision:
@@ -167,13 +175,16 @@ class Inbox:
         entity = self._table.entities.get(uuid)
         if record.deleted is not None:
             own = None if entity is None else entity._revision
-            self.drop(uuid, record.deleted, own)
+            self.drop(uuid, record.deleted, own, entry.op)
             if own is not None:
                 # This location stored a version of its own: the delete is written over it, once, so that
                 # the delete outlives the other location's marker (removed after its retention there).
                 self._tombstones.add(uuid, record.deleted, own, pending=True)
                 self._wake()
             return
+        schema = self._table.schema
+        if schema is not None and schema.retired:
+            record = upgrade_record(schema, record)
         if not self._fits_schema(entry, record, entity, write_over=False):
             return
         if entity is None:
@@ -183,6 +194,7 @@ class Inbox:
         changed, _, merged = merge_stored(entity._data, own_stamps(entity), record, extras)
         if merged is not extras:
             set_slot(entity, "_extras", merged)
+            self._table.track_expiry(entity)
         self._table.reindex(entity, changed)
         if changed:
             changes = {name: (old, entity._data[name]) for name, old in changed.items()}
@@ -284,6 +296,7 @@ class Inbox:
         changed, ahead, merged = merge_stored(entity._data, own_stamps(entity), record, extras)
         if merged is not extras:
             set_slot(entity, "_extras", merged)
+            self._table.track_expiry(entity)
         set_slot(entity, "_revision", revision)
         self._table.reindex(entity, changed)
         uuid = entity._uuid
@@ -299,14 +312,65 @@ class Inbox:
         if changed:
             changes = {name: (old, entity._data[name]) for name, old in changed.items()}
             self._table.emit_change(entity, changes, origin)
+        if merged is not None and merged.expiry is not None and self._due(entity):
+            self.expire(uuid)  # the merged version's deadline has passed (it came too late to extend it)
 
-    def drop(self, uuid: str, stamp: Stamp, revision: int | None) -> None:
-        """``uuid`` was deleted at ``stamp`` (its marker is stored): forget it, remember the delete."""
+    def drop(self, uuid: str, stamp: Stamp, revision: int | None, op: Op = Op.DELETE) -> None:
+        """``uuid`` was deleted at ``stamp`` (its marker is stored): forget it, remember the delete.
+
+        ``op`` is how the bucket told it (a delete, or a purge: a key emptied by the server or an
+        operator); listeners are told an entity past its deadline expired, whatever the bucket said.
+        """
         self._tombstones.add(uuid, stamp, revision, pending=False)
         self._outbox.forget(uuid)
         entity = self._table.remove(uuid)
         if entity is not None:
-            self._table.emit_delete(uuid, entity, "remote")
+            self._table.emit_delete(uuid, entity, "remote", self._reason(entity, op))
+
+    # -- expiry ----------------------------------------------------------------------------------
+
+    def expire(self, uuid: str) -> None:
+        """The deadline of ``uuid`` passed: forget it, remember its delete, tell the listeners it expired.
+
+        Every node does this by its own clock, and its delete wins as any delete does. The delete is written
+        to the bucket by this node unless the server removes the entity itself (per-message TTL, see
+        ``core.expiry.ExpiryMode``) and the bucket already holds the version that carries it (nothing of the
+        entity is pending here). Told as a remote delete: no node's call made it.
+        """
+        entity = self._table.remove(uuid)
+        if entity is None:
+            return
+        outbox = self._outbox
+        unwritten = outbox.is_dirty(uuid) or outbox.is_inflight(uuid)
+        stored = entity._revision is not None or outbox.is_inflight(uuid) or uuid in outbox.copied
+        write = stored and (self._table.expiry.server is not True or unwritten)
+        outbox.forget(uuid)
+        self._tombstones.add(uuid, self._clock.tick(), entity._revision, pending=write)
+        if write:
+            self._wake()
+        self._table.emit_delete(uuid, entity, "remote", "expired")
+
+    def _expired_unseen(self, uuid: str, revision: int) -> None:
+        """The bucket holds a version of ``uuid`` past its deadline, which this node never held: the delete
+        is remembered, and written unless the server removes it."""
+        self._table.expiry.used = True
+        write = self._table.expiry.server is not True
+        self._tombstones.add(uuid, self._clock.tick(), revision, pending=write)
+        if write:
+            self._wake()
+
+    def _due(self, version: Record | Entity) -> bool:
+        extras = version.extras if isinstance(version, Record) else version._extras
+        return extras is not None and is_due(extras.expiry, self._clock.now_ms())
+
+    def _reason(self, entity: Entity, op: Op) -> DeleteReason:
+        """Why ``entity`` was removed, when the bucket tells it with ``op``: an entity at its deadline (the
+        clocks of nodes and server differ by a little) expired; else a purge is a purge, and a delete a
+        delete."""
+        extras = entity._extras
+        if extras is not None and is_due(extras.expiry, self._clock.now_ms() + SKEW_MS):
+            return "expired"
+        return "purged" if op is Op.PURGE else "deleted"
 
     def restore(self, uuid: str, value: bytes, deleted: bool) -> None:
         """Take back a pending change found in the journal after a crash: merge it in, to be written again."""
@@ -328,6 +392,7 @@ class Inbox:
         else:
             changed, _, extras = merge_stored(entity._data, own_stamps(entity), record, entity._extras)
             set_slot(entity, "_extras", extras)
+            table.track_expiry(entity)
             table.reindex(entity, changed)
         self._outbox.local_change(entity)
 
