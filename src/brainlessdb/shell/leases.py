@@ -36,7 +36,9 @@ class Lease:
 
     def __init__(self, leases: Leases, name: str, key: str, ttl: float, revision: int) -> None:
         self.name = name
+        """The lease's name, as given to ``db.lease()``."""
         self.ttl = ttl
+        """Seconds the lease stays held after it was taken or last renewed."""
         self.token = revision
         """The fencing token: greater for every new holder of this lease."""
         self._leases = leases
