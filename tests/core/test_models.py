@@ -311,9 +311,11 @@ def test_a_nested_view_writes_one_key_inside_the_field(kind: tuple[type, type]) 
     call, address = kind
     view = database().call.typed(call).add(new_call(call, address))
     stored = entity(view)
+    version = stored._version
     caller = view.caller
     caller.city = "Brno"
     assert stored._data["caller"] == {"city": "Brno", "zip": ""}
+    assert stored._version == version + 1  # a change, to be written
     # A change inside the field, recorded at its key (merged per key, as nested dict changes are).
     assert stored._extras is not None and stored._extras.holds("caller")
     assert view.caller == address(city="Brno", zip="")
