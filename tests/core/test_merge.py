@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.merge import (
+    Extras,
     Record,
     dominates,
     field_wins,
@@ -84,6 +85,9 @@ def families(draw: st.DrawFn, size: int, *, live: bool = False) -> list[Record]:
             else:
                 record.stamps[name] = draw(stamps)
             record.data[name] = draw(st.one_of(st.sampled_from(group[name]), values))
+        expiry = draw(expiries)
+        if expiry is not None:
+            record.extras = Extras(expiry=expiry)
         family.append(record)
     return family
 
@@ -98,14 +102,18 @@ def live_records(draw: st.DrawFn) -> Record:
     )
 
 
+# Expiries (core.expiry) from small spaces too: two versions often set one under one stamp, or none.
+expiries = st.one_of(st.none(), st.tuples(st.sampled_from((None, 1000, 2000)), stamps))
+
 deleted_records = stamps.map(lambda stamp: Record(deleted=stamp))
 records = st.one_of(live_records(), deleted_records)
 
 
-def canon(record: Record) -> tuple[Stamp | None, list[tuple[str, Stamp]], bytes]:
-    """A record as a comparable value that tells ``1``, ``1.0`` and ``True`` apart."""
+def canon(record: Record) -> tuple[Stamp | None, list[tuple[str, Stamp]], bytes, Any]:
+    """A record as a comparable value that tells ``1``, ``1.0`` and ``True`` apart (with its expiry)."""
     assert set(record.data) == set(record.stamps)
-    return record.deleted, sorted(record.stamps.items()), _canonical.encode(record.data)
+    expiry = None if record.extras is None else record.extras.expiry
+    return record.deleted, sorted(record.stamps.items()), _canonical.encode(record.data), expiry
 
 
 def same_value(left: Any, right: Any) -> bool:
@@ -170,9 +178,9 @@ def test_merge_into_agrees_with_merge_records_and_reports_exactly_the_changed_fi
     local, incoming = family
     data = dict(local.data)
     field_stamps = dict(local.stamps)
-    changed = merge_into(data, field_stamps, incoming)
+    changed, _, extras = merge_stored(data, field_stamps, incoming, local.extras)
     expected = merge_records(local, incoming)
-    assert canon(Record(data=data, stamps=field_stamps)) == canon(expected)
+    assert canon(Record(data=data, stamps=field_stamps, extras=extras)) == canon(expected)
     really_changed = {
         name
         for name, value in expected.data.items()
@@ -379,9 +387,9 @@ def test_a_respelled_value_never_wins_over_the_value_it_respells(value: Any, sta
 @given(families(2, live=True))
 def test_a_respelled_version_changes_nothing_where_it_is_merged(family: list[Record]) -> None:
     local, _ = family
-    respelled = Record(data=js_form(local.data), stamps=dict(local.stamps))
+    respelled = Record(data=js_form(local.data), stamps=dict(local.stamps), extras=local.extras)
     data, field_stamps = dict(local.data), dict(local.stamps)
     assert merge_into(data, field_stamps, respelled) == {}
-    assert canon(Record(data=data, stamps=field_stamps)) == canon(local)
+    assert canon(Record(data=data, stamps=field_stamps, extras=local.extras)) == canon(local)
     # And the other way round: a node holding the respelled version takes the original spelling back.
     assert canon(merge_records(respelled, local)) == canon(local)

@@ -14,12 +14,14 @@ the database has stopped (``NotStartedError``: it would never be written).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Container
 from typing import Any, Final, TypeVar
 
 from brainlessdb.core import counters, nested, views
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
+from brainlessdb.core.expiry import check_seconds, deadline_after
 from brainlessdb.core.merge import Extras
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo, encode_json
@@ -99,6 +101,9 @@ class LocalChanges:
         """Make ``schema`` the collection's, to be stored with the next flush."""
         if self.stopped:
             self._refuse_stopped()
+        declared = self._table.declared_ttl
+        if schema.ttl is None and declared is not None:
+            schema = dataclasses.replace(schema, ttl=declared)  # ``ttl=`` declared before any schema
         self._table.adopt_schema(schema)
         self._sync.schema.changed()
         self._changed(None)
@@ -127,7 +132,14 @@ class LocalChanges:
                 pick is not None and len(encode_json(pick(values))) > sizes.room
             ):
                 sizes.check_new(uuid, values)
-        entity = new_entity(self, uuid, values, self._clock.tick())
+        stamp = self._clock.tick()
+        ttl = self._table.ttl
+        if ttl is None:
+            entity = new_entity(self, uuid, values, stamp)
+        else:
+            # The collection's default expiry, set by the add itself (core.expiry).
+            expiry = (deadline_after(self._clock.now_ms(), ttl), stamp)
+            entity = new_entity(self, uuid, values, stamp, None, Extras(expiry=expiry))
         self._table.insert(entity)
         self._outbox.local_change(entity)
         self._changed(uuid)
@@ -148,6 +160,32 @@ class LocalChanges:
         self._changed(uuid)
         self._table.emit_delete(uuid, entity, "local")
         return True
+
+    def expire(self, uuid: str, seconds: float | None) -> None:
+        """Make the entity ``uuid`` expire ``seconds`` from now (None: never), replacing any expiry it had.
+
+        A change like any other (stamped, written in the background, merged last-writer-wins), though of
+        no field: listeners are not told of it.
+        """
+        if self.stopped:
+            self._refuse_stopped()
+        checked = None if seconds is None else check_seconds(seconds)
+        entity = self._entities.get(uuid)
+        if entity is None:
+            raise NotFoundError(self.name, uuid)
+        current = entity._extras
+        if checked is None:
+            if current is None or current.expiry is None or current.expiry[0] is None:
+                return  # it has no deadline: nothing to remove
+            deadline = None
+        else:
+            deadline = deadline_after(self._clock.now_ms(), checked)
+        extras = Extras() if current is None else current.copy()
+        extras.expiry = (deadline, self._clock.tick())
+        set_slot(entity, "_extras", extras)
+        self._table.track_expiry(entity)
+        self._outbox.local_change(entity)
+        self._changed(uuid)
 
     # -- fields: the EntityOwner protocol --------------------------------------------------------
 
@@ -260,7 +298,7 @@ class LocalChanges:
             return None
         stamp = self._clock.tick()
         current = entity._extras
-        extras = Extras() if current is None else Extras(dict(current.paths), dict(current.counts))
+        extras = Extras() if current is None else current.copy()
         kept = extras.paths.get(name)
         for path in paths:
             kept = nested.record_write(kept, path, stamp)

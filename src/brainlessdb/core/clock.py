@@ -57,6 +57,11 @@ class HybridLogicalClock:
             self._last = last + 1
         return (self._last, self.node)
 
+    def now_ms(self) -> int:
+        """The wall-clock time in Unix ms, as this clock reads it (deadlines are compared with it)."""
+        now_ms = self._now_ms
+        return _time_ns() // 1_000_000 if now_ms is None else now_ms()
+
     def observe(self, hlc: int) -> None:
         """Move past a clock value received from another node, so later local stamps win over it."""
         if hlc > self._last:

@@ -8,7 +8,10 @@ A live entity is stored as one JSON object::
 ``d`` holds the fields, ``s`` the stamp shared by most of them and ``t`` the stamps of the fields whose
 stamp differs from ``s`` (omitted when empty). ``p`` holds the stamps of changes made inside dict fields
 (``{"caller": {"/city": [ms, counter, node]}}``: a JSON Pointer below the field) and ``c`` the tallies of
-counter fields (``{"attempts": {"prague-1~3fa9c2d1": [added, taken]}}``), each omitted when empty. A stamp
+counter fields (``{"attempts": {"prague-1~3fa9c2d1": [added, taken]}}``), each omitted when empty; ``e`` the
+entity's expiry (``{"at": 1795003600000, "s": [ms, counter, node]}``: its deadline in Unix milliseconds, or
+``null`` once removed, and the stamp of the change that set it; see ``core.expiry``), omitted if it never
+had one. A stamp
 is ``[ms, counter, node]``: every number is exact in an IEEE double, so a JavaScript client
 (``JSON.parse``, ``JSON.stringify``) keeps it. In memory a stamp stays ``(ms << 16 | counter, node)`` (see
 ``core.clock``). A deleted entity is a KV delete marker whose body is ``{"_v": 2, "x": [ms, counter,
@@ -28,6 +31,7 @@ import msgspec
 
 from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
+from brainlessdb.core.expiry import Expiry
 from brainlessdb.core.merge import Extras, Record, Stamps
 from brainlessdb.errors import DecodeError, EncodeError
 
@@ -112,6 +116,9 @@ def encode_entity(
             }
         if extras.counts:
             envelope["c"] = extras.counts
+        if extras.expiry is not None:
+            deadline, stamp = extras.expiry
+            envelope["e"] = {"at": deadline, "s": wire_stamp(stamp)}
     if not checked:
         try:
             _check_json(data)
@@ -147,6 +154,13 @@ _Paths = dict[str, dict[str, _WireStamp]]
 _Counts = dict[str, dict[str, tuple[_Total, _Total]]]
 
 
+class _ExpiryWire(msgspec.Struct, gc=False):
+    """Member ``e`` of format v2: the entity's deadline (Unix ms, or null once removed) and its stamp."""
+
+    at: _Ms | None
+    s: _WireStamp
+
+
 class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
     """A stored value of format v2 as msgspec decodes it: field types checked in C, one object made.
 
@@ -160,6 +174,7 @@ class _EnvelopeV2(msgspec.Struct, tag_field="_v", tag=2, gc=False):
     x: _WireStamp | msgspec.UnsetType = msgspec.UNSET
     p: _Paths | msgspec.UnsetType | None = msgspec.UNSET
     c: _Counts | msgspec.UnsetType | None = msgspec.UNSET
+    e: _ExpiryWire | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class _EnvelopeV1(msgspec.Struct, tag_field="_v", tag=1, gc=False):
@@ -219,7 +234,17 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
         record = Record(data=data, stamps=stamps)
     if v2.p or v2.c:
         record.extras = _extras(record, v2.p or None, v2.c or None)
+    e = v2.e
+    if e is not None and e is not msgspec.UNSET:
+        _set_expiry(record, (e.at, _wire(e.s)))
     return record
+
+
+def _set_expiry(record: Record, expiry: Expiry) -> None:
+    extras = record.extras
+    if extras is None:
+        extras = record.extras = Extras()
+    extras.expiry = expiry
 
 
 def _extras(record: Record, raw_paths: Any, raw_counts: Any) -> Extras | None:
@@ -304,7 +329,18 @@ def _decode_generic(value: bytes, time_ns: int) -> Record:
         record = Record(data=data, stamps=stamps)
     if version == FORMAT_VERSION and (obj.get("p") or obj.get("c")):
         record.extras = _extras(record, _checked_paths(obj.get("p")), _checked_counts(obj.get("c")))
+    if version == FORMAT_VERSION and obj.get("e") is not None:
+        _set_expiry(record, _checked_expiry(obj["e"]))
     return record
+
+
+def _checked_expiry(raw: Any) -> Expiry:
+    """Member ``e`` as the generic decoder found it, checked as the typed path checks it."""
+    if isinstance(raw, dict) and "at" in raw and "s" in raw:
+        deadline = raw["at"]
+        if deadline is None or (type(deadline) is int and 0 <= deadline <= MAX_MS):
+            return deadline, _stamp(raw["s"], FORMAT_VERSION)
+    raise DecodeError(f"malformed expiry {raw!r}")
 
 
 def _checked_paths(raw: Any) -> dict[str, dict[str, Any]] | None:

@@ -26,9 +26,10 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from brainlessdb.core import counters, nested
+from brainlessdb.core import counters, expiry, nested
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.counters import Counts
+from brainlessdb.core.expiry import Expiry
 from brainlessdb.core.nested import PathStamps
 from brainlessdb.core.tracked import untrack
 from brainlessdb.core.values import MISSING
@@ -50,31 +51,44 @@ def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
 class Extras:
     """What the fields of one entity version hold beyond a value and a stamp: the kept writes inside dict
     fields (``paths``, see ``core.nested``) and the tallies of counter fields (``counts``, see
-    ``core.counters``), each by field name. Most entities have none: ``None`` stands for an empty one."""
+    ``core.counters``), each by field name; and the entity's ``expiry`` (see ``core.expiry``), which
+    belongs to no field. Most entities have none of these: ``None`` stands for an empty one."""
 
-    __slots__ = ("counts", "paths")
+    __slots__ = ("counts", "expiry", "paths")
 
     def __init__(
-        self, paths: dict[str, PathStamps] | None = None, counts: dict[str, Counts] | None = None
+        self,
+        paths: dict[str, PathStamps] | None = None,
+        counts: dict[str, Counts] | None = None,
+        expiry: Expiry | None = None,
     ) -> None:
         self.paths: dict[str, PathStamps] = {} if paths is None else paths
         self.counts: dict[str, Counts] = {} if counts is None else counts
+        self.expiry = expiry
+
+    def copy(self) -> Extras:
+        """A copy whose ``paths`` and ``counts`` maps may change without changing this one."""
+        return Extras(dict(self.paths), dict(self.counts), self.expiry)
 
     def __bool__(self) -> bool:
-        return bool(self.paths or self.counts)
+        return bool(self.paths or self.counts) or self.expiry is not None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Extras):
             return NotImplemented
-        return self.paths == other.paths and self.counts == other.counts
+        return self.paths == other.paths and self.counts == other.counts and self.expiry == other.expiry
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __repr__(self) -> str:
-        return f"Extras(paths={self.paths!r}, counts={self.counts!r})"
+        tail = "" if self.expiry is None else f", expiry={self.expiry!r}"
+        return f"Extras(paths={self.paths!r}, counts={self.counts!r}{tail})"
 
     def max_stamp(self) -> Stamp | None:
-        return max((stamp for paths in self.paths.values() for stamp in paths.values()), default=None)
+        newest = max((stamp for paths in self.paths.values() for stamp in paths.values()), default=None)
+        if self.expiry is not None and (newest is None or self.expiry[1] > newest):
+            newest = self.expiry[1]
+        return newest
 
     def holds(self, name: str) -> bool:
         return name in self.paths or name in self.counts
@@ -88,6 +102,11 @@ class Extras:
             self.counts[name] = counts
         else:
             self.counts.pop(name, None)
+
+
+def expiry_of(extras: Extras | None) -> Expiry | None:
+    """The expiry held in ``extras`` (None for none)."""
+    return None if extras is None else extras.expiry
 
 
 def same_extras(a: Extras | None, b: Extras | None) -> bool:
@@ -271,7 +290,8 @@ def merge_records(a: Record, b: Record) -> Record:
                 data[name] = b.data.get(name)
                 stamps[name] = stamp
         return Record(data=data, stamps=stamps)
-    extras = Extras(dict(a_extras.paths) if a_extras else None, dict(a_extras.counts) if a_extras else None)
+    extras = Extras() if a_extras is None else a_extras.copy()
+    extras.expiry = expiry.merge(expiry_of(a_extras), expiry_of(b_extras))
     for name, stamp in b.stamps.items():
         mine = stamps.get(name)
         value = b.data.get(name)
@@ -378,7 +398,10 @@ def merge_stored(
         if len(stamps) > len(incoming):
             ahead = True
         return changed, ahead, None
-    merged = Extras(dict(extras.paths) if extras else None, dict(extras.counts) if extras else None)
+    merged = Extras() if extras is None else extras.copy()
+    merged.expiry = expiry.merge(expiry_of(extras), expiry_of(stored_extras))
+    if merged.expiry != expiry_of(stored_extras):
+        ahead = True  # this node set the expiry after the stored version's
     for name, stamp in incoming.items():
         mine = stamps.get(name)
         value = stored.data.get(name)

@@ -66,7 +66,13 @@ class EntityMeta:
         """The KV revision of the last stored version this node knows (None if never stored)."""
         return self._entity._revision
 
-    # The entity's expiry deadline belongs here too, beside its revision.
+    @property
+    def expires_at(self) -> float | None:
+        """When the entity expires, in seconds since the epoch (as ``time.time()``); None if it does not
+        (see ``Collection.expire``)."""
+        extras = self._entity._extras
+        deadline = None if extras is None or extras.expiry is None else extras.expiry[0]
+        return None if deadline is None else deadline / 1000
 
     def to_dict(self) -> dict[str, Any]:
         """A plain copy of the fields, with the uuid first."""

@@ -94,7 +94,7 @@ class Schema:
     removed: frozenset[str] = frozenset()
     """The names of removed fields: stored entities may still hold values under them, which are dropped."""
     ttl: float | None = None
-    """The collection's default expiry in seconds: every entity added gets it (``core.expiry``); None: none."""
+    """The default expiry in seconds of every entity added (``core.expiry``); None: they do not expire."""
     _accepted: tuple[tuple[str, frozenset[type], frozenset[type]], ...] = field(
         init=False, repr=False, compare=False
     )

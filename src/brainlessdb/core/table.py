@@ -129,7 +129,8 @@ class EntityTable:
     ) -> None:
         """Tell the listeners that the entity ``uuid`` was deleted (``entity``: its last state here)."""
         if self.listeners:
-            self._emit(Delete(self.name, uuid, None if entity is None else self.result(entity), origin, reason))
+            last = None if entity is None else self.result(entity)
+            self._emit(Delete(self.name, uuid, last, origin, reason))
 
     def _emit(self, event: Event) -> None:
         # Over a copy: a listener may be removed meanwhile (a change stream closed by what it was told).

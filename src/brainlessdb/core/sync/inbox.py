@@ -141,6 +141,13 @@ class Inbox:
             return
         if entity._revision is not None and revision <= entity._revision:
             return
+        if entity._extras is not None and self._due(entity):
+            # Its deadline passed here before this version came (an extension too late): the delete wins.
+            self.expire(uuid)
+            tomb = self._tombstones.get(uuid)
+            if tomb is not None:
+                self._apply_to_tombstone(tomb, entry, record)
+            return
         self._merge(entity, record, revision, origin)
 
     def apply_copy(self, uuid: str, entry: Entry) -> None:

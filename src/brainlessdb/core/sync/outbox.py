@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from brainlessdb.core.clock import Stamp
+from brainlessdb.core.clock import HybridLogicalClock, Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
 from brainlessdb.core.entity import Entity, set_slot
+from brainlessdb.core.expiry import server_ttl
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.tombstones import Tombstones
 from brainlessdb.core.table import EntityTable
@@ -35,9 +36,12 @@ class PendingWrite(Write):
 class Outbox:
     """What of one collection is still to be written, what is in flight, and why writes failed."""
 
-    def __init__(self, table: EntityTable, tombstones: Tombstones) -> None:
+    def __init__(
+        self, table: EntityTable, tombstones: Tombstones, clock: HybridLogicalClock | None = None
+    ) -> None:
         self._table = table
         self._tombstones = tombstones
+        self._clock = clock  # tells the time left to expiring entities (core.expiry)
         self._dirty: dict[str, Entity] = {}
         self._inflight: dict[str, int] = {}
         self._sent: dict[str, bytes] = {}
@@ -113,7 +117,11 @@ class Outbox:
             revision, version = entity._revision, entity._version
             inflight[uuid] = version
             sent[uuid] = value
-            writes.append(PendingWrite(uuid, value, 0 if revision is None else revision, version=version))
+            write = PendingWrite(uuid, value, 0 if revision is None else revision, version=version)
+            extras = entity._extras
+            if extras is not None and extras.expiry is not None:
+                write.ttl = self._server_ttl(extras.expiry[0])
+            writes.append(write)
         for uuid, tomb in self._tombstones.pending():
             if uuid in inflight:
                 continue
@@ -121,6 +129,13 @@ class Outbox:
             expected = 0 if tomb.revision is None else tomb.revision
             writes.append(PendingWrite(uuid, encode_tombstone(tomb.stamp), expected, delete=True))
         return writes
+
+    def _server_ttl(self, deadline: int | None) -> float | None:
+        """The per-message TTL of a write of an entity due at ``deadline``, where the server removes expired
+        entities: each such write carries it (one without would make the entity permanent in the bucket)."""
+        if deadline is None or self._clock is None or self._table.expiry.server is not True:
+            return None
+        return server_ttl(deadline, self._clock.now_ms())
 
     def written(self, write: PendingWrite, revision: int) -> None:
         """NATS stored ``write`` at ``revision``."""

@@ -42,7 +42,7 @@ class SyncState:
         self._clock = clock
         self._wake = wake
         self.tombstones = Tombstones()
-        self.outbox = Outbox(table, self.tombstones)
+        self.outbox = Outbox(table, self.tombstones, clock)
         self.schema = SchemaSync(table, self.outbox)
         self.inbox = Inbox(table, self.outbox, self.tombstones, clock, wake, self._reserved)
 
@@ -84,6 +84,24 @@ class SyncState:
         entity = self._table.entities.get(uuid)
         if entity is not None and entity._revision is not None:
             self.inbox.drop(uuid, self._clock.tick(), None)
+
+    def expire_due(self) -> int:
+        """Remove every entity whose deadline has passed by this node's clock (``Inbox.expire``); how many.
+
+        Queries call it first, so that nothing past its deadline is ever returned, and the shell's timer
+        calls it at each deadline (``shell.expiry``).
+        """
+        deadlines = self._table.deadlines
+        next_at = deadlines.next_at()
+        if next_at is None:
+            return 0
+        now_ms = self._clock.now_ms()
+        if next_at > now_ms:
+            return 0
+        due = deadlines.due(now_ms)
+        for uuid in due:
+            self.inbox.expire(uuid)
+        return len(due)
 
     def delete_again(self, uuid: str, revision: int) -> None:
         """Write the delete of ``uuid`` again, over an older version the bucket holds at ``revision``."""
