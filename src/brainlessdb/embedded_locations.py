@@ -1,5 +1,5 @@
 """Locations on loopback: one nats-server per location (a JetStream domain), joined by leaf links that a
-test, a benchmark or the demo can cut and heal, to see a partition happen::
+test, a benchmark or the demo can cut and heal, to see a partition happen:
 
     async with EmbeddedLocations(["prague", "brno"]) as places:
         db = Brainless(places.url("brno"), namespace="app", location="brno-1",
