@@ -20,6 +20,7 @@ from typing import Any
 
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
+from brainlessdb.core.evolution import field
 from brainlessdb.core.meta import EntityMeta, meta
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import (
@@ -39,10 +40,12 @@ from brainlessdb.errors import (
     SchemaError,
     ServerError,
     StorageError,
+    StreamOverflowError,
     TooLargeError,
     UnavailableError,
 )
-from brainlessdb.events import Change, Delete
+from brainlessdb.core.streams import ChangeStream
+from brainlessdb.events import Change, Delete, Enter, Leave, StreamEvent
 from brainlessdb.shell.database import Brainless
 from brainlessdb.shell.leases import Lease
 
@@ -51,6 +54,7 @@ __all__ = [
     "Brainless",
     "BrainlessError",
     "Change",
+    "ChangeStream",
     "Collection",
     "ConfigurationError",
     "ConflictError",
@@ -58,11 +62,13 @@ __all__ = [
     "Delete",
     "DuplicateError",
     "EncodeError",
+    "Enter",
     "Entity",
     "EntityMeta",
     "FlushError",
     "InvalidNameError",
     "Lease",
+    "Leave",
     "LeaseLostError",
     "NotFoundError",
     "NotStartedError",
@@ -71,8 +77,11 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "StorageError",
+    "StreamEvent",
+    "StreamOverflowError",
     "TooLargeError",
     "UnavailableError",
+    "field",
     "flush",
     "get_db",
     "meta",
