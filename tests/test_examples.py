@@ -6,7 +6,8 @@ subprocesses told where it is by ``NATS_URL``, each under a timeout.
 
 The pages include their Python from these scripts (``--8<-- "examples/x.py"``); a page holding a fenced
 Python block of its own would show code that nothing runs, so ``test_pages_hold_no_untested_python``
-refuses one. A block that is not meant to run says so by its language (``sh``, ``text``, ``yaml``...).
+refuses one. A block that is not meant to run says so by its language (``sh``, ``text``, ``yaml``...); a
+block naming none is refused too, as a reader could not tell.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def _text(output: bytes | str | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
-def python_blocks(text: str) -> list[tuple[int, list[str]]]:
-    """Each fenced Python block of a page: the line it starts on, and its lines."""
-    blocks: list[tuple[int, list[str]]] = []
+def fenced_blocks(text: str) -> list[tuple[int, str, list[str]]]:
+    """Each fenced block of a page: the line it starts on, its language ("" if none), its lines."""
+    blocks: list[tuple[int, str, list[str]]] = []
     lines = text.splitlines()
     index = 0
     while index < len(lines):
@@ -87,28 +88,37 @@ def python_blocks(text: str) -> list[tuple[int, list[str]]]:
             body.append(lines[index])
             index += 1
         index += 1
-        if language in PYTHON_LANGUAGES:
-            blocks.append((start, body))
+        blocks.append((start, language, body))
     return blocks
 
 
 def untested_blocks(text: str) -> list[int]:
-    """The lines where a Python block starts that is not only snippet includes of ``examples/``."""
+    """The lines where a block starts that may be taken for code nothing runs: a Python block that is
+    not only snippet includes of ``examples/``, or a block that names no language at all."""
     untested = []
-    for start, body in python_blocks(text):
-        code = [line for line in body if line.strip()]
-        included = [SNIPPET.match(line) for line in code]
-        if not code or not all(m is not None and m.group("path").startswith("examples/") for m in included):
+    for start, language, body in fenced_blocks(text):
+        if not language:
             untested.append(start)
+        elif language in PYTHON_LANGUAGES:
+            code = [line for line in body if line.strip()]
+            found = [SNIPPET.match(line) for line in code]
+            if not code or not all(m is not None and m.group("path").startswith("examples/") for m in found):
+                untested.append(start)
     return untested
 
 
 def test_blocks_are_found() -> None:
     page = '```python\n--8<-- "examples/a.py"\n```\n\n``` py\nx = 1\n```\n\n```sh\nls\n```\n'
-    assert [start for start, _ in python_blocks(page)] == [1, 5]
+    assert [(start, language) for start, language, _ in fenced_blocks(page)] == [
+        (1, "python"),
+        (5, "py"),
+        (9, "sh"),
+    ]
     assert untested_blocks(page) == [5]
     assert untested_blocks('```python\n--8<-- "examples/a.py:step"\n```\n') == []
     assert untested_blocks('````python\n```\n--8<-- "examples/a.py"\n````\n') == [1]
+    assert untested_blocks("text\n\n```\nx = 1\n```\n") == [3]  # no language: refused
+    assert untested_blocks("```text\nx = 1\n```\n") == []
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[path.name for path in PAGES])
@@ -117,6 +127,7 @@ def test_pages_hold_no_untested_python(page: Path) -> None:
         pytest.skip(f"{page.name} not written")
     untested = untested_blocks(page.read_text())
     assert not untested, (
-        f"{page.relative_to(ROOT)}: Python blocks at lines {untested} are not included from examples/ "
-        "(put the code in an example script and include it, or give the block a non-Python language)"
+        f"{page.relative_to(ROOT)}: the blocks at lines {untested} are Python not included from "
+        "examples/, or name no language (put the code in an example script and include it, or give "
+        "the block a language that is not Python: sh, text, yaml...)"
     )
