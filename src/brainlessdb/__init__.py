@@ -22,6 +22,7 @@ from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
 from brainlessdb.core.evolution import field
 from brainlessdb.core.meta import EntityMeta, meta
+from brainlessdb.core.streams import ChangeStream
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import (
     BrainlessError,
@@ -44,7 +45,6 @@ from brainlessdb.errors import (
     TooLargeError,
     UnavailableError,
 )
-from brainlessdb.core.streams import ChangeStream
 from brainlessdb.events import Change, Delete, Enter, Leave, StreamEvent
 from brainlessdb.shell.database import Brainless
 from brainlessdb.shell.leases import Lease
@@ -68,8 +68,8 @@ __all__ = [
     "FlushError",
     "InvalidNameError",
     "Lease",
-    "Leave",
     "LeaseLostError",
+    "Leave",
     "NotFoundError",
     "NotStartedError",
     "PermissionDeniedError",

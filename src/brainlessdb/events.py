@@ -1,4 +1,11 @@
-"""Change events: what ``on_change`` and ``on_delete`` callbacks receive."""
+"""Change events: what ``on_change`` and ``on_delete`` callbacks receive, and what change streams yield.
+
+Callbacks receive ``Change`` and ``Delete``. A change stream (``collection.watch(...)``) follows the set of
+entities matching its criteria, so it tells apart a change that brings an entity into that set
+(``Enter``), one that keeps it there (``Change``) and one that takes it out (``Leave``); a matching entity
+deleted is a ``Delete``. A consumer keeping its own view of the set adds on ``Enter``, updates on
+``Change`` and removes on ``Leave`` or ``Delete``.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +49,42 @@ class Delete:
     reason: DeleteReason = "deleted"
 
 
+@dataclass(frozen=True, slots=True)
+class Enter:
+    """An entity came to match a change stream's criteria (without criteria: every new entity).
+
+    ``created`` is set when the entity is new (added here or on another node), ``changes`` then mapping
+    each of its fields to ``(MISSING, value)``; otherwise ``changes`` holds the change that made it match,
+    as in ``Change``. With ``include_current=True`` a stream starts with one ``Enter`` per entity matching
+    when it began: ``current`` is set, ``changes`` is empty and ``origin`` is None (no change brought it).
+    """
+
+    collection: str
+    uuid: str
+    entity: Any
+    changes: Mapping[str, tuple[Any, Any]]
+    origin: Origin | None
+    created: bool = False
+    current: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """A change made an entity stop matching a change stream's criteria; it is still in the collection.
+
+    ``entity`` is its state now (which no longer matches); ``changes`` the change that made it leave.
+    """
+
+    collection: str
+    uuid: str
+    entity: Any
+    changes: Mapping[str, tuple[Any, Any]]
+    origin: Origin
+
+
 Event = Change | Delete
+StreamEvent = Enter | Change | Leave | Delete
+"""What a change stream yields."""
 Callback = Callable[[Any], Awaitable[None] | None]
 
 
@@ -50,7 +92,7 @@ Callback = Callable[[Any], Awaitable[None] | None]
 class Listener:
     """A registered callback and which origins it wants."""
 
-    kind: type[Change] | type[Delete]
+    kind: type[Change] | type[Delete] | tuple[type[Change] | type[Delete], ...]
     callback: Callback
     local: bool
     remote: bool

@@ -17,7 +17,9 @@ import asyncio
 import enum
 import logging
 import socket
+import weakref
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +29,7 @@ from brainlessdb.core.claims import Claim
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.ids import location_node
+from brainlessdb.core.streams import ChangeStream, Subscription
 from brainlessdb.errors import (
     BrainlessError,
     ConfigurationError,
@@ -44,6 +47,7 @@ from brainlessdb.shell.journal import Journal
 from brainlessdb.shell.leases import Lease, Leases
 from brainlessdb.shell.presence import Presence
 from brainlessdb.shell.sources import SourceMonitor
+from brainlessdb.shell.streams import Stream
 from brainlessdb.shell.watches import CollectionWatches
 from brainlessdb.storage.base import LocationStorage, Storage, joins_locations, validate_domain
 from brainlessdb.storage.source import open_storage
@@ -133,6 +137,7 @@ class Brainless:
         self._leases: Leases | None = None
         self._sources: SourceMonitor | None = None
         self._presence: Presence | None = None
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()  # the open change streams, ended at stop()
         self._state = DatabaseState.NEW
         self._changes_stopped = False  # once stop() has taken its final flush: changes are refused
 
@@ -249,6 +254,7 @@ class Brainless:
         if self._state is not DatabaseState.STARTED:
             self._state = DatabaseState.STOPPED
             self._stop_changes()
+            self._end_streams()
             return
         self._state = DatabaseState.STOPPING
         assert self._flusher is not None
@@ -276,10 +282,15 @@ class Brainless:
             if self._watches is not None:
                 await asyncio.gather(self._watches.stop(), return_exceptions=True)
             self._callbacks.cancel()
+            self._end_streams()
             if self._journal is not None:
                 self._journal.close()
             if self._owns_storage:
                 await self._storage.close()
+
+    def _end_streams(self) -> None:
+        for stream in list(self._streams):
+            stream.end()
 
     def _stop_changes(self) -> None:
         self._changes_stopped = True
@@ -435,6 +446,13 @@ class Brainless:
         if self._state is not DatabaseState.STARTED or self._claims is None:
             raise NotStartedError("update_if() needs a started database")
         return await self._claims.update_if(collection, self.bucket_name(collection.name), claim)
+
+    def watch_collection(self, collection: Collection[Any], subscription: Subscription) -> ChangeStream:
+        if self._state in (DatabaseState.STOPPING, DatabaseState.STOPPED):
+            raise NotStartedError("watch() needs a database that is not stopped")
+        stream = Stream(subscription, partial(self.ready, collection))
+        self._streams.add(stream)
+        return stream
 
     def _require_flusher(self) -> Flusher:
         if self._state is not DatabaseState.STARTED or self._flusher is None:
