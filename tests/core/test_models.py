@@ -438,6 +438,32 @@ def test_validators_may_change_the_value_stored() -> None:
     assert refused.value.field == "name" and "blank" in str(refused.value)
 
 
+class Aliased(pydantic.BaseModel):
+    name: str = pydantic.Field(alias="Name")
+    size: int = pydantic.Field(default=0, validation_alias="Size")
+
+
+def test_pydantic_fields_with_aliases_are_stored_by_their_names() -> None:
+    view = database().item.typed(Aliased).add(Aliased(Name="a", Size=2))
+    view.size = 3
+    assert entity(view)._data == {"name": "a", "size": 3}
+    assert view.name == "a"
+
+
+class Renamed(msgspec.Struct, rename="camel"):
+    full_name: str
+    call_count: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+def test_msgspec_fields_of_a_renamed_struct_are_stored_by_their_names() -> None:
+    view = database().item.typed(Renamed).add(Renamed("a"))
+    view.call_count = 2
+    assert entity(view)._data == {"full_name": "a", "call_count": 2}
+    with pytest.raises(SchemaError) as refused:
+        view.call_count = -1
+    assert refused.value.field == "call_count"
+
+
 def test_a_msgspec_instance_is_validated_when_added() -> None:
     # msgspec does not check types when it makes an instance: add() does.
     with pytest.raises(SchemaError) as refused:
@@ -517,6 +543,17 @@ def test_the_declaration_decides_whichever_came_first() -> None:
     assert added_first.schema.fields["team"].nullable
     with pytest.raises(SchemaError):
         next(iter(added_first._entities.values())).name = None
+
+
+def test_a_field_inferred_from_none_takes_the_declared_type() -> None:
+    typed_first = database().agent
+    typed_first.typed(Agent)
+    typed_first.add(name="a", team=None)
+    added_first = database().agent
+    added_first.add(name="a", team=None)  # team: any type, as far as one None tells
+    added_first.typed(Agent)
+    assert typed_first.schema == added_first.schema
+    assert added_first.schema is not None and added_first.schema.fields["team"].type == "str"
 
 
 def test_a_declaration_the_entities_held_do_not_fit_is_refused_and_changes_nothing() -> None:

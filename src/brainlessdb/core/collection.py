@@ -119,7 +119,7 @@ class Collection(Generic[T]):
             self._local.set_schema(declared)
         else:
             check_declared_renames(current, cls)
-            grown = models.declare(current.extend(declared), declared, self._data_of_all())
+            grown = models.declare(current, declared, self._data_of_all()).extend(declared)
             if grown != current:
                 self._local.set_schema(grown)
         views.view_class(cls)

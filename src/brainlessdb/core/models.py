@@ -131,14 +131,27 @@ class PydanticKind(ModelKind):
     def validate(self, cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
         import pydantic
 
+        fields = cls.model_fields  # type: ignore[attr-defined]
+        # Given by the names a model validates by: a field's alias where it has one.
+        given = {_pydantic_key(fields.get(name), name): value for name, value in values.items()}
         try:
-            made = cls.model_validate(dict(values))  # type: ignore[attr-defined]
+            made = cls.model_validate(given)  # type: ignore[attr-defined]
         except pydantic.ValidationError as exc:
             errors = exc.errors()
             location = errors[0]["loc"] if errors else ()
             field = str(location[0]) if location else None
             raise SchemaError(_pydantic_message(cls, exc), field=field) from None
         return {name: getattr(made, name) for name in cls.model_fields}  # type: ignore[attr-defined]
+
+
+def _pydantic_key(info: Any, name: str) -> str:
+    """The key pydantic validates field ``name`` by (its validation alias or alias, if a plain name)."""
+    if info is None:
+        return name
+    for alias in (info.validation_alias, info.alias):
+        if isinstance(alias, str):
+            return alias
+    return name
 
 
 def _without_data(factory: Callable[..., Any]) -> Callable[[], Any]:
@@ -181,13 +194,16 @@ class MsgspecKind(ModelKind):
     def validate(self, cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
         import msgspec
 
+        # Given by the names msgspec decodes by (a renamed Struct's encoded names).
+        renamed = {info.name: info.encode_name for info in msgspec.structs.fields(cls)}
+        given = {renamed.get(name, name): value for name, value in values.items()}
         try:
-            made: Any = msgspec.convert(dict(values), cls)
+            made: Any = msgspec.convert(given, cls)
         except msgspec.ValidationError as exc:
             found = _MSGSPEC_FIELD.search(str(exc))
-            raise SchemaError(
-                f"{cls.__qualname__} refused the value: {exc}", field=found.group(1) if found else None
-            ) from None
+            named = None if found is None else found.group(1)
+            named = next((name for name, key in renamed.items() if key == named), named)
+            raise SchemaError(f"{cls.__qualname__} refused the value: {exc}", field=named) from None
         return {name: getattr(made, name) for name in cls.__struct_fields__}  # type: ignore[attr-defined]
 
 
@@ -512,19 +528,22 @@ def inferred(spec: FieldSpec) -> bool:
 
 
 def declare(schema: Schema, declared: Schema, entities: Iterable[Mapping[str, Any]]) -> Schema:
-    """``schema`` (already grown by ``declared``) with ``declared``'s own spec for each field that ``add()``
-    inferred: the declaration decides nullability, default and choices, whichever came first.
+    """``schema`` with ``declared``'s own spec for each field that ``add()`` inferred: the declaration
+    decides type (where the first value was ``None``), nullability, default and choices, whichever came
+    first. The result is then extended by the declaration as any schema is (``Schema.extend``).
 
     So ``typed(Call)`` then ``add(...)`` and ``add(...)`` then ``typed(Call)`` give the same schema. A
     declaration that the entities held here do not fit (``None`` where it is not nullable, a value that
-    is not one of its choices) is a ``SchemaError``, and nothing changes.
+    is not one of its choices or not of its type) is a ``SchemaError``, and nothing changes.
     """
     fields = dict(schema.fields)
     taken = []
     for name, spec in declared.fields.items():
         current = fields.get(name)
-        if current is None or current == spec or not inferred(current) or current.type != spec.type:
+        if current is None or current == spec or not inferred(current):
             continue
+        if current.type not in (spec.type, "any"):
+            continue  # a type the declaration cannot take: Schema.extend tells why
         fields[name] = spec
         taken.append(name)
     if not taken:
@@ -536,4 +555,4 @@ def declare(schema: Schema, declared: Schema, entities: Iterable[Mapping[str, An
                     f"field {name!r}: an entity holds {data[name]!r}, which the declaration refuses",
                     field=name,
                 )
-    return Schema(fields)
+    return dataclasses.replace(schema, fields=fields)
