@@ -112,6 +112,19 @@ def test_nats_subject_matching_and_permissions() -> None:
                 "ok": {"type": "bool", "required": True, "nullable": False},
             },
         },
+        {
+            "v": 1,
+            "fields": {
+                "state": {"type": "str", "required": True, "nullable": False, "choices": ["a", "b"]},
+                "level": {
+                    "type": "int",
+                    "required": False,
+                    "nullable": True,
+                    "default": 1,
+                    "choices": [1, 2],
+                },
+            },
+        },
     ],
 )
 def test_a_restored_schema_is_declared_exactly(raw: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 from brainlessdb.cli.common import OK, CliError, Output, UsageError, iso_time, warn
 from brainlessdb.cli.connection import Session, check_collection_name
@@ -246,7 +246,9 @@ def schema_class(name: str, raw: dict[str, Any]) -> type:
     schema = Schema.from_json(raw)
     fields: list[Any] = []
     for field_name, spec in schema.fields.items():
-        base = _TYPES[spec.type]
+        base: Any = _TYPES[spec.type]
+        if spec.choices is not None:
+            base = Literal.__getitem__(spec.choices)  # an Enum's or a Literal's values, checked again
         annotation: Any = (Any if base is object else base | None) if spec.nullable else base
         if spec.required:
             fields.append((field_name, annotation))
