@@ -17,6 +17,7 @@ import asyncio
 import enum
 import logging
 import socket
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -41,13 +42,16 @@ from brainlessdb.events import Event, Listener
 from brainlessdb.shell import migration
 from brainlessdb.shell.callbacks import CallbackRunner
 from brainlessdb.shell.claims import Claims
+from brainlessdb.shell.expiry import ExpiryTimer, settle_mode
 from brainlessdb.shell.flusher import Flusher
 from brainlessdb.shell.housekeeping import Housekeeper
 from brainlessdb.shell.journal import Journal
+from brainlessdb.shell.lag import WatchLag
 from brainlessdb.shell.leases import Lease, Leases
 from brainlessdb.shell.presence import Presence
 from brainlessdb.shell.sources import SourceMonitor
 from brainlessdb.shell.streams import Stream
+from brainlessdb.shell.synced import Syncing
 from brainlessdb.shell.watches import CollectionWatches
 from brainlessdb.storage.base import LocationStorage, Storage, joins_locations, validate_domain
 from brainlessdb.storage.source import open_storage
@@ -137,7 +141,10 @@ class Brainless:
         self._leases: Leases | None = None
         self._sources: SourceMonitor | None = None
         self._presence: Presence | None = None
+        self._lag = WatchLag()
+        self._syncing: Syncing | None = None
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()  # the open change streams, ended at stop()
+        self._expiry = ExpiryTimer(self._collections.values, self.clock.now_ms)
         self._state = DatabaseState.NEW
         self._changes_stopped = False  # once stop() has taken its final flush: changes are refused
 
@@ -160,7 +167,7 @@ class Brainless:
             self._collections.values,
             self._bucket,
             self.flush_interval,
-            on_written=None if self._journal is None else self._journal.settle_written,
+            on_written=self._written,
         )
         self._leases = Leases(
             self._storage, names.lease_bucket(self.namespace), self.location, self.connect_timeout
@@ -189,6 +196,10 @@ class Brainless:
         if self._journal is not None:
             await self._journal.restore(self._open_collection)
         self._flusher.start()
+        self._expiry.start()
+        self._syncing = Syncing(
+            self._flusher, self._watches, self._storage, self.bucket_name, self.ready, self._lag
+        )
         if locations is not None:
             watches = self._watches
             assert self.domain is not None
@@ -263,6 +274,7 @@ class Brainless:
         leaving = None if self._presence is None else asyncio.ensure_future(self._presence.stop())
         if self._housekeeper is not None:
             self._housekeeper.stop()
+        await self._expiry.stop()
         if self._sources is not None:
             await self._sources.stop()
         budget = timeout if timeout is not None else self.stop_timeout
@@ -318,6 +330,47 @@ class Brainless:
         """Write every collection's pending changes now; ``FlushError`` if some cannot be written."""
         await self._require_flusher().flush()
 
+    async def synced(self, timeout: float | None = None) -> None:
+        """Wait until this node is in step with NATS: every change pending now acknowledged, and every
+        collection's memory holding all its bucket held (this node's writes included) once they were.
+
+        Through an outage it waits (``timeout`` seconds at most; None: as long as it takes), then raises
+        ``UnavailableError``. Another node's changes are in memory here after ``synced()`` of the node
+        that made them, then of this one. ``FlushError`` for changes that can never be written as they
+        are (waiting would not help); ``NotStartedError`` before ``start()`` or after ``stop()``.
+        """
+        self._require_flusher()
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+        assert self._syncing is not None
+        try:
+            await asyncio.wait_for(self._syncing.synced(self._collections.values()), timeout)
+        except asyncio.TimeoutError:
+            raise UnavailableError(f"not in sync with NATS within {timeout}s: {self._behind()}") from None
+
+    def _behind(self) -> str:
+        """What keeps this node from being in sync, in words (for the error of ``synced()``)."""
+        collections = self.stats()["collections"]
+        pending = sum(figures["pending"] for figures in collections.values())
+        behind = sorted(name for name, figures in collections.items() if figures["watch_behind"])
+        known = ", ".join(behind) or "none known"
+        return f"{pending} change(s) not acknowledged; watches behind their bucket: {known}"
+
+    def _written(self, collection: Collection[Any], keys: list[str]) -> None:
+        """A flush round wrote ``keys``: the journal forgets what is stored, the lag learns revisions."""
+        if self._journal is not None:
+            self._journal.settle_written(collection, keys)
+        entities = collection.entities
+        revisions = [entity._revision for entity in map(entities.get, keys) if entity is not None]
+        last = max((revision for revision in revisions if revision is not None), default=0)
+        if last:
+            self._lag.learnt(collection.name, last, self._applied(collection.name))
+
+    def _applied(self, name: str) -> int:
+        """The last revision of collection ``name``'s bucket applied to memory (0 before its first load)."""
+        follower = None if self._watches is None else self._watches.follower(name)
+        return 0 if follower is None else follower.applied
+
     async def __aenter__(self) -> Brainless:
         return await self.start()
 
@@ -328,12 +381,20 @@ class Brainless:
 
     # -- collections -----------------------------------------------------------------------------
 
-    def collection(self, name: str) -> Collection[Any]:
-        """The collection ``name``, created on first use."""
+    def collection(self, name: str, *, ttl: float | None = None) -> Collection[Any]:
+        """The collection ``name``, created on first use.
+
+        ``ttl``: every entity added expires that many seconds later (``Collection.declare_ttl``: stored
+        with the schema; a collection holding another default keeps it, see ``Collection.set_ttl``).
+        """
         found = self._collections.get(name)
         if found is not None:
+            if ttl is not None:
+                found.declare_ttl(ttl)
             return found
         collection: Collection[Any] = Collection(self, names.check_collection(self.namespace, name))
+        if ttl is not None:
+            collection.declare_ttl(ttl)  # checked before the collection is kept
         self._collections[name] = collection
         if self._storage is not None:
             collection.limit_values(self._value_limit())
@@ -362,6 +423,10 @@ class Brainless:
         bucket = self.bucket_name(collection.name)
         assert self._storage is not None
         await self._storage.open_bucket(bucket)
+        if collection.sync.expiry.unknown:
+            # Before the first write of an expiring entity: may the server remove expired entities?
+            allowed = not self.peers
+            await settle_mode(self._storage, collection, bucket, self.delete_retention, allowed=allowed)
         return bucket
 
     async def _open_collection(self, name: str) -> Collection[Any]:
@@ -479,6 +544,7 @@ class Brainless:
                     "dead_letters": c.sync.dead_letter_count,
                     "pending_seconds": 0.0 if self._flusher is None else self._flusher.pending_for(name),
                     "watch_restarts": 0 if self._watches is None else self._watches.restarts(name),
+                    **self._lag_of(name),
                 }
                 for name, c in self._collections.items()
             },
@@ -490,11 +556,29 @@ class Brainless:
             "presence": {} if self._presence is None else self._presence.stats(),
         }
 
+    def _lag_of(self, name: str) -> dict[str, Any]:
+        """The watch figures of ``stats()`` for collection ``name`` (see ``brainlessdb.shell.lag``)."""
+        lag = self._lag.of(name, self._applied(name))
+        return {
+            "watch_revision": lag.applied,
+            "watch_behind": lag.behind,
+            "watch_behind_seconds": lag.behind_seconds,
+        }
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # No I/O, and nothing that interpreter shutdown may have torn down (hence the bound warn): like an
+        # unclosed socket or event loop, a started database dropped without stop() says so.
+        if getattr(self, "_state", None) in _RUNNING:
+            _warn(f"{self!r} was not stopped: call 'await db.stop()'", ResourceWarning, source=self)
+
     def __repr__(self) -> str:
         return (
             f"<Brainless {self.namespace}@{self.location} {self._state.value}, "
             f"{len(self._collections)} collections>"
         )
+
+
+_RUNNING = (DatabaseState.STARTED, DatabaseState.STOPPING)
 
 
 def _check_locations(domain: str | None, peers: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:

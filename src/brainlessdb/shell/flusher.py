@@ -16,6 +16,7 @@ at DEBUG.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -239,6 +240,10 @@ class Flusher:
                 stored = False
             if not stored:
                 return []
+        if sync.expiry.unknown:
+            # Asked before taking the writes, which then carry their TTL if the server removes expired ones.
+            with contextlib.suppress(StorageError):
+                await self._bucket_of(collection)
         writes = outbox.take_writes()
         if not writes:
             return []

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from brainlessdb.core.clock import HybridLogicalClock
+from brainlessdb.core.expiry import ExpiryMode
 from brainlessdb.core.names import SCHEMA_KEY, copied_key
 from brainlessdb.core.sync.inbox import Inbox
 from brainlessdb.core.sync.outbox import Outbox, PendingWrite
@@ -84,6 +85,15 @@ class SyncState:
         entity = self._table.entities.get(uuid)
         if entity is not None and entity._revision is not None:
             self.inbox.drop(uuid, self._clock.tick(), None)
+
+    @property
+    def expiry(self) -> ExpiryMode:
+        """Who removes this collection's expired entities from its bucket (the shell settles it)."""
+        return self._table.expiry
+
+    def next_deadline(self) -> int | None:
+        """The earliest deadline of an entity held (Unix ms), None if none expires."""
+        return self._table.deadlines.next_at()
 
     def expire_due(self) -> int:
         """Remove every entity whose deadline has passed by this node's clock (``Inbox.expire``); how many.

@@ -208,6 +208,41 @@ class NatsKVStorage:
         self._direct[bucket] = bool(info.config.allow_direct)
         return True
 
+    async def allow_ttl(self, bucket: str, marker_ttl: float) -> bool:
+        """Make the open ``bucket`` take writes with a ``ttl`` if the server can; True if it now does.
+
+        Turns on the stream's per-message TTL (for good: a stream cannot turn it off) and the markers the
+        server writes when a TTL empties a key, kept ``marker_ttl`` seconds. Only for a bucket keeping one
+        version per key: with history, a TTL could bring an older version back (ADR-48). False where the
+        server is older than 2.11 (API level 0), or the account may not change the bucket (a warning says
+        why: expired entities are then removed by the nodes).
+        """
+        self._check_open()
+        stream = f"KV_{bucket}"
+        try:
+            info = await self._guards.guarded(self._js.stream_info(stream), bucket)
+            config = info.config
+            if config.max_msgs_per_subject != 1:
+                return False
+            if config.allow_msg_ttl:
+                return True
+            account = await self._js.account_info()
+            if (account.api.level or 0) < 1:
+                return False
+            config.allow_msg_ttl = True
+            config.subject_delete_marker_ttl = max(1.0, marker_ttl)
+            updated = await self._guards.guarded(self._js.update_stream(config), bucket)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            error = translate_error(exc)
+            if isinstance(error, UnavailableError):
+                raise error from exc
+            logger.warning(
+                "bucket %s cannot take per-message TTL (%s): the nodes remove expired entities", bucket, error
+            )
+            return False
+        logger.info("bucket %s now takes per-message TTL", bucket)
+        return bool(updated.config.allow_msg_ttl)
+
     async def source_peers(self, bucket: str, peers: Sequence[str]) -> list[str]:
         """Make the open ``bucket`` copy the own keys of the same bucket in each peer location (JetStream
         domain) under the prefix ``_<peer>.`` (see ``buckets``); the peers it did not source before."""
