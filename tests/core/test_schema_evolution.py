@@ -388,11 +388,14 @@ def test_a_node_adopting_an_evolved_schema_moves_what_it_holds() -> None:
 
 
 def test_code_still_using_the_former_names_adds_under_the_new_ones() -> None:
-    node = Node(schema=V2_SMALL)
+    node = Node(schema=V1_SMALL)
+    node.table.adopt_schema(V2_SMALL)
     entity = node.add("e", {"channel": "c", "agent": 3})
     assert meta(entity).data == {"channel": "c", "agent_id": 3}
     with pytest.raises(SchemaError, match="'agent' was renamed to 'agent_id'"):
         entity["agent"] = 4
+    with pytest.raises(AttributeError, match="'agent' was renamed to 'agent_id'"):
+        entity.agent  # noqa: B018
     removed = evolve(V2_SMALL, remove=["agent_id"])
     with pytest.raises(SchemaError, match="'agent_id' was removed"):
         removed.accept("agent_id", 1)

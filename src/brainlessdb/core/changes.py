@@ -257,6 +257,8 @@ class LocalChanges:
         schema = self._table.schema
         spec = None if schema is None else schema.fields.get(name)
         if spec is None:
+            if schema is not None and name in schema.retired:
+                raise AttributeError(f"{self.name} entity: {schema.unknown(name)}")  # an evolution's
             raise AttributeError(f"{self.name} entity has no field {name!r}")
         return spec.default
 
