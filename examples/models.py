@@ -119,6 +119,8 @@ async def main() -> None:
             "city": "Brno",
         }
         assert await seen.filter(state="talking") == [there]  # queries: stored form
+        since = "2026-03-01T00:00:00+00:00"  # aware datetimes are stored in UTC
+        assert await seen.filter(started__gte=since) == [there]
         # --8<-- [end:other-node]
 
         # --8<-- [start:libraries-use]
