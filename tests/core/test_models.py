@@ -604,3 +604,54 @@ def test_lists_and_dicts_convert_item_by_item_and_back(states: list[State], refs
     mapped = field_type(dict[str, uuids.UUID], "f")
     assert listed.from_json(listed.to_json(states, "f")) == states
     assert mapped.from_json(mapped.to_json(refs, "f")) == refs
+
+
+@dataclasses.dataclass
+class Team:
+    name: str
+    lead: DAddress | None = None
+    offices: list[DAddress] = dataclasses.field(default_factory=list)
+    by_code: dict[str, DAddress] = dataclasses.field(default_factory=dict)
+
+
+def test_optional_nested_models_and_collections_of_them() -> None:
+    view = database().team.typed(Team).add(Team("a", offices=[DAddress("Praha")]))
+    stored = entity(view)
+    assert view.lead is None
+    view.lead = DAddress("Brno")
+    assert stored._data["lead"] == {"city": "Brno", "zip": ""}
+    view.lead.zip = "60200"
+    assert view.lead == DAddress("Brno", "60200")
+    view.lead = None
+    assert stored._data["lead"] is None
+    assert view.offices == [DAddress("Praha")]  # a converted copy
+    view.offices = [*view.offices, DAddress("Ostrava")]
+    view.by_code = {"ova": DAddress("Ostrava")}
+    assert stored._data["offices"][1] == {"city": "Ostrava", "zip": ""}
+    assert view.by_code["ova"].city == "Ostrava"
+    with pytest.raises(SchemaError) as refused:
+        view.offices = [{"zip": "1"}]  # a nested object lacking a required field
+    assert refused.value.field == "offices"
+
+
+CALLS = st.builds(
+    DCall,
+    state=st.sampled_from(list(State)),
+    created=st.datetimes(timezones=st.just(dt.timezone.utc)),
+    caller=st.builds(DAddress, city=st.text(), zip=st.text()),
+    kind=st.sampled_from(["in", "out"]),
+    priority=st.sampled_from(list(Priority)),
+    day=st.none() | st.dates(),
+    ref=st.none() | st.uuids(),
+    tags=st.lists(st.text()),
+    history=st.lists(st.datetimes()),
+    extras=st.dictionaries(st.text(), st.integers(-(2**53), 2**53)),
+    note=st.none() | st.text(),
+)
+
+
+@given(CALLS)
+def test_what_is_added_reads_back_equal(made: DCall) -> None:
+    view = database().call.typed(DCall).add(made)
+    made.uuid = view.uuid
+    assert view == made
