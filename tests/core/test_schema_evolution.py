@@ -27,8 +27,9 @@ from brainlessdb.core.meta import meta
 from brainlessdb.core.schema import FieldSpec, Schema
 from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
 from brainlessdb.errors import SchemaError
+from brainlessdb.storage.base import Entry, Op
 
-from .sync_fakes import OTHER, Node, data_of, put, schema_of, stamp
+from .sync_fakes import OTHER, TIME_NS, Node, data_of, put, schema_of, stamp
 
 V1 = schema_of(
     {
@@ -443,3 +444,16 @@ def test_a_stored_schema_older_than_this_nodes_is_written_over() -> None:
     node.sync.schema.seen(V1_SMALL, 9)
     assert node.table.schema == V2_SMALL
     assert (node.sync.schema.pending, node.sync.schema.revision) == (True, 9)
+
+
+def test_another_locations_later_schema_is_taken_and_stored_here_too() -> None:
+    later = Entry("_peer._schema", 3, encode_schema(V2_SMALL), Op.PUT, TIME_NS)
+    earlier = Entry("_peer._schema", 4, encode_schema(V1_SMALL), Op.PUT, TIME_NS)
+    node = Node(schema=V1_SMALL)
+    node.inbox.apply(put("e", 1, {"channel": "c", "agent": 3}, stamp(1)))
+    assert node.sync.schema.apply_copy(later)
+    assert node.table.schema == V2_SMALL
+    assert node.sync.schema.pending
+    assert meta(node.entity("e")).data == {"channel": "c", "agent_id": 3}
+    assert not node.sync.schema.apply_copy(earlier)  # this location's is the later one
+    assert node.table.schema == V2_SMALL

@@ -284,3 +284,25 @@ async def test_evolve_needs_a_started_database() -> None:
     db = Brainless(None, namespace="t", location="node-a")
     with pytest.raises(NotStartedError, match="evolve"):
         await db.collection("call").evolve(remove=["x"])
+
+
+async def test_queries_and_claims_use_the_new_names(nats_server: EmbeddedServer, namespace: str) -> None:
+    async with (
+        Brainless(nats_server.url, namespace=namespace, location="node-a") as a,
+        Brainless(nats_server.url, namespace=namespace, location="node-b") as b,
+    ):
+        calls_a = a.collection("call")
+        call = calls_a.add(channel="c1", agent=1)
+        assert await calls_a.find(agent=1) is call  # an index on the former name
+        await a.flush()
+        await b.collection("call").evolve(rename={"agent": "agent_id"})
+        await calls_a.load()
+        assert await calls_a.find(agent_id=1) is call
+        with pytest.raises(brainlessdb.QueryError):
+            await calls_a.find(agent=1)
+        # The stored version still has the former name: a claim checks it under the new one.
+        uuid = brainlessdb.meta(call).uuid
+        assert await b.collection("call").update_if(uuid, {"agent_id": 1}, agent_id=2)
+        await calls_a.load()
+        assert brainlessdb.meta(call).data == {"channel": "c1", "agent_id": 2}
+        assert await calls_a.find(agent_id=2) is call
