@@ -9,7 +9,9 @@
 //       client that reads a value and writes it back does to it;
 //   {"op": "set", "value": text, "changes": {field: value, ...}, "node": name, "now_ms": ms}
 //       the stored value with the fields changed as docs/format.md says: each changed field gets one new
-//       stamp, newer than every stamp the value holds and the clock's now_ms (Date.now() if absent).
+//       stamp, newer than every stamp the value holds and the clock's now_ms (Date.now() if absent);
+//   {"op": "expire", "value": text, "at": ms | null, "node": name, "now_ms": ms}
+//       the stored value with its expiry (member e) set to the deadline ``at`` (null: none), newly stamped.
 
 import { readFileSync } from "node:fs";
 
@@ -56,16 +58,25 @@ export function readEntity(text) {
   }
   readStamp(envelope.s);
   for (const stamp of Object.values(envelope.t ?? {})) readStamp(stamp);
+  if (envelope.e != null) readStamp(envelope.e.s);
   return envelope;
 }
 
-/** The newest stamp of a version: its base stamp or one of its field stamps. */
+/** The newest stamp of a version: its base stamp, one of its field stamps, or its expiry's. */
 export function newestStamp(envelope) {
   let newest = envelope.s;
-  for (const stamp of Object.values(envelope.t ?? {})) {
+  const others = Object.values(envelope.t ?? {});
+  if (envelope.e != null) others.push(envelope.e.s);
+  for (const stamp of others) {
     if (compareStamps(stamp, newest) > 0) newest = stamp;
   }
   return newest;
+}
+
+/** The version expiring at ``at`` (Unix ms; null: never), set by a change stamped now. */
+export function setExpiry(envelope, at, node, nowMs) {
+  envelope.e = { at, s: nextStamp(newestStamp(envelope), node, nowMs) };
+  return envelope;
 }
 
 /** A stamp of this client, newer than ``newest`` (a hybrid logical clock of one step). */
@@ -92,6 +103,9 @@ function main() {
   let answer;
   if (request.op === "roundtrip") {
     answer = request.values.map((text) => JSON.stringify(JSON.parse(text)));
+  } else if (request.op === "expire") {
+    const envelope = readEntity(request.value);
+    answer = JSON.stringify(setExpiry(envelope, request.at, request.node, request.now_ms ?? Date.now()));
   } else if (request.op === "set") {
     const envelope = readEntity(request.value);
     answer = JSON.stringify(setFields(envelope, request.changes, request.node, request.now_ms ?? Date.now()));

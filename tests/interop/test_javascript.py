@@ -25,7 +25,7 @@ import pytest
 
 from brainlessdb import Brainless, Change, meta
 from brainlessdb.core.clock import Stamp, hlc_from_ms
-from brainlessdb.core.codec import decode_delete, decode_value, encode_record, encode_tombstone
+from brainlessdb.core.codec import decode_delete, decode_value, encode_entity, encode_record, encode_tombstone
 from brainlessdb.core.merge import Extras, Record, js_encoded, merge_records, merge_stored, same_js_value
 from brainlessdb.embedded import EmbeddedServer
 from tests.helpers import eventually, memory_of, nats_connection
@@ -212,6 +212,25 @@ def test_the_client_stamps_a_change_after_every_stamp_of_the_value() -> None:
     assert changed.data == {"a": 3, "b": 2}
     assert changed.stamps["a"] == (hlc_from_ms(4_000_000_000_001), "js-1")
     assert changed.stamps["b"] == newest
+
+
+def test_the_client_sets_an_expiry_that_wins_and_keeps_one_it_does_not_change() -> None:
+    set_at = (hlc_from_ms(1_000), "prague-1")
+    value = encode_entity({"a": 1}, (hlc_from_ms(5), "n"), Extras(expiry=(60_000, set_at)))
+    kept = decode_value(
+        run_client(
+            {"op": "set", "value": value.decode(), "changes": {"a": 2}, "node": "js-1", "now_ms": 9}
+        ).encode(),
+        time_ns=TIME_NS,
+    )
+    assert kept.extras is not None and kept.extras.expiry == (60_000, set_at)
+    assert kept.stamps["a"] == (hlc_from_ms(1_000) + 1, "js-1")  # after the expiry's stamp too
+    for at in (120_000, None):
+        request = {"op": "expire", "value": value.decode(), "at": at, "node": "js-1", "now_ms": 9}
+        changed = decode_value(run_client(request).encode(), time_ns=TIME_NS)
+        assert changed.extras is not None and changed.extras.expiry == (at, (hlc_from_ms(1_000) + 1, "js-1"))
+        merged = merge_records(decode_value(value, time_ns=TIME_NS), changed)
+        assert merged.extras is not None and merged.extras.expiry == changed.extras.expiry
 
 
 # -- on NATS: running nodes, a fresh node, and a JavaScript client writing back -------------------------

@@ -20,7 +20,7 @@ from brainlessdb import Brainless, Delete, ExpiryError, NotFoundError, SchemaErr
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.shell.expiry import POLL, ExpiryTimer
-from brainlessdb.storage.base import WatchBatch
+from brainlessdb.storage.base import Entry, Op, WatchBatch
 from brainlessdb.storage.nats.kv import NatsKVStorage
 from tests.helpers import MakeDb, eventually, kv_storage, nats_connection
 
@@ -42,13 +42,15 @@ class Deletes:
 
     async def of(self, uuid: str) -> tuple[Delete, float]:
         """The delete of ``uuid``, waited for."""
-        async with asyncio.timeout(WAIT):
-            while True:
-                for event, when in self.events:
-                    if event.uuid == uuid:
-                        return event, when
-                self._arrived.clear()
-                await self._arrived.wait()
+        return await asyncio.wait_for(self._of(uuid), WAIT)
+
+    async def _of(self, uuid: str) -> tuple[Delete, float]:
+        while True:
+            for event, when in self.events:
+                if event.uuid == uuid:
+                    return event, when
+            self._arrived.clear()
+            await self._arrived.wait()
 
 
 @contextlib.asynccontextmanager
@@ -98,11 +100,9 @@ async def test_an_expired_entity_is_gone_on_every_node_and_on_a_fresh_one(
 
         config = await stream_config(url, a.bucket_name("session"))
         assert bool(config.allow_msg_ttl) is (history == 1)
-        async with kv_storage(url) as storage:
-            bucket = a.bucket_name("session")
-            # With the server's TTL the key empties (a marker of the server's, then nothing); without it the
-            # nodes wrote a delete marker. Either way no live value is left.
-            await eventually_async(lambda: _holds_no_value(storage, bucket, session.uuid))
+        # With the server's TTL the server removes it (and leaves a marker); without it the nodes wrote a
+        # delete marker. Either way no live value is left.
+        await removed(url, a.bucket_name("session"), session.uuid)
         async with node(url, namespace, "fresh", history=history) as fresh:
             assert await fresh.collection("session").get(session.uuid) is None
             assert len(fresh.collection("session")) == 0
@@ -110,13 +110,20 @@ async def test_an_expired_entity_is_gone_on_every_node_and_on_a_fresh_one(
 
 async def _holds_no_value(storage: NatsKVStorage, bucket: str, key: str) -> bool:
     entry = await storage.get(bucket, key)
-    return entry is None or entry.op.name != "PUT"
+    return entry is None or entry.op is not Op.PUT
 
 
-async def eventually_async(predicate: Any, timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
+async def removed(url: str, bucket: str, key: str) -> None:
+    """Wait until the bucket removes ``key``: its last entry is a marker (the server's or a node's)."""
+    async with kv_storage(url) as storage:
+        await asyncio.wait_for(_marker_of(storage, bucket, key), WAIT)
+
+
+async def _marker_of(storage: NatsKVStorage, bucket: str, key: str) -> None:
+    async with contextlib.aclosing(storage.watch(bucket)) as events:
+        async for event in events:
+            if isinstance(event, Entry) and event.key == key and event.op is not Op.PUT:
+                return
 
 
 @pytest.mark.nats
@@ -129,8 +136,8 @@ async def test_with_the_server_ttl_an_entity_expires_even_when_no_node_runs(
         a.collection("session").expire(session, 1)
         bucket = a.bucket_name("session")
     async with kv_storage(url) as storage:
-        assert (await storage.get(bucket, session.uuid)) is not None  # stored, and no node is left
-        await eventually_async(lambda: _holds_no_value(storage, bucket, session.uuid))
+        assert not await _holds_no_value(storage, bucket, session.uuid)  # stored, and no node is left
+    await removed(url, bucket, session.uuid)
 
 
 @pytest.mark.nats

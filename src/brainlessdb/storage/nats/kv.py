@@ -214,8 +214,8 @@ class NatsKVStorage:
         Turns on the stream's per-message TTL (for good: a stream cannot turn it off) and the markers the
         server writes when a TTL empties a key, kept ``marker_ttl`` seconds. Only for a bucket keeping one
         version per key: with history, a TTL could bring an older version back (ADR-48). False where the
-        server is older than 2.11 (API level 0), or the account may not change the bucket (a warning says
-        why: expired entities are then removed by the nodes).
+        server is older than 2.11, or the account may not update the bucket's stream (a warning says why:
+        expired entities are then removed by the nodes).
         """
         self._check_open()
         stream = f"KV_{bucket}"
@@ -226,9 +226,7 @@ class NatsKVStorage:
                 return False
             if config.allow_msg_ttl:
                 return True
-            account = await self._js.account_info()
-            if (account.api.level or 0) < 1:
-                return False
+            # A server older than 2.11 ignores the setting: the stream it returns does not have it.
             config.allow_msg_ttl = True
             config.subject_delete_marker_ttl = max(1.0, marker_ttl)
             updated = await self._guards.guarded(self._js.update_stream(config), bucket)
