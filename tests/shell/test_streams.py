@@ -147,6 +147,20 @@ async def test_include_current_starts_with_the_matching_entities_marked_current(
     assert isinstance(events[3], Enter) and events[3].created and events[3].uuid == later.uuid
 
 
+async def test_a_stream_opened_before_start_tells_what_the_first_load_brings_as_new(
+    make_db: MakeDb,
+) -> None:
+    a = await make_db("prague-1")
+    stored = {a.call.add(n=i).uuid for i in range(3)}
+    await a.flush()
+    b = await make_db("brno-1", start=False)
+    async with b.call.watch() as changes:
+        await b.start()
+        events = await take(changes, 3)
+    assert {event.uuid for event in events} == stored
+    assert all(isinstance(event, Enter) and event.created for event in events)
+
+
 # -- a full buffer ---------------------------------------------------------------------------------
 
 
