@@ -20,6 +20,7 @@ from brainlessdb.core.evolution import (
     evolve_schema,
     explicit_step,
     field,
+    pending_part,
     upgrade_record,
 )
 from brainlessdb.core.merge import Extras, Record, merge_records
@@ -457,3 +458,35 @@ def test_another_locations_later_schema_is_taken_and_stored_here_too() -> None:
     assert meta(node.entity("e")).data == {"channel": "c", "agent_id": 3}
     assert not node.sync.schema.apply_copy(earlier)  # this location's is the later one
     assert node.table.schema == V2_SMALL
+
+
+def test_a_step_made_again_changes_nothing_more() -> None:
+    step = explicit_step(V1, rename={"agent": "agent_id"}, remove=["legacy"], widen={"score": float})
+    once = evolve_schema(V1, step)
+    assert not pending_part(once, step)
+    assert evolve_schema(once, pending_part(once, step)) is once
+    # Half of it made: the rest is.
+    half = evolve(V1, rename={"agent": "agent_id"})
+    rest = pending_part(half, step)
+    assert (dict(rest.rename), rest.remove, set(rest.widen)) == ({}, {"legacy"}, {"score"})
+    assert evolve_schema(half, rest).fields == once.fields
+
+
+def test_two_nodes_making_the_same_evolution_at_once_store_it_once() -> None:
+    step = explicit_step(V1_SMALL, rename={"agent": "agent_id"})
+    theirs = evolve_schema(V1_SMALL, step)
+    node = Node(schema=V1_SMALL)
+    node.sync.schema.evolving(step)
+    node.set_schema(evolve_schema(V1_SMALL, step))
+    assert node.sync.schema.conflicted(theirs, 3) is None
+    assert node.sync.schema.refused is None
+    assert node.table.schema == theirs
+    assert not node.sync.schema.pending
+    # Met with more on it (another node's optional field), the step is not made twice either.
+    node = Node(schema=V1_SMALL)
+    node.sync.schema.evolving(step)
+    node.set_schema(evolve_schema(V1_SMALL, step))
+    grown = theirs.extend(Schema({**theirs.fields, "note": FieldSpec("str", required=False, default="")}))
+    assert node.sync.schema.conflicted(grown, 4) is None
+    assert node.table.schema == grown
+    assert node.sync.schema.refused is None

@@ -306,3 +306,24 @@ async def test_queries_and_claims_use_the_new_names(nats_server: EmbeddedServer,
         await calls_a.load()
         assert brainlessdb.meta(call).data == {"channel": "c1", "agent_id": 2}
         assert await calls_a.find(agent_id=2) is call
+
+
+async def test_two_nodes_making_the_same_evolution_at_once_both_succeed(
+    nats_server: EmbeddedServer, namespace: str
+) -> None:
+    async with (
+        Brainless(nats_server.url, namespace=namespace, location="node-a") as a,
+        Brainless(nats_server.url, namespace=namespace, location="node-b") as b,
+    ):
+        a.collection("call").typed(CallV1).add(CallV1("c1", agent=1))
+        await a.flush()
+        await b.collection("call").load()
+        calls_a, calls_b = await asyncio.gather(
+            a.collection("call").evolve(CallV2), b.collection("call").evolve(CallV2)
+        )
+        await calls_a.load()
+        await calls_b.load()
+        assert calls_a.schema == calls_b.schema
+        assert calls_a.schema is not None
+        assert calls_a.schema.version == 1
+        assert await calls_a.all() == await calls_b.all() == [CallV2("c1", agent_id=1)]

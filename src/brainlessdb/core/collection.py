@@ -22,7 +22,12 @@ from brainlessdb.core.changes import LocalChanges
 from brainlessdb.core.claims import Claim, make_claim
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.evolution import check_declared_renames, evolve_schema, requested_step
+from brainlessdb.core.evolution import (
+    check_declared_renames,
+    evolve_schema,
+    pending_part,
+    requested_step,
+)
 from brainlessdb.core.expiry import check_seconds
 from brainlessdb.core.ids import new_uuid, parse_uuid
 from brainlessdb.core.query.filtering import select
@@ -176,7 +181,7 @@ class Collection(Generic[T]):
             if model is None:
                 raise SchemaError(f"{self.name} has no schema yet: there is nothing to evolve")
             return self.typed(model)
-        step = requested_step(current, model, rename, remove, widen)
+        step = pending_part(current, requested_step(current, model, rename, remove, widen))
         evolved = evolve_schema(current, step)
         if evolved is not current:
             schema_sync = self.sync.schema

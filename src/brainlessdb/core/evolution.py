@@ -110,6 +110,26 @@ def evolve_schema(schema: Schema, step: Evolution) -> Schema:
     )
 
 
+def pending_part(schema: Schema, step: Evolution) -> Evolution:
+    """What of ``step`` ``schema`` does not hold yet: renames and removals its history has made already,
+    widened specs and added fields it has as they are, are left out. So a step made twice (a script run
+    again, two nodes making the same step at once) changes the schema once, and the second time nothing."""
+    fields = schema.fields
+    rename = {
+        old: new
+        for old, new in step.rename.items()
+        if old in fields or schema.renamed.get(old) != new
+    }
+    remove = frozenset(name for name in step.remove if name in fields or name not in schema.removed)
+    widen: dict[str, FieldSpec] = {}
+    for name, spec in step.widen.items():
+        now = name if name in rename else step.rename.get(name, name)  # its name in ``schema``
+        if fields.get(now) != spec:
+            widen[now] = spec
+    add = {name: spec for name, spec in step.add.items() if fields.get(name) != spec}
+    return Evolution(rename=rename, remove=remove, widen=widen, add=add)
+
+
 def _check_renames(schema: Schema, step: Evolution) -> None:
     fields = schema.fields
     targets: dict[str, str] = {}
@@ -402,7 +422,7 @@ def _upgraded(
     per_field = isinstance(stamps, dict)
     out: dict[str, Any] = {}
     out_stamps: dict[str, Any] = {}
-    moved = Extras()
+    moved = Extras(expiry=None if extras is None else extras.expiry)  # the entity's, under any names
     for name, value in data.items():
         if name in removed:
             continue

@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from brainlessdb.core import models
 from brainlessdb.core.codec import decode_json, encode_json
-from brainlessdb.core.evolution import Evolution, evolve_schema
+from brainlessdb.core.evolution import Evolution, evolve_schema, pending_part
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.outbox import Outbox
 from brainlessdb.core.table import EntityTable
@@ -121,7 +122,7 @@ class SchemaSync:
                 self.pending = True
             return
         try:
-            grown = stored.extend(local)
+            grown = self._declared_over(stored, local).extend(local)
         except SchemaError:
             # Resolved when this node's flush meets the stored schema: ``conflicted`` reports it then.
             return
@@ -150,7 +151,7 @@ class SchemaSync:
         elif self.step is not None and stored != local and stored.version >= local.version - 1:
             # Another location's schema of this node's base version or later: this node's step made on it.
             try:
-                grown = evolve_schema(stored, self.step)
+                grown = evolve_schema(stored, pending_part(stored, self.step))
             except SchemaError as exc:
                 logger.error("%s", self._refuse(stored, exc))
                 grown = stored
@@ -161,7 +162,7 @@ class SchemaSync:
             return False  # this location's schema is the later one: the other location takes it
         else:
             try:
-                grown = stored.extend(local)
+                grown = self._declared_over(stored, local).extend(local)
             except SchemaError as exc:
                 logger.error(
                     "collection %r: another location stored an incompatible schema: %s", self._table.name, exc
@@ -183,7 +184,7 @@ class SchemaSync:
                 self.revision = revision
             return merged
         try:
-            merged = stored.extend(local)
+            merged = self._declared_over(stored, local).extend(local)
         except SchemaError as exc:
             message = f"collection {self._table.name!r}: another node stored an incompatible schema: {exc}"
             self._rejected(stored, revision, SchemaError(message, field=exc.field))
@@ -195,22 +196,34 @@ class SchemaSync:
             return None
         return merged
 
+    def _declared_over(self, stored: Schema, local: Schema) -> Schema:
+        """``stored`` with this node's declaration of the fields another node's ``add()`` inferred (see
+        ``models.declare``: the declaration decides, whichever node came first)."""
+        return models.declared_over(stored, local, (entity._data for entity in self._table.entities.values()))
+
     def _reconcile(self, stored: Schema, revision: int) -> Schema | None:
         """This node's schema and ``stored`` (at ``revision``) differ in version, or this node has an
         evolution to store: the schema to write over ``stored`` (adopted here), or None when ``stored``
         stands (adopted, and marked stored)."""
         local = self._table.schema
         assert local is not None, "reconciled only against a schema of this node's"
+        if stored == local:
+            self._table.adopt_schema(stored)
+            self.stored(stored, revision)
+            return None
         step = self.step
         if step is not None:
-            # Another node stored a schema first: this node's step is made again on it.
+            # Another node stored a schema first: what of this node's step it lacks is made on it.
             try:
-                evolved = evolve_schema(stored, step)
+                evolved = evolve_schema(stored, pending_part(stored, step))
             except SchemaError as exc:
                 error = self._refuse(stored, exc)
                 self._rejected(stored, revision, error)
                 return None
             self._table.adopt_schema(evolved)
+            if evolved is stored:  # another node made the same step: it is stored
+                self.stored(stored, revision)
+                return None
             return evolved
         if stored.version > local.version:
             # Another node evolved the schema: adopted, with the optional fields this node added meanwhile.
