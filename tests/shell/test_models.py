@@ -124,3 +124,19 @@ async def test_a_node_that_only_adds_keeps_the_declared_nullability(make_db: Mak
         b.agent.add(name=None, team="x")
     assert refused.value.field == "name"
     b.agent.add(name="b", team=None)
+
+
+async def test_a_declaration_made_before_the_stored_schema_was_seen_still_decides(
+    make_db: MakeDb,
+) -> None:
+    a, b = await two_nodes(make_db)
+    a.agent.add(name="a", team="x")  # inferred: name takes None
+    await a.flush()
+    b.agent.typed(Agent)  # before b has read the schema a stored
+    await b.flush()
+    for node in (a, b):
+        await node.agent.load()
+        schema = node.agent.schema
+        assert schema is not None and not schema.fields["name"].nullable
+    with pytest.raises(SchemaError):
+        next(iter(a.agent)).name = None

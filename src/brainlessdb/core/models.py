@@ -556,3 +556,14 @@ def declare(schema: Schema, declared: Schema, entities: Iterable[Mapping[str, An
                     field=name,
                 )
     return dataclasses.replace(schema, fields=fields)
+
+
+def declared_over(stored: Schema, local: Schema, entities: Iterable[Mapping[str, Any]]) -> Schema:
+    """``stored`` (another node's schema) with this node's declaration of the fields it inferred: ``declare``
+    as schemas meet between nodes, so that a node that called ``typed()`` before it saw a schema that
+    another node's ``add()`` inferred still has the declaration decide. ``stored`` as it is where the
+    entities held here do not fit the declaration."""
+    try:
+        return declare(stored, local, entities)
+    except SchemaError:
+        return stored
