@@ -237,6 +237,38 @@ async def test_leaving_the_block_breaking_the_loop_or_cancelling_the_task_unregi
     assert listeners(db) == 0
 
 
+async def test_a_plain_loop_in_a_cancelled_task_is_unregistered_at_once(make_db: MakeDb) -> None:
+    db = await make_db()
+    db.call.add(n=1)
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in db.call.watch(include_current=True):
+            started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    assert listeners(db) == 1
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # Not left to the garbage collector: the cancelled read's traceback still holds the stream.
+    assert listeners(db) == 0
+
+
+async def test_a_read_given_up_in_a_block_leaves_the_stream_to_read_again(make_db: MakeDb) -> None:
+    db = await make_db()
+    async with db.call.watch() as changes:
+        reading = asyncio.ensure_future(changes.__anext__())
+        await asyncio.sleep(0)  # one turn: the read waits for an event
+        reading.cancel()  # as asyncio.wait_for does when it gives up
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        assert listeners(db) == 1
+        call = db.call.add(n=1)
+        assert (await take(changes, 1))[0].uuid == call.uuid
+
+
 async def test_close_ends_the_iteration_at_once(make_db: MakeDb) -> None:
     db = await make_db()
     changes = db.call.watch()

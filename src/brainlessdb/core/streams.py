@@ -86,8 +86,8 @@ class ChangeStream(Protocol):
     ``Enter``, ``Change``, ``Leave`` and ``Delete`` events (``brainlessdb.StreamEvent``) in the order they
     happened on this node. Leaving the block, breaking out of the loop or cancelling the consuming task
     unregisters the stream. Without ``async with`` it opens at the first ``__anext__`` and is unregistered
-    by ``close()``/``aclose()``, or when nothing references it any more. It ends (``StopAsyncIteration``)
-    when it is closed, or when the database stops (after the events it holds).
+    by ``close()``/``aclose()``, when a read is cancelled, or when nothing references it any more. It ends
+    (``StopAsyncIteration``) when it is closed, or when the database stops (after the events it holds).
     """
 
     @property

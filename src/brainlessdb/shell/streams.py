@@ -46,6 +46,7 @@ class Stream:
         self._drop_oldest = subscription.options.overflow == "drop_oldest"
         self._arrived = asyncio.Event()
         self._reading = False
+        self._in_block = False  # opened by ``async with``: the block's end closes it
         self.dropped = 0
 
     @property
@@ -84,6 +85,7 @@ class Stream:
         self._arrived.set()
 
     async def __aenter__(self) -> Stream:
+        self._in_block = True
         await self._open()
         return self
 
@@ -114,6 +116,13 @@ class Stream:
                     raise StopAsyncIteration
                 self._arrived.clear()
                 await self._arrived.wait()
+        except asyncio.CancelledError:
+            if not self._in_block:
+                # A plain loop's task was cancelled: closed now, as an async generator would be, rather
+                # than when the traceback that holds this frame is freed. A block closes at its end, so
+                # that a read given up (asyncio.wait_for) leaves the stream to read again.
+                self.close()
+            raise
         finally:
             self._reading = False
 
