@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import math
 import uuid as uuidlib
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -228,12 +229,12 @@ async def one_operation(db: Brainless, data: st.DataObject, out: Outcomes) -> No
         if op == "setitem":
             await out.call("setitem", lambda: entity.__setitem__(name, value), (BrainlessError,))
         else:
-            # AttributeError: the entity's own attributes (uuid, data, dirty...) cannot be assigned.
+            # AttributeError: the entity's uuid cannot be assigned (any other name is a field's).
             allowed = (BrainlessError, AttributeError)
             await out.call("setattr", lambda: setattr(entity, name, value), allowed)
     elif op == "getitem" and entity is not None:
         name = data.draw(FIELD_NAMES.filter(lambda n: n not in ENTITY_SLOTS))
-        await out.call("getattr field", lambda: getattr(entity, name), (AttributeError,))
+        await out.call("getattr field", lambda: read_attribute(entity, name), (AttributeError,))
         await out.call("getitem", lambda: entity[name], (KeyError,))
     elif op == "nested" and entity is not None:
         await nested_change(out, entity, data)
@@ -263,6 +264,14 @@ async def one_operation(db: Brainless, data: st.DataObject, out: Outcomes) -> No
     elif op == "typed":
         cls = data.draw(st.sampled_from([Call, Incompatible, dict, int, object, None, "Call"]))
         await out.call("typed", lambda: coll.typed(cls), (BrainlessError, TypeError))
+
+
+def read_attribute(entity: Entity, name: str) -> Any:
+    """``entity.<name>``: a field, or where no field has the name, one of the entity's deprecated members
+    (``data``, ``dirty``...), which warn as documented."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(entity, name)
 
 
 async def nested_change(out: Outcomes, entity: Entity, data: st.DataObject) -> None:
