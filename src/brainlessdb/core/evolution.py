@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from brainlessdb.core.entity import Entity, set_slot
+from brainlessdb.core.field_types import annotation_type
 from brainlessdb.core.merge import Extras, Record, Stamps, field_wins
-from brainlessdb.core.schema import FieldSpec, Schema, annotation_type, check_field_name
+from brainlessdb.core.models import model_of
+from brainlessdb.core.schema import FieldSpec, Schema, check_field_name
 from brainlessdb.core.tracked import untrack
 from brainlessdb.core.values import check_json
 from brainlessdb.errors import SchemaError
@@ -226,7 +228,7 @@ def requested_step(
         raise TypeError("evolve(model) takes what to remove and widen from the model: pass only rename=")
     renames = declared_renames(model)
     renames.update({new: old for old, new in (rename or {}).items()})
-    return declared_step(schema, Schema.from_dataclass(model), renames)
+    return declared_step(schema, model_of(model).schema(), renames)
 
 
 def check_declared_renames(schema: Schema, model: type) -> None:
