@@ -17,10 +17,12 @@ from brainlessdb.core import expiry
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import _decode_generic, decode_value, encode_entity
 from brainlessdb.core.collection import Collection
+from brainlessdb.core.evolution import upgrade_record
 from brainlessdb.core.expiry import Deadlines, check_seconds, server_ttl
 from brainlessdb.core.ids import location_node
-from brainlessdb.core.merge import Extras
+from brainlessdb.core.merge import Extras, Record
 from brainlessdb.core.meta import meta
+from brainlessdb.core.schema import Schema
 from brainlessdb.errors import DecodeError, ExpiryError, NotFoundError, SchemaError
 from brainlessdb.events import Delete, Event, Listener
 from brainlessdb.storage.base import Entry, Op
@@ -402,3 +404,14 @@ def test_a_bad_default_ttl_is_refused(bad: Any) -> None:
     sessions: Collection[Any] = Collection(Host(), "session")
     with pytest.raises(ExpiryError):
         sessions.declare_ttl(bad)
+
+
+def test_a_version_read_under_an_evolved_schema_keeps_its_expiry() -> None:
+    schema = Schema.from_json(
+        {"v": 1, "fields": {"state": {"type": "str"}}, "version": 1, "removed": ["legacy"]}
+    )
+    expires = (START_MS + 5000, stamp(START_MS))
+    record = Record(data={"state": "x", "legacy": 1}, shared=stamp(START_MS), extras=Extras(expiry=expires))
+    upgraded = upgrade_record(schema, record)
+    assert upgraded.data == {"state": "x"}
+    assert upgraded.extras is not None and upgraded.extras.expiry == expires

@@ -127,14 +127,17 @@ async def _marker_of(storage: NatsKVStorage, bucket: str, key: str) -> None:
 
 
 @pytest.mark.nats
-async def test_with_the_server_ttl_an_entity_expires_even_when_no_node_runs(
+async def test_with_the_server_ttl_an_entity_expires_even_when_no_node_runs_after_a_claim(
     nats_server: EmbeddedServer, namespace: str
 ) -> None:
     url = nats_server.url
     async with node(url, namespace, "a") as a:
         session = a.collection("session").add(user="ann")
-        a.collection("session").expire(session, 1)
+        a.collection("session").expire(session, 2)
         bucket = a.bucket_name("session")
+        await a.flush()
+        # The last write is a claim's: it carries the TTL too.
+        assert await a.collection("session").update_if(session, {"user": "ann"}, user="bob")
     async with kv_storage(url) as storage:
         assert not await _holds_no_value(storage, bucket, session.uuid)  # stored, and no node is left
     await removed(url, bucket, session.uuid)

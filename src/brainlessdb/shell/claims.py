@@ -130,7 +130,9 @@ class Claims:
                 attempt = Attempt.build(claim, record, revision, self._clock)
             sync.inbox.expect_own(uuid, attempt.value)  # the watch may bring it before the acknowledgement
             before, progress.doubt = progress.doubt, attempt  # cut by the deadline, its outcome is unknown
-            [result] = await self._storage.write(bucket, [Write(uuid, attempt.value, attempt.expected)])
+            ttl = sync.outbox.ttl_of(attempt.value)  # an expiring entity keeps its TTL in the bucket
+            write = Write(uuid, attempt.value, attempt.expected, ttl=ttl)
+            [result] = await self._storage.write(bucket, [write])
             if isinstance(result, int):
                 won(sync, attempt, result)
                 return True

@@ -510,6 +510,8 @@ class Brainless:
     async def update_if(self, collection: Collection[Any], claim: Claim) -> bool:
         if self._state is not DatabaseState.STARTED or self._claims is None:
             raise NotStartedError("update_if() needs a started database")
+        if collection.sync.expiry.unknown:
+            await self._bucket(collection)  # whether its write must carry a TTL, known before it is made
         return await self._claims.update_if(collection, self.bucket_name(collection.name), claim)
 
     def watch_collection(self, collection: Collection[Any], subscription: Subscription) -> ChangeStream:

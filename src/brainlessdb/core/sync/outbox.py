@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from brainlessdb.core.clock import HybridLogicalClock, Stamp
-from brainlessdb.core.codec import encode_entity, encode_tombstone
+from brainlessdb.core.codec import decode_value, encode_entity, encode_tombstone
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.expiry import server_ttl
 from brainlessdb.core.schema import Schema
@@ -136,6 +136,16 @@ class Outbox:
         if deadline is None or self._clock is None or self._table.expiry.server is not True:
             return None
         return server_ttl(deadline, self._clock.now_ms())
+
+    def ttl_of(self, value: bytes) -> float | None:
+        """The per-message TTL a write of ``value`` (an entity version written outside the outbox, such as
+        a claim's) carries, as the outbox's own writes do (None: none)."""
+        if self._table.expiry.server is not True:
+            return None
+        extras = decode_value(value, time_ns=0).extras
+        if extras is None or extras.expiry is None:
+            return None
+        return self._server_ttl(extras.expiry[0])
 
     def written(self, write: PendingWrite, revision: int) -> None:
         """NATS stored ``write`` at ``revision``."""
