@@ -13,6 +13,10 @@ every value it is given, msgspec validates as ``msgspec.convert`` does (types, `
 ``__post_init__``), attrs runs its validators and converters by making an instance; dataclasses have
 none beyond the field types. A value the library refuses is a ``SchemaError`` naming the field, raised
 before anything is kept.
+
+One nullability rule (``declare``): a field a first ``add()`` inferred takes ``None`` until a model
+declares it; then the declaration decides (its nullability, default and choices), whichever came first
+and on whichever node.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Final
 
 from brainlessdb.core.field_types import FieldType, field_type
 from brainlessdb.core.schema import RESERVED, FieldSpec, Schema
+from brainlessdb.core.tracked import untrack
 from brainlessdb.core.values import check_json
 from brainlessdb.errors import SchemaError
 
@@ -42,8 +47,6 @@ class Declared:
     annotation: Any
     default: Any = NO_DEFAULT
     factory: Callable[[], Any] | None = None
-    argument: str | None = None
-    """The name the class's constructor takes it by, where it differs from ``name``."""
 
 
 class ModelKind:
@@ -236,8 +239,7 @@ class AttrsKind(ModelKind):
             elif isinstance(default, attr.Factory):  # type: ignore[arg-type]
                 factory = _attrs_factory(default.factory, default.takes_self)
                 default = NO_DEFAULT
-            argument = getattr(item, "alias", None) or item.name.lstrip("_")
-            out.append(Declared(item.name, item.type or Any, default, factory, argument))
+            out.append(Declared(item.name, item.type or Any, default, factory))
         return out
 
     def frozen(self, cls: type) -> bool:
@@ -475,8 +477,6 @@ def _unviewed(value: Any) -> Any:
 def _plain(value: Any) -> Any:
     """A stored value without its tracking (a plain copy of tracked dicts and lists)."""
     if isinstance(value, (dict, list)):
-        from brainlessdb.core.tracked import untrack
-
         return untrack(value)
     return value
 
