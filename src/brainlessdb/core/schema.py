@@ -1,4 +1,4 @@
-"""Collection schemas: inferred from the first ``add()`` or declared by a ``typed()`` dataclass, then locked.
+"""Collection schemas: inferred from the first ``add()`` or declared by a ``typed()`` model, then locked.
 
 A schema maps each field to a JSON type (``str``, ``int``, ``float``, ``bool``, ``dict``, ``list`` or
 ``any``), whether it must be given, whether it may be ``None``, and its default. Every ``add()`` and every
