@@ -95,8 +95,9 @@ class Write:
     ``expected_revision`` is the key's last revision this node saw: ``0`` means the key must not exist,
     ``None`` writes unconditionally. ``delete`` writes a delete marker whose body is ``value``. ``ttl``
     (seconds, at least 1) makes the storage remove the value that long after it was written, unless it
-    was replaced meanwhile; only in a bucket opened ``expiring``. Not frozen, for the same reason as
-    ``Entry``; subclasses may carry more (the outbox's ``PendingWrite``).
+    was replaced meanwhile; only in a bucket opened ``expiring``, or one for which the storage's
+    optional ``allow_ttl(bucket, marker_ttl)`` answered True (``NatsKVStorage`` has it). Not frozen, for
+    the same reason as ``Entry``; subclasses may carry more (the outbox's ``PendingWrite``).
     """
 
     key: str
