@@ -117,11 +117,7 @@ def pending_part(schema: Schema, step: Evolution) -> Evolution:
     widened specs and added fields it has as they are, are left out. So a step made twice (a script run
     again, two nodes making the same step at once) changes the schema once, and the second time nothing."""
     fields = schema.fields
-    rename = {
-        old: new
-        for old, new in step.rename.items()
-        if old in fields or schema.renamed.get(old) != new
-    }
+    rename = {old: new for old, new in step.rename.items() if old in fields or schema.renamed.get(old) != new}
     remove = frozenset(name for name in step.remove if name in fields or name not in schema.removed)
     widen: dict[str, FieldSpec] = {}
     for name, spec in step.widen.items():
