@@ -108,7 +108,7 @@ def test_a_schema_that_grows_gives_new_attributes() -> None:
 # Fields named like members ------------------------------------------------------------------------
 
 FORMER_MEMBERS = ("data", "dirty", "revision", "to_dict", "as_type", "get")
-"""The entity's own members before ``meta()``: deprecated, and never in a field's way."""
+"""The entity's shortcuts to what ``meta()`` reads: never in a field's way."""
 MAPPING_NAMES = ("keys", "items", "values", "copy", "update", "pop", "setdefault", "collection", "meta")
 
 
@@ -271,36 +271,25 @@ def test_meta_of_anything_else_is_a_type_error(wrong: Any) -> None:
         meta(wrong)
 
 
-# The former members ----------------------------------------------------------------------------------
+# The spec's shortcuts -------------------------------------------------------------------------------
 
 
-def test_the_former_members_still_work_with_a_deprecation_warning_where_no_field_has_the_name() -> None:
+def test_the_spec_shortcuts_read_what_meta_reads_where_no_field_has_their_name() -> None:
     db = Brainless(None, namespace="t", location="prague-1")
     entity = db.call.add(state="idle", caller={"city": "Prague"})
     expected = {"uuid": entity.uuid, "state": "idle", "caller": {"city": "Prague"}}
-    with pytest.warns(DeprecationWarning, match=r"brainlessdb\.meta\(entity\)\.data"):
-        assert entity.data == {"state": "idle", "caller": {"city": "Prague"}}
-    with pytest.warns(DeprecationWarning, match=r"meta\(entity\)\.dirty"):
-        assert entity.dirty
-    with pytest.warns(DeprecationWarning, match=r"meta\(entity\)\.revision"):
-        assert entity.revision is None
-    with pytest.warns(DeprecationWarning, match=r"meta\(entity\)\.to_dict\(\)"):
-        assert entity.to_dict() == expected
-    with pytest.warns(DeprecationWarning, match=r"meta\(entity\)\.get\(name\)"):
-        assert entity.get("state") == "idle" and entity.get("colour", 1) == 1
-    with pytest.warns(DeprecationWarning, match=r"meta\(entity\)\.as_type\(cls\)"):
-        view = entity.as_type(Odd)
+    assert entity.data == meta(entity).data == {"state": "idle", "caller": {"city": "Prague"}}
+    assert entity.dirty and meta(entity).dirty
+    assert entity.revision is None and meta(entity).revision is None
+    assert entity.to_dict() == meta(entity).to_dict() == expected
+    assert entity.get("state") == "idle" and entity.get("colour", 1) == 1
+    view = entity.as_type(Odd)
     assert meta(view).entity is entity
 
 
-def test_a_deprecation_warning_points_at_the_line_that_used_the_member() -> None:
-    entity = entity_with_field("state", "idle")
-    with pytest.warns(DeprecationWarning, match="deprecated") as caught:
-        _ = entity.data
-    assert caught[0].filename == __file__
-
-
-def test_the_former_members_are_not_listed_by_dir_unless_fields() -> None:
-    listed = dir(entity_with_field("data", 1))
+def test_a_field_named_like_a_shortcut_hides_it_but_not_meta() -> None:
+    entity = entity_with_field("data", 1)
+    assert entity.data == 1
+    assert meta(entity).data == {"state": "idle", "data": 1}
+    listed = dir(entity)
     assert "data" in listed and "uuid" in listed and "state" in listed
-    assert not {"dirty", "revision", "to_dict", "as_type", "get"} & set(listed)

@@ -1,6 +1,6 @@
 """Fields named like the entity's former members (``data``, ``revision``, ``get``...) are fields like any
 other on every node: stored, synced, merged and read back as attributes, and ``meta()`` tells each node's
-own revision and dirtiness apart from them. Warnings fail the tests, so no deprecated member is reached.
+own revision and dirtiness apart from them.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import math
 import uuid as uuidlib
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -267,11 +266,9 @@ async def one_operation(db: Brainless, data: st.DataObject, out: Outcomes) -> No
 
 
 def read_attribute(entity: Entity, name: str) -> Any:
-    """``entity.<name>``: a field, or where no field has the name, one of the entity's deprecated members
-    (``data``, ``dirty``...), which warn as documented."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return getattr(entity, name)
+    """``entity.<name>``: a field, or where no field has the name, one of the spec's shortcuts
+    (``data``, ``dirty``...)."""
+    return getattr(entity, name)
 
 
 async def nested_change(out: Outcomes, entity: Entity, data: st.DataObject) -> None:

@@ -9,17 +9,18 @@ the indexes and wakes the flusher: ``entity.state = x``, ``entity["state"] = x``
 nested dicts and lists (see ``tracked``) alike. The sync state sets the revision and the counters with
 ``set_slot``: assignment on an entity means a field.
 
-Its attributes are its fields, all of them: besides its ``uuid`` (the key, which no field may be called),
-an entity has no public member that a field could be hidden by. What the library knows about it (its
-revision, whether it is dirty, a plain copy of its fields...) is read through
-``brainlessdb.meta(entity)`` (see ``core.meta``); code inside the library reads the slots.
+Its attributes are its fields, all of them, whatever their names: a field's reader is on the collection's
+own subclass, so it wins over the few shortcuts ``Entity`` has (``data``, ``dirty``, ``revision``,
+``to_dict``, ``as_type``, ``get``). What the library knows about an entity (its revision, whether it is
+dirty, a plain copy of its fields...) is read through ``brainlessdb.meta(entity)`` (see ``core.meta``),
+which no field can hide; ``uuid`` is the key, which no field may be called. Code inside the library reads
+the slots.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from brainlessdb.core.merge import Extras, Stamps
 from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
@@ -131,38 +132,37 @@ class Entity(EntityState):
         """The entity's uuid, also its key in the bucket."""
         return self._uuid
 
-    if not TYPE_CHECKING:
-        # Deprecated: these were the entity's own members before ``brainlessdb.meta(entity)`` held them.
-        # A field of the same name always wins (its reader is on the collection's subclass); without such
-        # a field they still work, with a ``DeprecationWarning``. Hidden from type checkers, so that no
-        # new code reaches for them.
+    # Shortcuts to what ``brainlessdb.meta(entity)`` reads, kept for the spec's examples (``call.dirty``,
+    # ``call.to_dict()``...). A field of the same name always wins: its reader is on the collection's
+    # subclass, so ``entity.data`` is the field where the collection has one. Code that handles entities of
+    # any collection reads ``meta(entity)``, which no field can hide.
 
-        @property
-        def data(self) -> dict[str, Any]:
-            _deprecated("data")
-            return untrack(self._data)
+    @property
+    def data(self) -> dict[str, Any]:
+        """A plain copy of the fields (``meta(entity).data``), unless a field is called ``data``."""
+        return untrack(self._data)  # type: ignore[no-any-return]
 
-        @property
-        def dirty(self) -> bool:
-            _deprecated("dirty")
-            return self._version != self._written
+    @property
+    def dirty(self) -> bool:
+        """``meta(entity).dirty``, unless a field is called ``dirty``."""
+        return self._version != self._written
 
-        @property
-        def revision(self) -> int | None:
-            _deprecated("revision")
-            return self._revision
+    @property
+    def revision(self) -> int | None:
+        """``meta(entity).revision``, unless a field is called ``revision``."""
+        return self._revision
 
-        def to_dict(self) -> dict[str, Any]:
-            _deprecated("to_dict", "()")
-            return plain_dict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """``meta(entity).to_dict()``, unless a field is called ``to_dict``."""
+        return plain_dict(self)
 
-        def as_type(self, cls: type[T]) -> T:
-            _deprecated("as_type", "(cls)")
-            return self._owner.view(self, cls)
+    def as_type(self, cls: type[T]) -> T:
+        """``meta(entity).as_type(cls)``, unless a field is called ``as_type``."""
+        return self._owner.view(self, cls)
 
-        def get(self, name: str, default: Any = None) -> Any:
-            _deprecated("get", "(name)")
-            return field_or(self, name, default)
+    def get(self, name: str, default: Any = None) -> Any:
+        """``meta(entity).get(name, default)``, unless a field is called ``get``."""
+        return field_or(self, name, default)
 
     def __getitem__(self, name: str) -> Any:
         value = self._data[name]
@@ -203,12 +203,10 @@ class Entity(EntityState):
         return f"<Entity {self._owner.name}/{self._uuid}{state} {untrack(self._data)!r}>"
 
     def __dir__(self) -> list[str]:
-        # The deprecated members are left out: completion would read them, and warn.
-        return sorted((set(super().__dir__()) - _DEPRECATED) | set(self._data))
+        return sorted(set(super().__dir__()) | set(self._data))
 
 
 _SLOTS = frozenset(EntityState.__slots__)
-_DEPRECATED = frozenset({"data", "dirty", "revision", "to_dict", "as_type", "get"})
 _ABSENT: Any = object()
 
 
@@ -268,15 +266,6 @@ def field_or(entity: Entity, name: str, default: Any) -> Any:
     if name in entity._data:
         return entity[name]
     return default
-
-
-def _deprecated(name: str, call: str = "") -> None:
-    warnings.warn(
-        f"entity.{name}{call} is deprecated: use brainlessdb.meta(entity).{name}{call}"
-        f" (a field named {name!r} reads as entity.{name})",
-        DeprecationWarning,
-        stacklevel=3,
-    )
 
 
 class FieldOwner:
