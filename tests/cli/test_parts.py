@@ -11,7 +11,7 @@ from brainlessdb.cli.common import Output, UsageError, iso_time, parse_assignmen
 from brainlessdb.cli.doctor import allowed, subject_matches
 from brainlessdb.cli.transfer import merged_write, schema_class, version_of
 from brainlessdb.core.codec import decode_value, encode_entity
-from brainlessdb.core.schema import Schema
+from brainlessdb.core.models import declared_schema
 from brainlessdb.storage.base import Entry, Op
 
 
@@ -128,7 +128,7 @@ def test_nats_subject_matching_and_permissions() -> None:
     ],
 )
 def test_a_restored_schema_is_declared_exactly(raw: dict[str, Any]) -> None:
-    assert Schema.from_dataclass(schema_class("call", raw)).to_json() == raw
+    assert declared_schema(schema_class("call", raw)).to_json() == raw
 
 
 def stored_entry(data: dict[str, Any], ms: int, node: str, revision: int) -> Entry:

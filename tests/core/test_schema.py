@@ -14,7 +14,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from brainlessdb.core.schema import FIELD_TYPES, FieldSpec, Schema, annotation_type
+from brainlessdb.core.field_types import annotation_type
+from brainlessdb.core.models import declared_schema
+from brainlessdb.core.schema import FIELD_TYPES, FieldSpec, Schema
 from brainlessdb.errors import SchemaError
 
 JSON_SCALARS = (
@@ -361,7 +363,7 @@ class Call:
 
 
 def test_a_dataclass_declares_types_nullability_and_defaults() -> None:
-    schema = Schema.from_dataclass(Call)
+    schema = declared_schema(Call)
     assert schema.fields == {
         "state": FieldSpec("str", required=True, nullable=False),
         "queue": FieldSpec("int", required=True, nullable=True),
@@ -373,8 +375,8 @@ def test_a_dataclass_declares_types_nullability_and_defaults() -> None:
 
 
 def test_a_dataclass_schema_leaves_out_the_uuid_and_fields_not_given_to_init() -> None:
-    assert "uuid" not in Schema.from_dataclass(Call).fields
-    assert "computed" not in Schema.from_dataclass(Call).fields
+    assert "uuid" not in declared_schema(Call).fields
+    assert "computed" not in declared_schema(Call).fields
 
 
 def test_only_a_dataclass_declares_a_schema() -> None:
@@ -383,7 +385,7 @@ def test_only_a_dataclass_declares_a_schema() -> None:
 
     for wrong in (Plain, Call("new", 1), dict):
         with pytest.raises(TypeError):
-            Schema.from_dataclass(wrong)  # type: ignore[arg-type]
+            declared_schema(wrong)  # type: ignore[arg-type]
 
 
 def test_a_dataclass_with_an_annotation_that_is_not_a_json_type_is_refused_by_field() -> None:
@@ -393,7 +395,7 @@ def test_a_dataclass_with_an_annotation_that_is_not_a_json_type_is_refused_by_fi
         seen: set[str]
 
     with pytest.raises(SchemaError) as refused:
-        Schema.from_dataclass(Bad)
+        declared_schema(Bad)
     assert refused.value.field == "seen"
 
 
@@ -404,7 +406,7 @@ def test_a_dataclass_with_a_default_json_cannot_hold_is_refused_by_field() -> No
         seen: list[Any] = field(default_factory=lambda: [{1, 2}])
 
     with pytest.raises(SchemaError) as refused:
-        Schema.from_dataclass(Bad)
+        declared_schema(Bad)
     assert refused.value.field == "seen"
 
 
@@ -414,7 +416,7 @@ def test_a_dataclass_whose_annotations_cannot_be_resolved_is_a_schema_error() ->
         state: NotDefinedAnywhere  # type: ignore[name-defined]  # noqa: F821
 
     with pytest.raises(SchemaError):
-        Schema.from_dataclass(Unresolved)
+        declared_schema(Unresolved)
 
 
 @pytest.mark.parametrize(

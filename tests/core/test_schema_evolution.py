@@ -25,6 +25,7 @@ from brainlessdb.core.evolution import (
 )
 from brainlessdb.core.merge import Extras, Record, merge_records
 from brainlessdb.core.meta import meta
+from brainlessdb.core.models import declared_schema
 from brainlessdb.core.schema import FieldSpec, Schema
 from brainlessdb.core.sync.schema_sync import decode_schema, encode_schema
 from brainlessdb.errors import SchemaError
@@ -224,7 +225,7 @@ class CallV2:
 
 
 def test_a_model_declares_the_whole_step() -> None:
-    step = declared_step(V1, Schema.from_dataclass(CallV2), declared_renames(CallV2))
+    step = declared_step(V1, declared_schema(CallV2), declared_renames(CallV2))
     assert step.rename == {"agent": "agent_id"}
     assert step.remove == {"legacy"}
     assert set(step.widen) == {"agent", "channel", "score"}  # agent: now with a default
@@ -234,7 +235,7 @@ def test_a_model_declares_the_whole_step() -> None:
     assert v2.fields["score"] == FieldSpec("float", required=False, default=0.0)
     assert v2.fields["channel"].nullable
     # The same model again: nothing left to do.
-    assert not declared_step(v2, Schema.from_dataclass(CallV2), declared_renames(CallV2))
+    assert not declared_step(v2, declared_schema(CallV2), declared_renames(CallV2))
 
 
 def test_a_stored_field_wider_than_declared_stays_as_it_is() -> None:
@@ -245,7 +246,7 @@ def test_a_stored_field_wider_than_declared_stays_as_it_is() -> None:
         channel: str
         agent: int
 
-    assert not declared_step(inferred, Schema.from_dataclass(Narrow), {})
+    assert not declared_step(inferred, declared_schema(Narrow), {})
 
 
 def test_a_declared_rename_from_a_field_that_never_was_is_refused() -> None:
@@ -255,7 +256,7 @@ def test_a_declared_rename_from_a_field_that_never_was_is_refused() -> None:
         agent_id: int | None = field(renamed_from="operator", default=None)
 
     with pytest.raises(SchemaError, match="'operator', which the stored schema does not have"):
-        declared_step(V1, Schema.from_dataclass(Wrong), declared_renames(Wrong))
+        declared_step(V1, declared_schema(Wrong), declared_renames(Wrong))
 
 
 class PydanticCall(pydantic.BaseModel):

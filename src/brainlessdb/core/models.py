@@ -511,6 +511,12 @@ def model_of(cls: Any) -> Model:
     return Model(cls, kind)
 
 
+def declared_schema(cls: Any) -> Schema:
+    """The schema the model class ``cls`` declares (its ``uuid`` field, if any, is the entity's uuid);
+    ``TypeError`` for anything that is not a model class."""
+    return model_of(cls).schema()
+
+
 def model_of_class(cls: Any) -> Model | None:
     """``model_of`` for a model class, None for any other annotation."""
     made = _models.get(cls) if isinstance(cls, type) else None

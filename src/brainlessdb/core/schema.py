@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from brainlessdb.core.field_types import annotation_type as annotation_type  # re-exported
 from brainlessdb.core.values import (
     JSON_TYPE_NAMES,
     check_json,
@@ -133,14 +132,6 @@ class Schema:
         return cls(fields)
 
     @classmethod
-    def from_dataclass(cls, klass: type) -> Schema:
-        """The schema a model class declares (see ``core.models``; its ``uuid`` field, if any, is the
-        entity's uuid); ``TypeError`` for anything that is not a model class."""
-        from brainlessdb.core.models import model_of
-
-        return model_of(klass).schema()
-
-    @classmethod
     def from_json(cls, raw: Any) -> Schema:
         """A schema read back from storage."""
         if (
@@ -254,7 +245,9 @@ class Schema:
         renamed or removed it."""
         now = self.renamed.get(name)
         if now is not None:
-            return SchemaError(f"field {name!r} was renamed to {now!r} (schema version {self.version})", field=name)
+            return SchemaError(
+                f"field {name!r} was renamed to {now!r} (schema version {self.version})", field=name
+            )
         if name in self.removed:
             return SchemaError(f"field {name!r} was removed (schema version {self.version})", field=name)
         return SchemaError(f"unknown field {name!r} (fields: {', '.join(self.fields)})", field=name)
