@@ -170,6 +170,23 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         _per_collection("watch_restarts"),
     ),
     MetricSpec(
+        "watch_behind",
+        "gauge",
+        "{revision}",
+        "revisions the collection's bucket is known to hold that its watch has not applied here yet (known "
+        "from this node's acknowledged writes and its synced() calls)",
+        COLLECTION,
+        _per_collection("watch_behind"),
+    ),
+    MetricSpec(
+        "watch_behind_age",
+        "gauge",
+        "s",
+        "how long the collection's watch has been behind what its bucket is known to hold, without a break",
+        COLLECTION,
+        _per_collection("watch_behind_seconds"),
+    ),
+    MetricSpec(
         "watch_consumer_restarts",
         "counter",
         "{restart}",
