@@ -415,3 +415,16 @@ def test_a_version_read_under_an_evolved_schema_keeps_its_expiry() -> None:
     upgraded = upgrade_record(schema, record)
     assert upgraded.data == {"state": "x"}
     assert upgraded.extras is not None and upgraded.extras.expiry == expires
+
+
+def test_where_the_server_removes_expired_entities_delete_markers_carry_the_retention() -> None:
+    node = Node(schema=SCHEMA)
+    node.add_stored("s1", {"state": "new"}, 1)
+    node.add_stored("s2", {"state": "new"}, 2)
+    node.delete("s1")
+    assert node.take_one().ttl is None  # not known to take a TTL: the housekeeping removes the marker
+    node.table.expiry.server = True
+    node.table.expiry.marker_ttl = 86400.0
+    node.delete("s2")
+    write = node.take_one()
+    assert write.delete and write.ttl == 86400.0

@@ -144,6 +144,27 @@ async def test_with_the_server_ttl_an_entity_expires_even_when_no_node_runs_afte
 
 
 @pytest.mark.nats
+async def test_with_the_server_ttl_a_delete_marker_goes_even_when_no_node_runs(
+    nats_server: EmbeddedServer, namespace: str
+) -> None:
+    url = nats_server.url
+    async with node(url, namespace, "a", delete_retention=1.0) as a:
+        sessions = a.collection("session")
+        sessions.expire(sessions.add(user="ann"), 60)  # the collection uses expiry: its bucket takes TTL
+        gone = sessions.add(user="bob")
+        await a.flush()
+        sessions.delete(gone)
+        bucket = a.bucket_name("session")
+    # The marker's retention passes with no node running: only the server can remove it.
+    async with kv_storage(url) as storage:
+        for _ in range(int(WAIT / 0.1)):
+            if await storage.get(bucket, gone.uuid) is None:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the delete marker was still there after {WAIT}s")
+
+
+@pytest.mark.nats
 @server_ttl
 async def test_a_stale_write_from_a_node_that_missed_the_expiry_does_not_bring_it_back(
     nats_server: EmbeddedServer, namespace: str, history: int

@@ -92,14 +92,16 @@ class ExpiryMode:
     ``used`` once the collection has met an expiry (its own, another node's, or a default ``ttl``): only
     then is the bucket's per-message TTL worth asking for. ``server`` is None until the shell has asked,
     then True when the server removes expired entities (every write of one carries its TTL), False when
-    the nodes do, by writing the delete.
+    the nodes do, by writing the delete. With the server's TTL, delete markers carry one too,
+    ``marker_ttl`` (the delete retention): the server removes them even if no node is left to.
     """
 
-    __slots__ = ("server", "used")
+    __slots__ = ("marker_ttl", "server", "used")
 
     def __init__(self) -> None:
         self.used = False
         self.server: bool | None = None
+        self.marker_ttl: float | None = None
 
     @property
     def unknown(self) -> bool:

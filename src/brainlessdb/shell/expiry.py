@@ -93,6 +93,7 @@ async def settle_mode(
         mode.server = False
     else:
         mode.server = bool(await allow_ttl(bucket, marker_ttl))
+        mode.marker_ttl = marker_ttl if mode.server else None
     logger.debug(
         "%s: expired entities are removed by %s",
         collection.name,

@@ -127,7 +127,11 @@ class Outbox:
                 continue
             inflight[uuid] = 0
             expected = 0 if tomb.revision is None else tomb.revision
-            writes.append(PendingWrite(uuid, encode_tombstone(tomb.stamp), expected, delete=True))
+            write = PendingWrite(uuid, encode_tombstone(tomb.stamp), expected, delete=True)
+            mode = self._table.expiry
+            if mode.server is True:
+                write.ttl = mode.marker_ttl  # the server removes the marker past its retention, too
+            writes.append(write)
         return writes
 
     def _server_ttl(self, deadline: int | None) -> float | None:
