@@ -118,9 +118,12 @@ async def main() -> None:
             "number": "+420 777 000 111",
             "city": "Brno",
         }
-        assert await seen.filter(state="talking") == [there]  # queries: stored form
-        since = "2026-03-01T00:00:00+00:00"  # aware datetimes are stored in UTC
+        # Criteria take the declared types or the stored form alike:
+        assert await seen.filter(state=State.TALKING) == [there]
+        assert await seen.filter(state="talking") == [there]
+        since = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
         assert await seen.filter(started__gte=since) == [there]
+        assert await seen.filter(started__gte="2026-03-01T00:00:00+00:00") == [there]
         # --8<-- [end:other-node]
 
         # --8<-- [start:libraries-use]

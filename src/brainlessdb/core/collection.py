@@ -29,6 +29,7 @@ from brainlessdb.core.evolution import (
     requested_step,
 )
 from brainlessdb.core.expiry import check_seconds
+from brainlessdb.core.field_types import JSON_SCALARS, criterion_json
 from brainlessdb.core.ids import new_uuid, parse_uuid
 from brainlessdb.core.query.filtering import select
 from brainlessdb.core.query.index import INDEXED_LOOKUPS
@@ -246,7 +247,10 @@ class Collection(Generic[T]):
         if key is not None:
             # The commonest query, find(channel_id=x): one lookup in the field's index, no Condition and no
             # list. It answers what the general path below does (the first uuid of the same bucket).
-            uuid = self._indexes.first(plan.exact_path, criteria[key], self._scan_source)
+            value = criteria[key]
+            if type(value) not in JSON_SCALARS:
+                value = criterion_json(value)  # an Enum, a datetime...: looked up in its stored form
+            uuid = self._indexes.first(plan.exact_path, value, self._scan_source)
             if uuid is None:
                 return None
             entity = self._entities.get(uuid)
@@ -466,6 +470,10 @@ class Collection(Generic[T]):
         if not isinstance(criteria, Mapping):
             raise TypeError(f"update_if() takes its criteria as a mapping, got {criteria!r}")
         conditions = self._conditions(criteria) if criteria else ()
+        if self._table.view_type is not None:
+            # Typed: the changes as the model stores them (an Enum's value, a datetime's string...).
+            entity = self._entities.get(uuid)
+            changes = views.stored_changes(self._table.view_type, entity, uuid, changes)
         claim = make_claim(self.name, uuid, conditions, changes, self._table.schema)
         if self.sync.is_deleted(uuid):
             raise NotFoundError(self.name, uuid)

@@ -217,6 +217,26 @@ def _enum(cls: type[enum.Enum], name: str) -> FieldType:
     return FieldType(kind, choices=choices, dump=dump, load=load)
 
 
+JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+"""The exact types of values that are their own JSON form (``criterion_json`` leaves them alone)."""
+
+
+def criterion_json(value: Any) -> Any:
+    """The stored form of a value given to a query or a change: an ``Enum`` member's value, a ``datetime``
+    or ``date`` as the ISO 8601 string a model field stores it as (an aware ``datetime`` in UTC), a
+    ``UUID`` as its string; anything else as it is. So ``filter(state=State.WAITING)`` and
+    ``created__lt=datetime.now(timezone.utc)`` compare with what typed fields store."""
+    if isinstance(value, enum.Enum):
+        return criterion_json(value.value)
+    if isinstance(value, dt.datetime):
+        return _dump_datetime(value, "")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, uuids.UUID):
+        return str(value)
+    return value
+
+
 def _dump_datetime(value: Any, name: str) -> str:
     if isinstance(value, str):
         value = _parsed(dt.datetime.fromisoformat, value, name, "datetime")

@@ -123,6 +123,27 @@ def prepared(typed: type | None, given: Any, uuid: str, values: dict[str, Any]) 
     return model.prepare(values, uuid)
 
 
+def stored_changes(
+    typed: type, entity: Entity | None, uuid: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``update_if``'s changes of a collection typed by ``typed``, in their stored form: each converted and
+    validated by the model as an assignment would be (against ``entity``'s fields, where it is held here);
+    a field the model does not declare is left for the schema to judge."""
+    model = models.model_of(typed)
+    if model.plain:
+        return dict(changes)
+    data: Mapping[str, Any] = {} if entity is None else entity._data
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in model.fields:
+            out[name] = value
+        elif entity is None:
+            out[name] = model.fields[name].type.to_json(value, name)
+        else:
+            out[name] = model.write(name, value, data, uuid)
+    return out
+
+
 def entity_of(obj: Any) -> Entity | None:
     """The entity behind an entity or a typed view (None for anything else, a nested view too)."""
     if isinstance(obj, Entity):

@@ -17,6 +17,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Final, NamedTuple, TypeVar
 
+from brainlessdb.core.field_types import JSON_SCALARS, criterion_json
 from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, check_lookup_value
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import QueryError
@@ -143,9 +144,13 @@ def bind_criteria(plan: Plan, criteria: Mapping[str, Any]) -> tuple[Condition, .
         value = criteria[key]
         if lookup == "in":
             check_lookup_value(lookup, value, key)
-            value = tuple(value)  # a one-shot iterator must survive being read once per entity
-        elif lookup != "exact":  # any value is a valid expected value for exact
-            check_lookup_value(lookup, value, key)
+            # A one-shot iterator must survive being read once per entity.
+            value = tuple(item if type(item) in JSON_SCALARS else criterion_json(item) for item in value)
+        else:
+            if type(value) not in JSON_SCALARS:
+                value = criterion_json(value)  # an Enum, a datetime...: compared in its stored form
+            if lookup != "exact":  # any value is a valid expected value for exact
+                check_lookup_value(lookup, value, key)
         conditions.append(_new_condition((key, path, lookup, value)))
     return tuple(conditions)
 
