@@ -14,8 +14,6 @@ or instances, for tests and for several databases in one process::
         db.call.add(channel_id="456", state="waiting")
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from brainlessdb.core.collection import Collection

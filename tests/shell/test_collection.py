@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -447,6 +448,22 @@ async def test_add_with_an_existing_uuid_is_refused(make_db: MakeDb) -> None:
     db.call.delete(call)
     with pytest.raises(brainlessdb.DuplicateError):
         db.call.add(uuid=deleted_uuid, channel_id="3")
+
+
+def test_the_readme_lists_every_lowercase_name_of_the_package_brainlessdb_dot_name_cannot_reach() -> None:
+    """The module names in the README are exactly the package's own lowercase names, once every one of its
+    modules is imported (a submodule becomes an attribute of the package): ``brainlessdb.events`` is the
+    module, so a collection ``events`` is reached with ``get_db().collection("events")``."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- module names")[1].split("<!-- end of module names")[0]
+    listed = set(re.findall(r"`([a-z_]+)`", block))
+    package = Path(brainlessdb.__file__).parent
+    for module in package.iterdir():
+        if module.name.startswith("_") or not (module.suffix == ".py" or (module / "__init__.py").exists()):
+            continue
+        importlib.import_module(f"brainlessdb.{module.stem}")
+    own = {name for name in vars(brainlessdb) if not name.startswith("_") and name.islower()}
+    assert listed == own
 
 
 def test_the_readme_lists_every_name_db_dot_name_cannot_reach() -> None:
