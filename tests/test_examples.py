@@ -131,3 +131,15 @@ def test_pages_hold_no_untested_python(page: Path) -> None:
         "examples/, or name no language (put the code in an example script and include it, or give "
         "the block a language that is not Python: sh, text, yaml...)"
     )
+
+
+def test_every_example_is_shown() -> None:
+    """An example no page includes would be tested but never read: each is on some page."""
+    included = set()
+    for page in [*PAGES, *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in page.read_text().splitlines():
+            found = SNIPPET.match(line)
+            if found is not None:
+                included.add(found.group("path").split(":", 1)[0])
+    shown = {path.relative_to(ROOT).as_posix() for path in EXAMPLES}
+    assert not shown - included, f"examples no page includes: {sorted(shown - included)}"
