@@ -1,13 +1,13 @@
 """BrainlessDB: collections held in memory and kept in sync across nodes through NATS JetStream KV.
 
-Two ways to use it. The module-level database::
+Two ways to use it. The module-level database:
 
     import brainlessdb
     await brainlessdb.setup(nats, namespace="myapp", location="prague-1")
     call = brainlessdb.call.add(channel_id="123", state="waiting")
     await brainlessdb.stop()
 
-or instances, for tests and for several databases in one process::
+or instances, for tests and for several databases in one process:
 
     from brainlessdb import Brainless
     async with Brainless(nats, namespace="test", location="local") as db:

@@ -5,7 +5,7 @@ Nothing is counted twice and nothing runs in the background: each scrape (Promet
 import this module; each is imported when its part is used (``pip install 'brainlessdb[metrics]'`` adds
 both ``prometheus-client`` and ``opentelemetry-api``).
 
-Prometheus, with the application's own registry and HTTP server (this module never starts one)::
+Prometheus, with the application's own registry and HTTP server (this module never starts one):
 
     from prometheus_client import start_http_server
     from brainlessdb.metrics import register_prometheus
@@ -14,7 +14,7 @@ Prometheus, with the application's own registry and HTTP server (this module nev
     start_http_server(9100)
 
 OpenTelemetry, against the application's ``Meter`` (the API only; the SDK and exporter are the
-application's)::
+application's):
 
     from opentelemetry import metrics
     from brainlessdb.metrics import instrument
