@@ -5,6 +5,7 @@ last in both directions, any mix of kinds in a fixed total order. Everything her
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from itertools import compress, repeat
@@ -22,9 +23,12 @@ _NONE_TYPE: Final = type(None)
 _MISSING_TYPE: Final = type(MISSING)
 _canonical = msgspec.json.Encoder(order="sorted")
 
-PRUNE_BELOW: Final = 4
+PRUNE_ONE_KEY: Final = 100
+PRUNE_KEYS: Final = 4
 """``order_first`` sorts only the items that can be among the first ``n`` when there are at least this many
-times ``n`` items; nearer to all of them, sorting all costs less than finding which."""
+times ``n`` items (by one key, by several); nearer to all of them, sorting all costs less than finding
+which. Finding them costs a read of the first key's values and a heap of ``n``, about what one sort by one
+natural key costs in C; a sort by several keys makes one sort per key (docs/performance.md)."""
 
 
 def order(
@@ -73,7 +77,7 @@ def order_first(
     """
     if n <= 0:
         return []
-    if not keys or n * PRUNE_BELOW > len(items):
+    if not keys or n * (PRUNE_ONE_KEY if len(keys) == 1 else PRUNE_KEYS) > len(items):
         return order(items, keys, data_of, uuid_of, field_of)[:n]
     first = keys[0]
     try:
@@ -166,7 +170,13 @@ def _sorted_by_values(items: Collection[T], values: list[Any], descending: bool)
 
 
 def _has_nan(values: list[Any], kinds: set[type]) -> bool:
-    return float in kinds and any(value != value for value in values if type(value) is float)
+    """Whether some value is NaN, where ``kinds`` (the values' types) are numbers only."""
+    if float not in kinds:
+        return False
+    try:
+        return any(map(math.isnan, values))  # in C; bools and ints are never NaN
+    except OverflowError:  # an int too large for a float
+        return any(value != value for value in values if type(value) is float)
 
 
 def _mixed_rank(value: Any) -> tuple[int, Any]:
