@@ -87,6 +87,7 @@ __all__ = [
     "meta",
     "setup",
     "stop",
+    "synced",
 ]
 
 _db: Brainless | None = None
@@ -121,6 +122,11 @@ async def stop(timeout: float | None = None) -> None:
 async def flush() -> None:
     """Write every pending change of the module-level database now."""
     await get_db().flush()
+
+
+async def synced(timeout: float | None = None) -> None:
+    """Wait until the module-level database is in step with NATS (see ``Brainless.synced``)."""
+    await get_db().synced(timeout)
 
 
 def get_db() -> Brainless:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import brainlessdb
 from brainlessdb import Brainless, FlushError, NotStartedError, SchemaError, UnavailableError
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.embedded_locations import Link
@@ -254,3 +255,15 @@ async def test_synced_retries_a_flush_that_may_pass_and_raises_one_that_cannot()
     with pytest.raises(FlushError) as raised:
         await parts.syncing().synced(collections)
     assert raised.value is never
+
+
+async def test_the_module_level_database_has_synced_too(namespace: str) -> None:
+    await brainlessdb.setup(None, namespace=namespace, location="here", flush_interval=60)
+    try:
+        brainlessdb.call.add(n=1)
+        await brainlessdb.synced(timeout=5)
+        assert brainlessdb.get_db().stats()["collections"]["call"]["pending"] == 0
+    finally:
+        await brainlessdb.stop()
+    with pytest.raises(NotStartedError):
+        await brainlessdb.synced()
