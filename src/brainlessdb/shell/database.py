@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from brainlessdb.core import names
 from brainlessdb.core.claims import Claim
@@ -69,6 +69,10 @@ class DatabaseState(enum.Enum):
     STARTED = "started"
     STOPPING = "stopping"
     STOPPED = "stopped"
+
+
+_RUNNING: Final = (DatabaseState.STARTED, DatabaseState.STOPPING)
+"""The states of a database that ``stop()`` has not ended."""
 
 
 class Brainless:
@@ -567,10 +571,12 @@ class Brainless:
             "watch_behind_seconds": lag.behind_seconds,
         }
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        # No I/O, and nothing that interpreter shutdown may have torn down (hence the bound warn): like an
-        # unclosed socket or event loop, a started database dropped without stop() says so.
-        if getattr(self, "_state", None) in _RUNNING:
+    def __del__(
+        self, _warn: Callable[..., None] = warnings.warn, _running: tuple[DatabaseState, ...] = _RUNNING
+    ) -> None:
+        # No I/O, and nothing that interpreter shutdown may have torn down (hence the bound defaults): like
+        # an unclosed socket or event loop, a started database dropped without stop() says so.
+        if getattr(self, "_state", None) in _running:
             _warn(f"{self!r} was not stopped: call 'await db.stop()'", ResourceWarning, source=self)
 
     def __repr__(self) -> str:
@@ -578,9 +584,6 @@ class Brainless:
             f"<Brainless {self.namespace}@{self.location} {self._state.value}, "
             f"{len(self._collections)} collections>"
         )
-
-
-_RUNNING = (DatabaseState.STARTED, DatabaseState.STOPPING)
 
 
 def _check_locations(domain: str | None, peers: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
