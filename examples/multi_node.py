@@ -12,7 +12,7 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 
-from brainlessdb import MISSING, Brainless, Change, Collection, Delete
+from brainlessdb import MISSING, Brainless, Change, Delete
 
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 
@@ -37,24 +37,25 @@ def node(location: str) -> Brainless:
 # --8<-- [end:nodes]
 
 
-async def sync(*nodes: tuple[Brainless, Collection[Call]]) -> None:
-    """Write every node's changes, then let every node catch up with what NATS holds."""
-    await asyncio.gather(*(db.flush() for db, _ in nodes))
-    await asyncio.gather(*(calls.load() for _, calls in nodes))
+async def sync(*nodes: Brainless) -> None:
+    """Every node's changes acknowledged by NATS, then every node in step with them all
+    (a node's changes are on another after synced() of the one, then of the other)."""
+    for _ in range(2):
+        await asyncio.gather(*(db.synced() for db in nodes))
 
 
 async def main() -> None:
     async with node("prague-1") as prague, node("brno-1") as brno:
         here, there = prague.call.typed(Call), brno.call.typed(Call)
         added = here.add(Call(state="ringing", caller={"city": "Prague"}))
-        await sync((prague, here), (brno, there))
+        await sync(prague, brno)
         copy = await there.get(added)
         assert copy is not None
 
         # --8<-- [start:fields]
         added.state = "answered"  # Prague and Brno change the same call at once,
         copy.agent = "jana"  # each a different field
-        await sync((prague, here), (brno, there))
+        await sync(prague, brno)
         assert (added.state, added.agent) == (
             "answered",
             "jana",
@@ -65,7 +66,7 @@ async def main() -> None:
         # --8<-- [start:same-field]
         added.note = "from Prague"  # the same field on both nodes at once:
         copy.note = "from Brno"
-        await sync((prague, here), (brno, there))
+        await sync(prague, brno)
         assert added.note == copy.note  # one value wins everywhere (the newer stamp)
         assert added.note in ("from Prague", "from Brno")
         # --8<-- [end:same-field]
@@ -73,7 +74,7 @@ async def main() -> None:
         # --8<-- [start:nested]
         added.caller["lang"] = "cs"  # different keys of one dict field merge too
         copy.caller["vip"] = "yes"
-        await sync((prague, here), (brno, there))
+        await sync(prague, brno)
         assert (
             added.caller
             == copy.caller
@@ -104,7 +105,7 @@ async def main() -> None:
         # --8<-- [start:delete]
         here.delete(added)  # Prague deletes the call while Brno still changes it:
         copy.note = "too late"
-        await sync((prague, here), (brno, there))
+        await sync(prague, brno)
         assert await here.get(added.uuid) is None  # the delete wins, on every node
         assert await there.get(added.uuid) is None
         gone = await asyncio.wait_for(seen.get(), timeout=10)

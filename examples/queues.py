@@ -57,8 +57,8 @@ async def share_the_work(prague: Brainless, brno: Brainless) -> None:
     queue = prague.job.typed(Job)
     for number in range(20):
         queue.add(Job(priority=number % 3, caller_id=f"caller-{number}"))
-    await prague.flush()
-    await brno.job.load()  # catch up with what NATS holds now
+    await prague.synced()  # written, and Brno in step with it:
+    await brno.synced()  # no node starts from a queue that is behind
 
     done: list[tuple[int, str]] = []
     await asyncio.gather(
@@ -94,14 +94,14 @@ async def dispatch_alone(prague: Brainless, brno: Brainless) -> None:
 async def count_attempts(prague: Brainless, brno: Brainless) -> None:
     here, there = prague.job.typed(Job), brno.job.typed(Job)
     job = here.add(Job(priority=0, caller_id="caller-retry"))
-    await prague.flush()
-    await there.load()
+    await prague.synced()
+    await brno.synced()
 
     for _ in range(3):
         here.increment(job, "attempts")  # on both nodes at once: every increment counts
         there.increment(job, "attempts")
-    await asyncio.gather(prague.flush(), brno.flush())
-    await asyncio.gather(here.load(), there.load())  # catch up with each other's writes
+    await asyncio.gather(prague.synced(), brno.synced())  # both written ...
+    await asyncio.gather(prague.synced(), brno.synced())  # ... and read by the other
 
     assert job.attempts == 6
     on_brno = await there.get(job)

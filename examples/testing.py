@@ -72,8 +72,8 @@ async def test_two_nodes_never_give_one_call_twice(nats_server: EmbeddedServer) 
         Brainless(nats_server.url, namespace="test-assign", location="b") as b,
     ):
         first = a.call.typed(Call).add(Call(queue="sales"))
-        await a.flush()
-        await b.call.load()  # catch up with what NATS holds now
+        await a.synced()  # a's change acknowledged ...
+        await b.synced()  # ... and b in step with it
         taken = [
             await assign(a.call.typed(Call), "sales", "jana"),
             await assign(b.call.typed(Call), "sales", "petr"),
