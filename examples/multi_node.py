@@ -2,7 +2,7 @@
 reacting to other nodes' changes.
 
 Both nodes here run in one process and write only when asked (a long
-``flush_interval`` and explicit ``flush()``), so that their changes are concurrent
+``flush_interval``, then ``synced()`` or ``flush()``), so that their changes are concurrent
 on purpose and the outcome is the same on every run.
 """
 
