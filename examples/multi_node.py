@@ -2,8 +2,8 @@
 reacting to other nodes' changes.
 
 Both nodes here run in one process and write only when asked (a long
-``flush_interval``, then ``synced()`` or ``flush()``), so that their changes are concurrent
-on purpose and the outcome is the same on every run.
+``flush_interval``, then ``synced()`` or ``flush()``), so that their changes are
+concurrent on purpose and the outcome is the same on every run.
 """
 
 from __future__ import annotations
