@@ -16,7 +16,7 @@ or instances, for tests and for several databases in one process:
 
 from typing import Any
 
-from brainlessdb.core.collection import Collection
+from brainlessdb.core.collection import Collection, Lag
 from brainlessdb.core.entity import Entity
 from brainlessdb.core.evolution import field
 from brainlessdb.core.meta import EntityMeta, meta
@@ -67,6 +67,7 @@ __all__ = [
     "ExpiryError",
     "FlushError",
     "InvalidNameError",
+    "Lag",
     "Lease",
     "LeaseLostError",
     "Leave",

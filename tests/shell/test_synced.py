@@ -46,6 +46,7 @@ async def test_in_memory_synced_returns_with_nothing_pending(namespace: str) -> 
         assert lag["pending"] == 0
         assert (lag["watch_behind"], lag["watch_behind_seconds"]) == (0, 0.0)
         assert lag["watch_revision"] >= 1
+        assert db.call.lag == (0, 0.0, lag["watch_revision"], 0, 0.0)
 
 
 async def test_synced_needs_a_started_database_and_a_sane_timeout(namespace: str) -> None:
@@ -116,6 +117,8 @@ async def test_through_an_outage_synced_times_out_and_the_lag_grows_then_all_cat
             await a.synced(timeout=0.5)
         await eventually(lambda: figures(a)["pending_seconds"] >= 0.5, timeout=30)
         assert figures(a)["pending"] == 1
+        lag = a.call.lag  # the same figures, per collection
+        assert lag.pending == 1 and lag.pending_seconds >= 0.5 and lag.behind == 0
         assert written_there.uuid not in a.call  # a cannot know of b's write, nor count it as lag
         link.heal()
         await a.synced(timeout=60)

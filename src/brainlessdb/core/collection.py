@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
 from functools import partial
 from itertools import compress, islice
 from operator import attrgetter, not_
-from typing import Any, Final, Generic, Protocol, TypeVar, cast, overload
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar, cast, overload
 
 from brainlessdb.core import models, views
 from brainlessdb.core.changes import LocalChanges
@@ -57,6 +57,23 @@ PLANS_KEPT: Final = 256
 U = TypeVar("U")
 
 
+class Lag(NamedTuple):
+    """How far one collection is from its bucket, as this node knows it without asking NATS (see
+    ``Collection.lag``)."""
+
+    pending: int
+    """Local changes not acknowledged by NATS yet."""
+    pending_seconds: float
+    """How long changes have been waiting without a break (0.0 when none waits)."""
+    applied: int
+    """The last revision of the bucket applied to memory (0 before the first load, and in memory mode)."""
+    behind: int
+    """Revisions the bucket is known to hold past ``applied``: learnt from this node's own writes and from
+    ``synced()``; other nodes' writes not received yet cannot be counted."""
+    behind_seconds: float
+    """How long ``behind`` has been above 0 without a break."""
+
+
 class Host(Protocol):
     """What a collection needs from the database that owns it (the shell provides it)."""
 
@@ -83,6 +100,9 @@ class Host(Protocol):
 
     def watch_collection(self, collection: Collection[Any], subscription: Subscription) -> ChangeStream:
         """A change stream fed by ``subscription`` (opened once the collection is loaded)."""
+
+    def collection_lag(self, collection: Collection[Any]) -> Lag:
+        """How far the collection is from its bucket (see ``Lag``)."""
 
 
 class Collection(Generic[T]):
@@ -669,6 +689,13 @@ class Collection(Generic[T]):
         if isinstance(uuid, str):
             return uuid
         raise TypeError(f"expected a uuid string, an entity or a typed instance with a uuid, got {item!r}")
+
+    @property
+    def lag(self) -> Lag:
+        """How far this collection is from its bucket: changes waiting to be written and for how long, and
+        the bucket's revisions known but not applied yet (the figures of ``db.stats()``; no I/O). To wait
+        until the node is in step, ``await db.synced()``."""
+        return self._host.collection_lag(self)
 
     @property
     def entities(self) -> Mapping[str, Entity]:

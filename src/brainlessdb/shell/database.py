@@ -28,7 +28,7 @@ from typing import Any, Final
 from brainlessdb.core import names
 from brainlessdb.core.claims import Claim
 from brainlessdb.core.clock import HybridLogicalClock
-from brainlessdb.core.collection import Collection
+from brainlessdb.core.collection import Collection, Lag
 from brainlessdb.core.ids import location_node
 from brainlessdb.core.streams import ChangeStream, Subscription
 from brainlessdb.errors import (
@@ -545,12 +545,10 @@ class Brainless:
             "collections": {
                 name: {
                     "entities": len(c),
-                    "pending": c.sync.pending_count(),
                     "errors": len(c.sync.errors()),
                     "dead_letters": c.sync.dead_letter_count,
-                    "pending_seconds": 0.0 if self._flusher is None else self._flusher.pending_for(name),
                     "watch_restarts": 0 if self._watches is None else self._watches.restarts(name),
-                    **self._lag_of(name),
+                    **self._lag_figures(c),
                 }
                 for name, c in self._collections.items()
             },
@@ -562,10 +560,18 @@ class Brainless:
             "presence": {} if self._presence is None else self._presence.stats(),
         }
 
-    def _lag_of(self, name: str) -> dict[str, Any]:
-        """The watch figures of ``stats()`` for collection ``name`` (see ``brainlessdb.shell.lag``)."""
-        lag = self._lag.of(name, self._applied(name))
+    def collection_lag(self, collection: Collection[Any]) -> Lag:
+        name = collection.name
+        watch = self._lag.of(name, self._applied(name))
+        pending_seconds = 0.0 if self._flusher is None else self._flusher.pending_for(name)
+        return Lag(collection.sync.pending_count(), pending_seconds, *watch)
+
+    def _lag_figures(self, collection: Collection[Any]) -> dict[str, Any]:
+        """The lag figures of ``stats()`` for one collection (see ``Lag``)."""
+        lag = self.collection_lag(collection)
         return {
+            "pending": lag.pending,
+            "pending_seconds": lag.pending_seconds,
             "watch_revision": lag.applied,
             "watch_behind": lag.behind,
             "watch_behind_seconds": lag.behind_seconds,
