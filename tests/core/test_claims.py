@@ -11,36 +11,20 @@ from typing import Any
 import pytest
 
 from brainlessdb.core.claims import Attempt, Claim, Outcome, make_claim, take_stored, won
-from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
+from brainlessdb.core.clock import Stamp, hlc_from_ms
 from brainlessdb.core.codec import decode_value, encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.ids import location_node
 from brainlessdb.core.meta import meta
 from brainlessdb.core.query.plan import parse_criteria
 from brainlessdb.core.schema import Schema
 from brainlessdb.errors import DecodeError, NotFoundError, SchemaError
-from brainlessdb.events import Change, Event, Listener
+from brainlessdb.events import Change
 from brainlessdb.storage.base import Entry, Op
+from tests.core.host_fakes import Host
 
 NOW_MS = 1_735_689_600_000
 UUID = "6f1c2a4e-0000-11ef-8000-0242ac120002"
-
-
-class Host:
-    """What a collection asks of its database, without one: a clock the test sets, events recorded."""
-
-    def __init__(self, location: str = "prague-1") -> None:
-        self.now_ms = NOW_MS
-        self.clock = HybridLogicalClock(location, lambda: self.now_ms)
-        self.uuid_node = location_node(location)
-        self.events: list[Event] = []
-
-    def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
-        pass
-
-    def emit(self, listener: Listener, event: Event) -> None:
-        self.events.append(event)
 
 
 def stamp(ms: int, node: str = "brno-1") -> Stamp:

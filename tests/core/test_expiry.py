@@ -6,29 +6,26 @@ The nodes' clocks are set by the tests (``node.now_ms``), so nothing here waits 
 from __future__ import annotations
 
 import math
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from brainlessdb.core import expiry
-from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import _decode_generic, decode_value, encode_entity
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.evolution import upgrade_record
 from brainlessdb.core.expiry import Deadlines, check_seconds, server_ttl
-from brainlessdb.core.ids import location_node
 from brainlessdb.core.merge import Extras, Record
 from brainlessdb.core.meta import meta
 from brainlessdb.core.schema import Schema
 from brainlessdb.errors import DecodeError, ExpiryError, NotFoundError, SchemaError
-from brainlessdb.events import Delete, Event, Listener
+from brainlessdb.events import Delete
 from brainlessdb.storage.base import Entry, Op
+from tests.core.host_fakes import Host, run
 from tests.core.sync_fakes import START_MS, TIME_NS, Bucket, Node, marker, schema_of, stamp
 
-R = TypeVar("R")
 SCHEMA = schema_of({"state": {"type": "str"}})
 
 
@@ -302,33 +299,6 @@ def test_a_delete_marker_of_an_entity_without_expiry_is_told_as_deleted() -> Non
 
 
 # -- the collection: default expiry, queries -------------------------------------------------------
-
-
-class Host:
-    """A database for one collection: loaded, nothing written, a clock the test sets."""
-
-    def __init__(self) -> None:
-        self.now_ms = START_MS
-        self.clock = HybridLogicalClock("prague-1", now_ms=lambda: self.now_ms)
-        self.uuid_node = location_node("prague-1")
-        self.events: list[Event] = []
-
-    def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
-        pass
-
-    def emit(self, listener: Listener, event: Event) -> None:
-        self.events.append(event)
-
-    async def ready(self, collection: Collection[Any]) -> None:
-        pass
-
-
-def run(coroutine: Coroutine[Any, Any, R]) -> R:
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("the query suspended")
 
 
 def test_no_query_returns_an_entity_past_its_deadline() -> None:

@@ -7,53 +7,23 @@ of an order are the full sort's first ``n``, and ``exclude`` is ``filter``'s com
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.collection import Collection
-from brainlessdb.core.ids import location_node
 from brainlessdb.core.query import ordering
 from brainlessdb.core.query.ordering import order, order_first
 from brainlessdb.core.query.pages import page, select_page
 from brainlessdb.core.query.plan import parse_criteria, parse_order
 from brainlessdb.errors import QueryError
-from brainlessdb.events import Event, Listener
+from tests.core.host_fakes import Host, run
 
-R = TypeVar("R")
 Item = tuple[str, dict[str, Any]]
-
-
-class Host:
-    """What a collection asks of its database, without one: everything is loaded, nothing is written."""
-
-    def __init__(self) -> None:
-        self.clock = HybridLogicalClock("prague-1")
-        self.uuid_node = location_node("prague-1")
-
-    def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
-        pass
-
-    def emit(self, listener: Listener, event: Event) -> None:
-        pass
-
-    async def ready(self, collection: Collection[Any]) -> None:
-        pass
-
-
-def run(coroutine: Coroutine[Any, Any, R]) -> R:
-    """The result of a query coroutine that never suspends (its host is always ready)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise AssertionError("the query suspended")
 
 
 def uuids(entities: list[Any]) -> list[str]:
@@ -196,6 +166,15 @@ def test_the_first_n_of_an_order_are_those_of_the_full_sort(
     full = order(entities, parsed, itemgetter(1), itemgetter(0))
     first = order_first(entities, parsed, itemgetter(1), itemgetter(0), n)
     assert same_order(first, full[:n])
+
+
+def test_lists_in_a_field_typed_str_sort_the_same_whichever_items_are_sorted_with_them() -> None:
+    # With the bool, the lists are ranked by their JSON text; sorted alone, lists compare with lists: the
+    # first two of the order (which order_first sorts without the bool) must not change.
+    entities: list[Item] = [("u00", {"a": False}), ("u01", {"a": [0]}), ("u02", {"a": []})]
+    parsed = parse_order(["-a"], {"a": "str"})
+    full = order(entities, parsed, itemgetter(1), itemgetter(0))
+    assert same_order(order(entities[1:], parsed, itemgetter(1), itemgetter(0)), full[:2])
 
 
 def test_the_first_n_of_many_are_found_without_sorting_every_item_by_every_key() -> None:

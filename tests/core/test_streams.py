@@ -15,30 +15,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.collection import Collection
-from brainlessdb.core.ids import location_node
 from brainlessdb.core.streams import StreamOptions, Subscription
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import QueryError
 from brainlessdb.events import Change, Delete, Enter, Event, Leave, Listener, StreamEvent
 from brainlessdb.storage.base import Entry, Op
+from tests.core import host_fakes
 from tests.core.sync_fakes import START_MS, TIME_NS, marker, stamp
 
 OTHER_UUID = "6f1c2a4e-0000-11ef-8000-0242ac120002"
 
 
-class Host:
-    """A collection's database, without one: events go to their listener at once, streams stay pure."""
-
-    def __init__(self) -> None:
-        self.now_ms = START_MS
-        self.clock = HybridLogicalClock("prague-1", lambda: self.now_ms)
-        self.uuid_node = location_node("prague-1")
-
-    def changed(self, collection: Collection[Any], uuid: str | None = None) -> None:
-        pass
+class Host(host_fakes.Host):
+    """Events go to their listener at once, and streams stay pure: a subscription is its own stream."""
 
     def emit(self, listener: Listener, event: Event) -> None:
         listener.callback(event)

@@ -134,13 +134,17 @@ def _sorted_by(
         # asks for its key. Otherwise it raises: KeyError or TypeError for an absent value, TypeError for
         # None (it compares with nothing, itself included, and a sort of two or more items compares every
         # item). A value breaking the schema raises TypeError the same way, unless it is a list among
-        # lists only, which the schema rules out.
+        # lists only (lists compare with lists): then the values are ranked as below, so that the order
+        # of any items never depends on which others are sorted with them (``order_first`` relies on it).
         path = key.path
         try:
             if field_of is not None and len(path) == 1 and path != UUID_PATH:
-                return sorted(items, key=field_of(path[0]), reverse=key.descending)
-            values = read_values(items, data_of, uuid_of, path)
-            return sorted(items, key=partial(next, values), reverse=key.descending)
+                result = sorted(items, key=field_of(path[0]), reverse=key.descending)
+            else:
+                values = read_values(items, data_of, uuid_of, path)
+                result = sorted(items, key=partial(next, values), reverse=key.descending)
+            if not result or type(values_at(result[:1], data_of, uuid_of, path)[0]) is not list:
+                return result
         except (KeyError, TypeError):
             pass  # sorted() sorted a copy: items are as they were
     try:
