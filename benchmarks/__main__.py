@@ -3,7 +3,7 @@
     python -m benchmarks                       # everything, N=10000, medians of 5 repeats
     python -m benchmarks --quick               # a smoke run: N=1000, 3 repeats
     python -m benchmarks --only load,propagation --repeats 7
-    python -m benchmarks --only scaling --scale-1m
+    python -m benchmarks --scale-1m            # the million-entity run: memory, scaling, flush and load
 
 Starts its own nats-server (loopback, temporary store) when a benchmark needs one and always stops it.
 Prints a Markdown table; writes everything, with machine information, to ``--json``.
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from benchmarks import locations, memory_ops, nats_io, report, transfer
+from benchmarks import entity_memory, locations, memory_ops, nats_io, report, transfer
 from benchmarks.common import Params, Row, encode, entity_data
 from brainlessdb.core.codec import encode_record
 from brainlessdb.core.merge import Record
@@ -41,8 +41,12 @@ BENCHMARKS = (
     "transfer",
     "in_memory",
     "memory",
+    "entity_memory",
     "scaling",
 )
+SCALE_1M = ("flush_new", "flush_update", "load", "memory", "scaling")
+"""What ``--scale-1m`` runs when ``--only`` does not say: the figures of a node holding a million entities."""
+MILLION = 1_000_000
 IN_PROCESS = frozenset({"in_memory", "scaling"})
 """The benchmarks that need no nats-server: every other one does."""
 NEEDS_SERVER = frozenset(BENCHMARKS) - IN_PROCESS
@@ -69,7 +73,12 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
     parser.add_argument("--ops", type=int, help="lookups per find sample (default 10000)")
     parser.add_argument("--claims", type=int, help="sequential update_if timed by claims (default 1000)")
     parser.add_argument("--scale-sizes", help="comma-separated sizes for scaling (default 10000,100000)")
-    parser.add_argument("--scale-1m", action="store_true", help="add N=1000000 to scaling (a long run)")
+    parser.add_argument(
+        "--scale-1m",
+        action="store_true",
+        help="add N=1000000 to scaling and flush and load 1000000 entities; without --only, runs "
+        f"{', '.join(SCALE_1M)} only (a long run)",
+    )
     parser.add_argument(
         "--cuts", help="comma-separated seconds of the cuts healed by locations (default 10,60,300)"
     )
@@ -80,16 +89,18 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
     sizes = tuple(int(s) for s in args.scale_sizes.split(",")) if args.scale_sizes else None
     if sizes is None:
         sizes = (1_000, 10_000) if quick else (10_000, 100_000)
-    if args.scale_1m and 1_000_000 not in sizes:
-        sizes = (*sizes, 1_000_000)
+    if args.scale_1m and MILLION not in sizes:
+        sizes = (*sizes, MILLION)
+    n = args.n or (1_000 if quick else 10_000)
     params = Params(
-        n=args.n or (1_000 if quick else 10_000),
+        n=n,
         repeats=args.repeats or (3 if quick else 5),
         changes=args.changes or (50 if quick else 300),
         history=args.history,
         ops=args.ops or (2_000 if quick else 10_000),
         claims=args.claims or (200 if quick else 1_000),
         scale_sizes=sizes,
+        io_n=MILLION if args.scale_1m else n,
         cuts=tuple(float(cut) for cut in args.cuts.split(","))
         if args.cuts
         else ((5.0,) if quick else (10.0, 60.0, 300.0)),
@@ -104,7 +115,7 @@ def parse_args(argv: list[str]) -> tuple[Params, list[str], Path]:
         or params.claims < 1
     ):
         parser.error("--n, --repeats, --changes, --ops and --claims must be >= 1, --history >= 2")
-    selected = list(BENCHMARKS)
+    selected = list(SCALE_1M if args.scale_1m else BENCHMARKS)
     if args.only:
         selected = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = sorted(set(selected) - set(BENCHMARKS))
@@ -131,6 +142,8 @@ async def run(
             plan.append(("claims", lambda: nats_io.bench_claims(url, params)))
         if "memory" in selected:
             plan.append(("memory", lambda: memory_ops.bench_memory(url, params)))
+        if "entity_memory" in selected:
+            plan.append(("entity_memory", lambda: entity_memory.bench_entity_memory(url, params)))
         if "transfer" in selected:
             plan.append(("transfer", lambda: transfer.bench_transfer(url, params)))
         if "locations" in selected:

@@ -46,6 +46,7 @@ class Params:
     ops: int = 10_000  # operations per timed batch of the in-memory micro benchmarks
     claims: int = 1_000  # sequential update_if claims timed by the claims benchmark
     scale_sizes: tuple[int, ...] = (10_000, 100_000)
+    io_n: int = 10_000  # entities flushed and loaded by flush_new, flush_update and load (1M with --scale-1m)
     cuts: tuple[float, ...] = (10.0, 60.0, 300.0)  # seconds of the cuts the locations benchmark heals
     timeout: float = 300.0  # seconds one benchmark may take before it is abandoned
 

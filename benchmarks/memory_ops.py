@@ -9,6 +9,7 @@ counts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -62,6 +63,14 @@ async def time_add(rows: list[dict[str, Any]]) -> tuple[float, Brainless, Collec
     start = time.perf_counter()
     entities = [add(row) for row in rows]
     return (time.perf_counter() - start) / len(rows), db, collection, entities
+
+
+def time_set(entities: list[Any]) -> float:
+    """Seconds per tracked ``entity.state = x``, once on each entity (its first change since added)."""
+    start = time.perf_counter()
+    for entity in entities:
+        entity.state = "onhold"
+    return (time.perf_counter() - start) / len(entities)
 
 
 async def time_find(collection: Collection[Any], channels: list[str]) -> float:
@@ -124,10 +133,7 @@ async def _in_memory_repeat(
     seconds, db, collection, entities = await time_add(rows)
     try:
         sample = {"add": (seconds, baselines.dict_insert(plain, keys))}
-        start = time.perf_counter()
-        for entity in entities:
-            entity.state = "onhold"
-        sample["set"] = ((time.perf_counter() - start) / n, baselines.dict_assign(plain, "state", "onhold"))
+        sample["set"] = (time_set(entities), baselines.dict_assign(plain, "state", "onhold"))
         sample["find"] = (await time_find(collection, channels), baselines.dict_lookup(by_channel, channels))
         await collection.filter(caller__city="Prague")  # builds the index
         sample["eq"] = (
@@ -169,29 +175,37 @@ def probe(
 
 
 async def bench_memory(url: str, params: Params) -> list[Row]:
-    """Bytes per entity after ``start()`` loaded a bucket, against plain dicts loaded from the same one."""
+    """Bytes per entity after ``start()`` loaded a bucket, against plain dicts and msgspec Structs loaded
+    from the same one: once with every entity as first written (fresh), once with every entity updated
+    once (one field changed, as a live system's entities are)."""
     n = params.n
-    ns = namespace("m")
-    ours = Series("brainlessdb", "bytes/entity", False)
-    plain = Series("plain dict per entity, in a dict keyed by uuid", "bytes/entity", False)
-    try:
-        await write_bucket(url, ns, n, 1, params.timeout)
-        for repeat in range(params.repeats):
-            logger.info("memory: repeat %d/%d", repeat + 1, params.repeats)
-            ours.samples.append((await asyncio.to_thread(probe, "loaded", n, url, ns))["bytes_per_entity"])
-            found = await asyncio.to_thread(probe, "plain-loaded", n, url, ns)
-            plain.samples.append(found["bytes_per_entity"])
-    finally:
-        async with raw_connection(url) as nc:
-            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}")
-    return [pair("memory", f"after start() loaded {n} entities", ours, plain)]
+    rows: list[Row] = []
+    for label, revisions in (("fresh", 1), ("every entity updated once", 2)):
+        ns = namespace("m")
+        ours = Series("brainlessdb", "bytes/entity", False)
+        plain = Series("plain dict per entity, in a dict keyed by uuid", "bytes/entity", False)
+        struct = Series("msgspec Struct per entity, in a dict keyed by uuid", "bytes/entity", False)
+        try:
+            await write_bucket(url, ns, n, revisions, params.timeout)
+            for repeat in range(params.repeats):
+                logger.info("memory (%s): repeat %d/%d", label, repeat + 1, params.repeats)
+                for series, mode in ((ours, "loaded"), (plain, "plain-loaded"), (struct, "struct-loaded")):
+                    found = await asyncio.to_thread(probe, mode, n, url, ns)
+                    series.samples.append(found["bytes_per_entity"])
+        finally:
+            async with raw_connection(url) as nc:
+                await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}")
+        measure = f"{label}, after start() loaded {n} entities"
+        rows += [pair("memory", measure, ours, plain), pair("memory", measure, ours, struct)]
+    return rows
 
 
 # -- scaling ---------------------------------------------------------------------------------------
 
 
 async def bench_scaling(params: Params) -> list[Row]:
-    """find (indexed), add and memory per entity at each size: each against its floor at that size,
+    """find (indexed), add, a tracked attribute set, order_by over the whole collection and memory per
+    entity at each size: each against its floor at that size,
     and against its own figure at the smallest size (a flat cost per entity gives about 1.0x)."""
     sizes = sorted(params.scale_sizes)
     per_size: dict[int, dict[str, tuple[Series, Series]]] = {}
@@ -202,6 +216,11 @@ async def bench_scaling(params: Params) -> list[Row]:
         figures = {
             "find": (Series("brainlessdb", US, False), Series("dict lookup by channel_id", US, False)),
             "add": (Series("brainlessdb", US, False), Series("dict[uuid] = row.copy()", US, False)),
+            "set": (Series("brainlessdb", US, False), Series("row['state'] = x", US, False)),
+            "order_by": (
+                Series("brainlessdb", MS, False),
+                Series("sorted(key=itemgetter('priority'))", MS, False),
+            ),
             "memory": (
                 Series("brainlessdb", "bytes/entity", False),
                 Series("plain dict per entity, in a dict keyed by uuid", "bytes/entity", False),
@@ -214,9 +233,18 @@ async def bench_scaling(params: Params) -> list[Row]:
             seconds, db, collection, entities = await time_add(rows)
             figures["add"][0].samples.append(seconds * 1e6)
             figures["add"][1].samples.append(baselines.dict_insert(plain, new_keys(size)) * 1e6)
+            figures["set"][0].samples.append(time_set(entities) * 1e6)
+            figures["set"][1].samples.append(baselines.dict_assign(plain, "state", "onhold") * 1e6)
             figures["find"][0].samples.append(await time_find(collection, channels) * 1e6)
             by_channel = {row["channel_id"]: row for row in plain}
             figures["find"][1].samples.append(baselines.dict_lookup(by_channel, channels) * 1e6)
+            await collection.order_by("priority")  # warm, as find is
+            figures["order_by"][0].samples.append(
+                await _per_call(functools.partial(collection.order_by, "priority")) * 1e3
+            )
+            figures["order_by"][1].samples.append(
+                _floor_per_call(functools.partial(baselines.sorted_one_key, plain, "priority")) * 1e3
+            )
             await db.stop()
             del db, collection, entities, plain, by_channel
             gc.collect()
@@ -230,6 +258,8 @@ async def bench_scaling(params: Params) -> list[Row]:
     labels = {
         "find": "find(channel_id=...) indexed",
         "add": "add(row)",
+        "set": "entity.state = x (tracked)",
+        "order_by": "order_by('priority'), whole collection",
         "memory": "memory, in-memory mode after add + flush",
     }
     result: list[Row] = []
