@@ -49,6 +49,7 @@ from brainlessdb.shell.journal import Journal
 from brainlessdb.shell.lag import WatchLag
 from brainlessdb.shell.leases import Lease, Leases
 from brainlessdb.shell.presence import Presence
+from brainlessdb.shell.snapshots import Snapshots
 from brainlessdb.shell.sources import SourceMonitor
 from brainlessdb.shell.streams import Stream
 from brainlessdb.shell.synced import Syncing
@@ -84,6 +85,10 @@ class Brainless:
     delete markers are removed ``delete_retention`` seconds after the delete. ``update_if`` (a
     conditional update) raises ``UnavailableError`` when NATS does not answer within ``claim_timeout``.
 
+    ``snapshot_dir``: this node writes a snapshot of each collection there every ``snapshot_interval``
+    seconds and at ``stop()``, and starts from it, replaying only what changed since (docs/guides/
+    operating.md, "Warm restarts"); it needs NATS (or a given storage), not the in-memory mode.
+
     **Locations** (see docs/locations.md): ``domain`` is the JetStream domain of this node's NATS (its
     location's), ``peers`` those of the other locations, joined by leaf nodes. Each collection's bucket then
     copies the other locations' own keys (under ``_<peer>.``), each node reads the merge of every
@@ -108,6 +113,8 @@ class Brainless:
         claim_timeout: float = 5.0,
         domain: str | None = None,
         peers: Sequence[str] = (),
+        snapshot_dir: str | Path | None = None,
+        snapshot_interval: float = 60.0,
     ) -> None:
         names.check_namespace(namespace)
         self.domain, self.peers = _check_locations(domain, peers)
@@ -124,6 +131,9 @@ class Brainless:
         self.delete_retention = delete_retention
         self._nats_options = dict(nats_options or {})
         self._journal_path = journal
+        self._snapshot_dir = _check_snapshots(snapshot_dir, snapshot_interval, nats, peers)
+        self.snapshot_interval = snapshot_interval
+        self._snapshots: Snapshots | None = None
         self.connect_timeout = connect_timeout
         if not claim_timeout > 0:
             raise ValueError("claim_timeout must be > 0 seconds")
@@ -179,8 +189,22 @@ class Brainless:
         self._claims = Claims(
             self._storage, self.clock, self.claim_timeout, self.flush_collection, self.ready
         )
+        if self._snapshot_dir is not None:
+            self._snapshots = Snapshots(
+                self._snapshot_dir,
+                self._storage,
+                self.namespace,
+                self.delete_retention,
+                self.clock.now_ms,
+                self.snapshot_interval,
+            )
         self._watches = CollectionWatches(
-            self._storage, self.bucket_name, self.delete_retention, locations=locations, peers=self.peers
+            self._storage,
+            self.bucket_name,
+            self.delete_retention,
+            locations=locations,
+            peers=self.peers,
+            restore=None if self._snapshots is None else self._snapshots.restore,
         )
         self._loaded = self._watches.loaded
         moved = await migration.move_schemas(self._storage, self.namespace)
@@ -222,6 +246,8 @@ class Brainless:
             None if self._sources is None else self._sources.still_needed,
         )
         self._housekeeper.start()
+        if self._snapshots is not None:
+            self._snapshots.start(self._watches.followers)
         if any(c.sync.has_pending() for c in self._collections.values()):
             self._flusher.wake()
         self._presence = Presence(
@@ -295,6 +321,9 @@ class Brainless:
             self._state = DatabaseState.STOPPED
             if leaving is not None:
                 await leaving
+            if self._snapshots is not None and self._watches is not None:
+                # After the final flush: what it wrote is in the snapshot, what it could not is refetched.
+                await self._snapshots.stop(self._watches.followers())
             if self._watches is not None:
                 await asyncio.gather(self._watches.stop(), return_exceptions=True)
             self._callbacks.cancel()
@@ -590,6 +619,21 @@ class Brainless:
             f"<Brainless {self.namespace}@{self.location} {self._state.value}, "
             f"{len(self._collections)} collections>"
         )
+
+
+def _check_snapshots(
+    directory: str | Path | None, interval: float, nats: NatsSource, peers: Sequence[str]
+) -> Path | None:
+    """The snapshot directory, checked: snapshots need a storage that outlives the process, and no peers."""
+    if directory is None:
+        return None
+    if nats is None:
+        raise ValueError("snapshot_dir needs NATS: an in-memory database has nothing to restart from")
+    if peers:
+        raise ValueError("snapshot_dir cannot be combined with peers=... (locations) yet")
+    if not interval > 0:
+        raise ValueError("snapshot_interval must be > 0 seconds")
+    return Path(directory)
 
 
 def _check_locations(domain: str | None, peers: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:

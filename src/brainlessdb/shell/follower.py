@@ -40,6 +40,8 @@ class BucketFollower:
         self._resync = resync
         self.resync_after = resync_after
         self.resyncs = 0
+        self.resyncing = False
+        """True during a full replay that may still drop what memory holds (no snapshot is taken then)."""
         self.applied = 0
         self.restarts = 0
         self.caught_up = asyncio.Event()
@@ -56,6 +58,10 @@ class BucketFollower:
         )
 
     def start(self, *, after: int | None = None) -> None:
+        """Follow the bucket: replay it whole, or (``after``: memory holds every entry up to that revision
+        already, restored from a snapshot) only the entries after it."""
+        if after is not None and after > self.applied:
+            self.applied = after
         if self._task is None:
             self._task = asyncio.create_task(self._run(after), name=f"brainlessdb-watch-{self.bucket}")
 
@@ -124,6 +130,7 @@ class BucketFollower:
                             if resyncing and self._resync is not None:
                                 resyncing = False
                                 self._resync[1]()
+                                self.resyncing = False
                             # Everything up to the bucket's last revision is in, even revisions whose
                             # entries are gone (overwritten or removed).
                             self.applied = max(self.applied, event.revision)
@@ -169,6 +176,7 @@ class BucketFollower:
     def _begin_resync(self) -> None:
         if self._resync is not None:
             self.resyncs += 1
+            self.resyncing = True
             self._resync[0]()
 
     def _wake_waiters(self) -> None:

@@ -10,7 +10,7 @@ is what every query awaits: one set lookup once a collection is loaded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from brainlessdb.core.collection import Collection
@@ -35,8 +35,11 @@ class CollectionWatches:
         *,
         locations: LocationStorage | None = None,
         peers: tuple[str, ...] = (),
+        restore: Callable[[Collection[Any], str], Awaitable[int | None]] | None = None,
     ) -> None:
         self._storage = storage
+        # With snapshots: restores a collection before its watch starts, and says after which revision.
+        self._restore = restore
         # With locations: the storage's other side, and the peers whose keys each bucket copies.
         self._locations = locations
         self._peers = peers
@@ -83,6 +86,8 @@ class CollectionWatches:
         schema = await self._storage.get(bucket, SCHEMA_KEY)
         if schema is not None:
             collection.sync.schema.apply(schema)
+        # From a snapshot, if there is a usable one: only the entries after it are replayed then.
+        after = None if self._restore is None else await self._restore(collection, bucket)
         inbox = collection.sync.inbox
         follower = BucketFollower(
             self._storage,
@@ -93,7 +98,7 @@ class CollectionWatches:
         )
         self._followers[collection.name] = follower
         self._collections[collection.name] = collection
-        follower.start()
+        follower.start(after=after)
         await follower.caught_up.wait()
 
     async def ready(self, collection: Collection[Any]) -> None:
@@ -119,6 +124,10 @@ class CollectionWatches:
     def followed(self) -> list[tuple[Collection[Any], str]]:
         """The collections whose bucket is followed, each with its bucket."""
         return [(self._collections[name], follower.bucket) for name, follower in self._followers.items()]
+
+    def followers(self) -> list[tuple[Collection[Any], BucketFollower]]:
+        """The collections whose bucket is followed, each with its follower."""
+        return [(self._collections[name], follower) for name, follower in self._followers.items()]
 
     def follower(self, name: str) -> BucketFollower | None:
         """The follower of collection ``name``'s bucket (None until it is attached)."""

@@ -88,6 +88,20 @@ class Resumed:
     stalled_for: float
 
 
+@dataclass(frozen=True, slots=True)
+class Retained:
+    """What a bucket holds now: its first retained revision (its last + 1 when it holds none), its last,
+    and its ``origin``, which tells the bucket from one recreated under its name (its creation time).
+
+    A storage may offer ``retained(bucket)`` (both implementations do): warm restarts need it to tell
+    whether the revisions after a snapshot are all still there.
+    """
+
+    first: int
+    last: int
+    origin: str
+
+
 @dataclass(slots=True)
 class Write:
     """One compare-and-set write.

@@ -12,6 +12,7 @@ own watches.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from brainlessdb.storage.base import (
     CaughtUp,
     Entry,
     Op,
+    Retained,
     WatchBatch,
     WatchEvent,
     Write,
@@ -54,6 +56,7 @@ class _Bucket:
     watches: set[_Watch] = field(default_factory=set)
     expiring: bool = False
     deadlines: dict[str, float] = field(default_factory=dict)  # monotonic time a key's value expires
+    origin: str = field(default_factory=lambda: secrets.token_hex(8))  # tells a recreated bucket apart
 
     def append(self, key: str, value: bytes, op: Op, ttl: float | None = None) -> Entry:
         self.revision += 1
@@ -150,6 +153,12 @@ class MemoryStorage:
     async def last_revision(self, bucket: str) -> int:
         """The greatest revision in the bucket (0 when it never had an entry)."""
         return self._bucket(bucket).revision
+
+    async def retained(self, bucket: str) -> Retained:
+        """The bucket's first retained revision, its last, and its origin (see ``Retained``)."""
+        data = self._bucket(bucket)
+        first = min((entry.revision for entry in data.entries.values()), default=data.revision + 1)
+        return Retained(first, data.revision, data.origin)
 
     async def purge(self, bucket: str, key: str) -> None:
         """Replace every entry of ``key`` by one ``PURGE`` marker, as a NATS KV purge does."""

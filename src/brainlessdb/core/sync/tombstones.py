@@ -71,6 +71,10 @@ class Tombstones:
         """Remember the delete of ``uuid`` (replacing what was remembered of it)."""
         self._by_uuid[uuid] = Tombstone(stamp, revision, pending)
 
+    def items(self) -> Iterator[tuple[str, Tombstone]]:
+        """Every remembered delete (a snapshot holds those whose marker is written)."""
+        return iter(self._by_uuid.items())
+
     def pending(self) -> Iterator[tuple[str, Tombstone]]:
         """The deletes whose marker is still to be written."""
         return ((uuid, tomb) for uuid, tomb in self._by_uuid.items() if tomb.pending)

@@ -26,6 +26,7 @@ from nats.js.api import DEFAULT_PREFIX, Header
 from brainlessdb.errors import ConflictError, PermissionDeniedError, StorageError, UnavailableError
 from brainlessdb.storage.base import (
     Entry,
+    Retained,
     WatchBatch,
     WatchEvent,
     Write,
@@ -351,6 +352,17 @@ class NatsKVStorage:
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             raise translate_error(exc) from exc
         return info.state.last_seq
+
+    async def retained(self, bucket: str) -> Retained:
+        """The stream's first and last sequence, and its creation time as its origin (see ``Retained``)."""
+        await self._bucket(bucket)
+        try:
+            info = await self._guards.guarded(self._js.stream_info(f"KV_{bucket}"), bucket)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise translate_error(exc) from exc
+        state = info.state
+        created = "" if info.created is None else info.created.isoformat()
+        return Retained(state.first_seq, state.last_seq, created)
 
     async def purge(self, bucket: str, key: str) -> None:
         """Replace every entry of ``key`` by one ``PURGE`` marker (a KV purge: a subject rollup)."""
