@@ -143,3 +143,17 @@ def test_every_example_is_shown() -> None:
                 included.add(found.group("path").split(":", 1)[0])
     shown = {path.relative_to(ROOT).as_posix() for path in EXAMPLES}
     assert not shown - included, f"examples no page includes: {sorted(shown - included)}"
+
+
+def test_every_public_name_is_in_the_reference() -> None:
+    """What ``brainlessdb`` exports has a place in the API reference (errors: the errors page)."""
+    import brainlessdb
+    import brainlessdb.errors
+
+    reference = " ".join(page.read_text() for page in (ROOT / "docs" / "reference").glob("*.md"))
+    listed = set(re.findall(r"::: brainlessdb\.(\w+)", reference))
+    listed |= set(re.findall(r"^\s+- (\w+)$", reference, flags=re.MULTILINE))  # members: lists
+    missing = [
+        name for name in brainlessdb.__all__ if name not in listed and not hasattr(brainlessdb.errors, name)
+    ]
+    assert not missing, f"add these to a page of docs/reference/: {missing}"
