@@ -7,7 +7,8 @@ subprocesses told where it is by ``NATS_URL``, each under a timeout.
 The pages include their Python from these scripts (``--8<-- "examples/x.py"``); a page holding a fenced
 Python block of its own would show code that nothing runs, so ``test_pages_hold_no_untested_python``
 refuses one. A block that is not meant to run says so by its language (``sh``, ``text``, ``yaml``...); a
-block naming none is refused too, as a reader could not tell.
+block naming none is refused too, as a reader could not tell. Every example is on some page, and every
+name ``brainlessdb`` exports has a place in the API reference.
 """
 
 from __future__ import annotations
