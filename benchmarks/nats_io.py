@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from tests.helpers import eventually
@@ -37,11 +37,16 @@ from brainlessdb import Brainless, Change, Entity
 logger = logging.getLogger("benchmarks")
 
 RATE = "entities/s"
+FLUSH_CHUNK = 50_000
+"""The most changes one ``flush()`` is given here: above it, the benchmarks write in rounds of this many
+(each flushed, and the node's own writes settled, before the next; the baselines publish the same rounds).
+One round of a million changes does not complete (docs/performance.md, "A million entities")."""
 ONE_AT_A_TIME_MAX = 100_000
 """Above this many entities the one-awaited-call-at-a-time baselines (``kv.put``, ``kv.keys()`` + ``kv.get``)
 are left out: at a few thousand calls a second they would take minutes per repeat, and no target is judged
 against them."""
 _ids = itertools.count(1)
+T = TypeVar("T")
 
 
 def namespace(kind: str) -> str:
@@ -107,16 +112,23 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
                     collection.add(entity_data(n))  # bucket, schema and ack inbox exist before timing
                     await db.flush()
                     await asyncio.wait_for(collection.load(), params.timeout)
-                    entities = [collection.add(row) for row in rows_data]
-                    seconds = await _timed_flush(db, params.timeout)
-                    check_clean(db, "flush_new")
+                    entities: list[Entity] = []
+                    seconds = 0.0
+                    for chunk in _chunks(rows_data):
+                        entities += [collection.add(row) for row in chunk]
+                        seconds += await _timed_flush(db, params.timeout)
+                        check_clean(db, "flush_new")
+                        # The node's own writes come back through its watch: let that settle before timing
+                        # again.
+                        await asyncio.wait_for(collection.load(), params.timeout)
                     series["lib_new"].samples.append(rate(n, seconds))
-                    # The node's own writes come back through its watch: let that settle before timing again.
-                    await asyncio.wait_for(collection.load(), params.timeout)
-                    for entity in entities:
-                        entity.state = "onhold"
-                    seconds = await _timed_flush(db, params.timeout)
-                    check_clean(db, "flush_update")
+                    seconds = 0.0
+                    for chunk in _chunks(entities):
+                        for entity in chunk:
+                            entity.state = "onhold"
+                        seconds += await _timed_flush(db, params.timeout)
+                        check_clean(db, "flush_update")
+                        await asyncio.wait_for(collection.load(), params.timeout)
                     series["lib_upd"].samples.append(rate(n, seconds))
 
                 pub, put = f"{ns}-pub", f"{ns}-put"
@@ -126,12 +138,12 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
                 await baselines.publish_async_batch(nc, pub, [("warmup", warm, 0)], params.timeout)
                 keys = new_keys(n)
                 news = [(k, encode(row), 0) for k, row in zip(keys, rows_data, strict=True)]
-                seconds, revisions = await baselines.publish_async_batch(nc, pub, news, params.timeout)
+                seconds, revisions = await _publish_chunks(nc, pub, news, params.timeout)
                 series["pub_new"].samples.append(rate(n, seconds))
                 updates = [
                     (k, encode(row), rev) for k, row, rev in zip(keys, updated_data, revisions, strict=True)
                 ]
-                seconds, _ = await baselines.publish_async_batch(nc, pub, updates, params.timeout)
+                seconds, _ = await _publish_chunks(nc, pub, updates, params.timeout)
                 series["pub_upd"].samples.append(rate(n, seconds))
 
                 if one_at_a_time:
@@ -157,6 +169,23 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
     return rows
 
 
+def _chunks(items: list[T]) -> list[list[T]]:
+    """``items`` in runs of at most ``FLUSH_CHUNK``."""
+    return [items[start : start + FLUSH_CHUNK] for start in range(0, len(items), FLUSH_CHUNK)]
+
+
+async def _publish_chunks(
+    nc: Client, bucket: str, items: list[tuple[str, bytes, int]], timeout: float
+) -> tuple[float, list[int]]:
+    """``baselines.publish_async_batch`` in the runs ``flush()`` is given: seconds in all, revisions."""
+    seconds, revisions = 0.0, []
+    for chunk in _chunks(items):
+        taken, written = await baselines.publish_async_batch(nc, bucket, chunk, timeout)
+        seconds += taken
+        revisions += written
+    return seconds, revisions
+
+
 async def _timed_flush(db: Brainless, timeout: float) -> float:
     start = time.perf_counter()
     await asyncio.wait_for(db.flush(), timeout)
@@ -171,12 +200,15 @@ async def write_bucket(url: str, ns: str, n: int, revisions: int, timeout: float
     brainlessdb, written ``revisions`` times each (the last values are the same whatever ``history``)."""
     async with database(url, ns, "bench-writer", flush_interval=3600, history=history) as db:
         collection = db.collection(COLLECTION)
-        entities = [collection.add(row) for row in dataset(n)]
-        await asyncio.wait_for(db.flush(), timeout)
-        for revision in range(1, revisions):
-            for entity in entities:
-                entity.priority = 100 + revision
+        entities: list[Entity] = []
+        for chunk in _chunks(dataset(n)):
+            entities += [collection.add(row) for row in chunk]
             await asyncio.wait_for(db.flush(), timeout)
+        for revision in range(1, revisions):
+            for chunk in _chunks(entities):
+                for entity in chunk:
+                    entity.priority = 100 + revision
+                await asyncio.wait_for(db.flush(), timeout)
         check_clean(db, "writing the load bucket")
 
 
