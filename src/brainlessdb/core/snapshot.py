@@ -58,7 +58,7 @@ class SnapshotDelete(msgspec.Struct, array_like=True, gc=False):
     uuid: str
     hlc: int
     node: str
-    revision: int | None
+    revision: int
 
 
 class CollectionSnapshot(msgspec.Struct, kw_only=True):
@@ -127,7 +127,8 @@ def capture(
     for uuid, tomb in sync.tombstones.items():
         if tomb.pending:
             refetch.append(uuid)
-        else:
+        elif tomb.revision is not None:
+            # (A delete without a revision never reached the bucket: a replay would not know it either.)
             deletes.append(SnapshotDelete(uuid, tomb.stamp[0], tomb.stamp[1], tomb.revision))
     schema = collection.schema
     return CollectionSnapshot(
@@ -208,9 +209,5 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
         if revision is None:
             continue
         apply(Entry(item.uuid, revision, item.value, put, 0))
-    tombstones = collection.sync.tombstones
     for gone in snapshot.deletes:
-        if gone.revision is None:
-            tombstones.add(gone.uuid, (gone.hlc, gone.node), None, pending=False)
-        else:
-            apply(Entry(gone.uuid, gone.revision, encode_tombstone((gone.hlc, gone.node)), delete, 0))
+        apply(Entry(gone.uuid, gone.revision, encode_tombstone((gone.hlc, gone.node)), delete, 0))

@@ -587,6 +587,7 @@ class Brainless:
                 "copies": {} if self._sources is None else self._sources.stats(),
             },
             "presence": {} if self._presence is None else self._presence.stats(),
+            "snapshots": {} if self._snapshots is None else self._snapshots.stats(),
         }
 
     def collection_lag(self, collection: Collection[Any]) -> Lag:

@@ -202,6 +202,15 @@ class Snapshots:
         """Whether memory may not stand for the bucket now: before the first load, or during a resync."""
         return not follower.caught_up.is_set() or follower.resyncing
 
+    def stats(self) -> dict[str, int]:
+        """Collections restored from a snapshot, snapshots refused, snapshots written, writes failed."""
+        return {
+            "restored": self.restored,
+            "refused": self.refused,
+            "written": self.writes,
+            "failed": self.failures,
+        }
+
     def __repr__(self) -> str:
         state = "writing" if self._task is not None else "idle"
         return (
