@@ -24,7 +24,7 @@ from brainlessdb.core.codec import (
     encode_tombstone,
     wire_stamp,
 )
-from brainlessdb.core.merge import Record
+from brainlessdb.core.merge import MAX_OVERRIDES, Record, field_stamps
 from brainlessdb.errors import DecodeError, EncodeError
 
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -418,7 +418,8 @@ def decoded_or_error(decode: Any, value: bytes) -> tuple[Any, ...]:
         record = decode(value)
     except DecodeError as exc:
         return ("error", str(exc))
-    return ("record", canon(record), list(record.data), record.compact_stamps)
+    # The stamps one per field: the compact form may pick another base on a tie (both encode alike).
+    return ("record", canon(record), list(record.data), field_stamps(record.compact_stamps, record.data))
 
 
 @settings(max_examples=500)
@@ -445,7 +446,30 @@ def test_a_decoded_value_whose_fields_share_one_stamp_hands_that_stamp_to_the_en
     foreign = decode_value(b'{"a": 1}', time_ns=TIME_NS)
     assert foreign.compact_stamps == (TIME_HLC, FOREIGN_NODE)
     overridden = decode_value(b'{"_v":1,"d":{"a":1,"b":2},"s":[5,"n"],"t":{"b":[6,"m"]}}', time_ns=TIME_NS)
-    assert overridden.compact_stamps == {"a": (5, "n"), "b": (6, "m")}
+    assert overridden.compact_stamps == ((5, "n"), "b", (6, "m"))  # FieldStamps: no dict
+    assert overridden.stamps == {"a": (5, "n"), "b": (6, "m")}
+
+
+def test_a_decoded_value_with_a_few_fields_stamped_apart_holds_them_in_a_tuple() -> None:
+    data = {f"f{i}": i for i in range(MAX_OVERRIDES + 2)}
+    few = {f"f{i}": [9, 0, "m"] for i in range(2)}
+    record = decode_value(_plain.encode({"_v": 2, "d": data, "s": [5, 0, "n"], "t": few}), time_ns=TIME_NS)
+    assert record.held == ((5 << 16, "n"), "f0", (9 << 16, "m"), "f1", (9 << 16, "m"))
+    assert record.max_stamp() == (9 << 16, "m")
+    # Overrides equal to the base are no overrides; names the data lacks are left out.
+    same = {"f0": [5, 0, "n"], "zz": [9, 0, "m"]}
+    assert decode_value(
+        _plain.encode({"_v": 2, "d": data, "s": [5, 0, "n"], "t": same}), time_ns=TIME_NS
+    ).compact_stamps == (5 << 16, "n")
+    # Past MAX_OVERRIDES fields of their own, or with no field left on the base: a dict.
+    many = {name: [9 + i, 0, "m"] for i, name in enumerate(list(data)[: MAX_OVERRIDES + 1])}
+    record = decode_value(_plain.encode({"_v": 2, "d": data, "s": [5, 0, "n"], "t": many}), time_ns=TIME_NS)
+    assert record.held is None and isinstance(record.compact_stamps, dict)
+    every = {"f0": [9, 0, "m"]}
+    record = decode_value(
+        _plain.encode({"_v": 2, "d": {"f0": 1}, "s": [5, 0, "n"], "t": every}), time_ns=TIME_NS
+    )
+    assert record.compact_stamps == (9 << 16, "m")
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brainlessdb.core.clock import Stamp
+from brainlessdb.core.codec import decode_value, encode_entity
 from brainlessdb.core.merge import (
+    MAX_OVERRIDES,
     Extras,
     Record,
+    compact,
     dominates,
+    field_stamps,
     field_wins,
     js_form,
     merge_records,
     merge_stored,
+    restamp,
     same_js_value,
 )
 from brainlessdb.core.values import MISSING
@@ -393,3 +398,47 @@ def test_a_respelled_version_changes_nothing_where_it_is_merged(family: list[Rec
     assert canon(Record(data=data, stamps=field_stamps, extras=local.extras)) == canon(local)
     # And the other way round: a node holding the respelled version takes the original spelling back.
     assert canon(merge_records(respelled, local)) == canon(local)
+
+
+# -- the stamps an entity holds ----------------------------------------------------------------------
+
+MANY_FIELDS = tuple(f"f{i}" for i in range(MAX_OVERRIDES + 4))
+held_stamps = st.tuples(st.integers(min_value=1, max_value=40), st.sampled_from(("n1", "n2")))
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(st.sampled_from(MANY_FIELDS), held_stamps, min_size=1),
+    st.lists(st.tuples(st.integers(min_value=0), held_stamps), max_size=30),
+)
+def test_the_compact_stamps_of_an_entity_are_its_stamps_one_per_field(
+    initial: dict[str, Stamp], writes: list[tuple[int, Stamp]]
+) -> None:
+    """Whatever form an entity holds its stamps in (one stamp, ``FieldStamps``, a dict), after any writes
+    they are each field's stamp, and they are stored and read back as such."""
+    data = dict.fromkeys(initial, 0)
+    model = dict(initial)
+    held = compact(dict(initial))
+    assert field_stamps(held, data) == model
+    for index, stamp in writes:
+        name = list(data)[index % len(data)]
+        held = restamp(held, data, name, stamp)
+        model[name] = stamp
+        assert field_stamps(held, data) == model
+        if not isinstance(held, dict):
+            assert len(held) == 2 or len(held) <= 2 * MAX_OVERRIDES + 1  # a small tuple, else a dict
+        decoded = decode_value(encode_entity(data, held), time_ns=0)
+        assert decoded.stamps == model
+        assert field_stamps(decoded.compact_stamps, data) == model
+        assert decoded.max_stamp() == max(model.values())
+    assert field_stamps(compact(dict(model)), data) == model
+
+
+def test_an_entity_changed_once_holds_its_stamps_in_a_small_tuple() -> None:
+    data = {"a": 1, "b": 2, "c": 3}
+    held = restamp((5, "n"), data, "b", (7, "n"))
+    assert held == ((5, "n"), "b", (7, "n"))
+    assert restamp(held, data, "b", (8, "n")) == ((5, "n"), "b", (8, "n"))  # replaced, not added
+    assert restamp((5, "n"), {"a": 1}, "a", (7, "n")) == (7, "n")  # the only field: still one stamp
+    assert compact({"a": (5, "n"), "b": (7, "n"), "c": (7, "n")}) == ((7, "n"), "a", (5, "n"))  # majority
+    assert compact({"a": (5, "n"), "b": (5, "n")}) == (5, "n")

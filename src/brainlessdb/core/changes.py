@@ -22,7 +22,7 @@ from brainlessdb.core import counters, nested, views
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
 from brainlessdb.core.expiry import check_seconds, deadline_after
-from brainlessdb.core.merge import Extras
+from brainlessdb.core.merge import Extras, restamp
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo, encode_json
 from brainlessdb.core.sync.state import SyncState
@@ -235,11 +235,9 @@ class LocalChanges:
             if isinstance(stamps, dict):
                 stamps[name] = stamp
             else:
-                # The first change of a field since the entity was added or loaded: from one shared
-                # stamp to one per field.
-                stamps = dict.fromkeys(entity._data, stamps)
-                stamps[name] = stamp
-                set_slot(entity, "_stamps", stamps)
+                # One stamp for every field, or a few fields with their own (``FieldStamps``): a tuple,
+                # replaced (see ``merge.Stamps``).
+                set_slot(entity, "_stamps", restamp(stamps, entity._data, name, stamp))
             extras = entity._extras
             if extras is not None and extras.holds(name):
                 # Written whole: the writes inside the field and its tallies are behind this write.

@@ -32,7 +32,7 @@ import msgspec
 from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
 from brainlessdb.core.expiry import Expiry
-from brainlessdb.core.merge import Extras, Record, Stamps
+from brainlessdb.core.merge import MAX_OVERRIDES, Extras, Record, Stamps, field_stamps, most_common
 from brainlessdb.errors import DecodeError, EncodeError
 
 FORMAT_VERSION: Final = 2
@@ -77,29 +77,13 @@ def encode_entity(
     array, bytes as base64): for data known to be JSON already, as an entity's is (checked when it
     entered memory, or decoded from JSON).
     """
-    if isinstance(stamps, dict):
-        if not stamps:
-            raise EncodeError("an entity version without stamps cannot be stored")
-        base = next(iter(stamps.values()))
-        # The stamps of the fields whose stamp is not the base's, as v2 stores them (one pass).
-        overrides = {
-            name: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
-            for name, stamp in stamps.items()
-            if stamp != base
-        }
-        if len(overrides) * 2 >= len(stamps):
-            # The first field's stamp is not the majority's: count (rare; usually one stamp covers the
-            # fields of the add or load and a few changed fields have their own).
-            base = _most_common(stamps)
-            overrides = {
-                name: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
-                for name, stamp in stamps.items()
-                if stamp != base
-            }
-    else:
+    if type(stamps) is tuple and len(stamps) == 2:
         if not data:
             raise EncodeError("an entity version without stamps cannot be stored")
-        base, overrides = stamps, None
+        base: Stamp = stamps
+        overrides: dict[str, tuple[int, int, str]] | None = None
+    else:
+        base, overrides = _base_and_overrides(data, stamps)
     hlc, node = base
     envelope: dict[str, Any] = {
         "_v": FORMAT_VERSION,
@@ -128,6 +112,40 @@ def encode_entity(
         return _encoder.encode(envelope)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode entity data as JSON: {exc}") from exc
+
+
+def _base_and_overrides(
+    data: dict[str, Any], stamps: Stamps
+) -> tuple[Stamp, dict[str, tuple[int, int, str]]]:
+    """The base stamp ``s`` and the other fields' stamps ``t`` (as v2 stores them) of per-field stamps."""
+    if type(stamps) is tuple and len(stamps) < 2 * len(data):
+        # FieldStamps whose base a field has: stored as held (their base, then the others' stamps).
+        base = stamps[0]
+        return base, {
+            stamps[index]: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
+            for index in range(1, len(stamps), 2)
+            if (stamp := stamps[index + 1]) != base
+        }
+    per_field = stamps if isinstance(stamps, dict) else field_stamps(stamps, data)
+    if not per_field:
+        raise EncodeError("an entity version without stamps cannot be stored")
+    base = next(iter(per_field.values()))
+    # The stamps of the fields whose stamp is not the base's, as v2 stores them (one pass).
+    overrides = {
+        name: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
+        for name, stamp in per_field.items()
+        if stamp != base
+    }
+    if len(overrides) * 2 >= len(per_field):
+        # The first field's stamp is not the majority's: count (rare; usually one stamp covers the
+        # fields of the add or load and a few changed fields have their own).
+        base = most_common(per_field)
+        overrides = {
+            name: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
+            for name, stamp in per_field.items()
+            if stamp != base
+        }
+    return base, overrides
 
 
 def encode_tombstone(stamp: Stamp) -> bytes:
@@ -223,21 +241,34 @@ def decode_value(value: bytes, *, time_ns: int) -> Record:
     # Interned: a handful of node names stand in thousands of stamps, one string each is enough.
     base = (ms << COUNTER_BITS | counter, intern(node))
     overrides = v2.t
-    if not overrides:
-        # Every field has the base stamp: the record (and the entity made of it) holds that one stamp.
-        record = Record(data=data, shared=base)
-    else:
-        stamps = dict.fromkeys(data, base)
-        for name, (ms, counter, node) in overrides.items():
-            if name in stamps:
-                stamps[name] = (ms << COUNTER_BITS | counter, intern(node))
-        record = Record(data=data, stamps=stamps)
+    # Every field has the base stamp (the record, and the entity made of it, holds that one stamp), or a
+    # few have stamps of their own.
+    record = _overridden(data, base, overrides) if overrides else Record(data=data, shared=base)
     if v2.p or v2.c:
         record.extras = _extras(record, v2.p or None, v2.c or None)
     e = v2.e
     if e is not None and e is not msgspec.UNSET:
         _set_expiry(record, (e.at, _wire(e.s)))
     return record
+
+
+def _overridden(data: dict[str, Any], base: Stamp, overrides: dict[str, _WireStamp]) -> Record:
+    """A version whose fields ``overrides`` names have stamps of their own (the others ``base``): held as
+    ``FieldStamps`` while a field keeps the base and few differ from it, else as a dict."""
+    pairs: list[Any] = []
+    for name, (ms, counter, node) in overrides.items():
+        if name in data:
+            stamp = (ms << COUNTER_BITS | counter, intern(node))
+            if stamp != base:
+                pairs += (intern(name), stamp)
+    if not pairs:
+        return Record(data=data, shared=base)
+    if len(pairs) < 2 * len(data) and len(pairs) <= 2 * MAX_OVERRIDES:
+        return Record(data=data, held=(base, *pairs))
+    stamps = dict.fromkeys(data, base)
+    for index in range(0, len(pairs), 2):
+        stamps[pairs[index]] = pairs[index + 1]
+    return Record(data=data, stamps=stamps)
 
 
 def _set_expiry(record: Record, expiry: Expiry) -> None:
@@ -467,9 +498,3 @@ def _stamp(raw: Any, version: int) -> Stamp:
         elif len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str and 0 <= raw[0] <= MAX_HLC:
             return (raw[0], intern(raw[1]))
     raise DecodeError(f"malformed stamp {raw!r}")
-
-
-def _most_common(stamps: dict[str, Stamp]) -> Stamp:
-    """The stamp most fields have (the first such in field order on a tie), to store as the base ``s``."""
-    values = list(stamps.values())
-    return max(dict.fromkeys(values), key=values.count)

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.field_types import annotation_type
-from brainlessdb.core.merge import Extras, Record, Stamps, field_wins
+from brainlessdb.core.merge import Extras, Record, Stamps, compact, field_stamps, field_wins
 from brainlessdb.core.models import model_of
 from brainlessdb.core.schema import FieldSpec, Schema, check_field_name
 from brainlessdb.core.tracked import untrack
@@ -382,7 +382,9 @@ def upgrade_record(schema: Schema, record: Record) -> Record:
     ``record`` itself when it holds no former name."""
     if not needs_upgrade(schema, record.data):
         return record
-    data, stamps, extras = _upgraded(schema, record.data, record.compact_stamps, record.extras)
+    shared = record.shared
+    stamps = record.stamps if shared is None else shared
+    data, stamps, extras = _upgraded(schema, record.data, stamps, record.extras)
     if isinstance(stamps, dict):
         return type(record)(data=data, stamps=stamps, extras=extras)
     return type(record)(data=data, shared=stamps, extras=extras)
@@ -401,10 +403,13 @@ def upgrade_entities(entities: Iterable[Entity], schema: Schema) -> bool:
         data = entity._data
         if not needs_upgrade(schema, data):
             continue
-        new_data, stamps, extras = _upgraded(schema, data, entity._stamps, entity._extras, plain=True)
+        held = entity._stamps
+        if not isinstance(held, dict) and len(held) != 2:
+            held = field_stamps(held, data)  # FieldStamps: one per field, to move with the fields
+        new_data, stamps, extras = _upgraded(schema, data, held, entity._extras, plain=True)
         data.clear()
         data.update(new_data)  # in place: the entity's dict is the one everything else holds
-        set_slot(entity, "_stamps", stamps)
+        set_slot(entity, "_stamps", compact(stamps) if isinstance(stamps, dict) else stamps)
         set_slot(entity, "_extras", extras)
         changed = True
     return changed

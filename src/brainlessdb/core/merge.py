@@ -22,7 +22,7 @@ arrive late, twice, or in any order.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 import msgspec
 
@@ -36,16 +36,87 @@ from brainlessdb.core.values import MISSING
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
-Stamps: TypeAlias = Stamp | dict[str, Stamp]
+FieldStamps: TypeAlias = tuple[Any, ...]
+"""The stamps of an entity whose fields do not all share one, held without a dict: ``(base, name, stamp,
+name, stamp...)``, a flat tuple where every field not named has the stamp ``base``. An entity changed once
+since it was added or loaded holds ``(base, "state", stamp)``: 64 bytes, where a dict of its fields' stamps
+took 272 (see docs/performance.md, "Memory per entity"). At least one field has ``base`` in a version
+decoded this way; a tuple made by ``restamp`` may name every field (``encode_entity`` then picks its base
+again)."""
+
+Stamps: TypeAlias = Stamp | FieldStamps | dict[str, Stamp]
 """The stamps of a live entity's fields as held in memory: one ``Stamp`` when every field has that stamp
-(an entity just added or loaded, the common case, with no dict to hold), else one per field."""
+(an entity just added or loaded, the common case), ``FieldStamps`` when a few fields have stamps of their
+own, and a dict of each field's stamp when more than ``MAX_OVERRIDES`` do (where a tuple would be searched
+at every change). A ``Stamp`` is the one tuple of length 2; ``FieldStamps`` have an odd length."""
+
+MAX_OVERRIDES: Final = 8
+"""The most fields with a stamp of their own that ``FieldStamps`` hold; past it an entity holds a dict."""
 
 
 def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
-    """The stamp of each field of ``data``: ``stamps`` itself if it is per field (not a copy)."""
+    """The stamp of each field of ``data``: ``stamps`` itself if it is a dict (not a copy), else a new
+    dict."""
     if isinstance(stamps, dict):
         return stamps
-    return dict.fromkeys(data, stamps)
+    if len(stamps) == 2:
+        return dict.fromkeys(data, cast("Stamp", stamps))
+    out: dict[str, Stamp] = dict.fromkeys(data, cast("Stamp", stamps[0]))
+    for index in range(1, len(stamps), 2):
+        out[stamps[index]] = stamps[index + 1]
+    return out
+
+
+def compact(stamps: dict[str, Stamp]) -> Stamps:
+    """``stamps`` (one per field) in the form an entity holds them: the one stamp they all have, else
+    ``FieldStamps`` over the stamp most fields have, else (more than ``MAX_OVERRIDES`` differ) the dict."""
+    if not stamps:
+        return stamps
+    base = next(iter(stamps.values()))
+    pairs: list[Any] = []
+    for name, stamp in stamps.items():
+        if stamp != base:
+            pairs += (name, stamp)
+    if not pairs:
+        return base
+    if len(pairs) >= len(stamps):
+        # The first field's stamp is not the majority's: the most common one is the base.
+        base = most_common(stamps)
+        pairs = []
+        for name, stamp in stamps.items():
+            if stamp != base:
+                pairs += (name, stamp)
+    if len(pairs) > 2 * MAX_OVERRIDES:
+        return stamps
+    return (base, *pairs)
+
+
+def most_common(stamps: dict[str, Stamp]) -> Stamp:
+    """The stamp most fields have (the first such, in field order, on a tie)."""
+    counts: dict[Stamp, int] = {}
+    for stamp in stamps.values():
+        counts[stamp] = counts.get(stamp, 0) + 1
+    return max(counts, key=counts.__getitem__)
+
+
+def restamp(stamps: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> Stamps:
+    """An entity's ``stamps`` once its field ``name`` (held in ``data``) is written whole at ``stamp``: a
+    dict is changed in place and returned, a tuple is replaced (a hot path: one per tracked change)."""
+    if isinstance(stamps, dict):
+        stamps[name] = stamp
+        return stamps
+    if len(stamps) == 2:
+        if len(data) <= 1 or stamp == stamps:
+            return stamp
+        return (stamps, name, stamp)
+    if name in stamps:  # only a name equals a str: every other member is a stamp tuple
+        index = stamps.index(name, 1)
+        return (*stamps[: index + 1], stamp, *stamps[index + 2 :])
+    if len(stamps) > 2 * MAX_OVERRIDES:
+        per_field = field_stamps(stamps, data)
+        per_field[name] = stamp
+        return per_field
+    return (*stamps, name, stamp)
 
 
 class Extras:
@@ -120,16 +191,18 @@ class Record:
     """One version of an entity: field values, the stamp of each field, and the delete stamp if deleted.
 
     ``shared`` is set (by the decoder, or by whoever builds the record) when every field has that one
-    stamp. Such a record may be built without ``stamps``: the per-field dict is then made only if someone
-    asks for it (a merge), never on the common path of a load, which hands ``compact_stamps`` (the one
-    shared stamp) to the new entity. Written by hand rather than as a dataclass for that lazy field.
+    stamp, and ``held`` (by the decoder) when a few fields have stamps of their own (``FieldStamps``, at
+    least one field with their base). Such a record may be built without ``stamps``: the per-field dict is
+    then made only if someone asks for it (a merge), never on the common path of a load, which hands
+    ``compact_stamps`` to the new entity. Written by hand rather than as a dataclass for that lazy field.
     """
 
-    __slots__ = ("_stamps", "data", "deleted", "extras", "shared")
+    __slots__ = ("_stamps", "data", "deleted", "extras", "held", "shared")
 
     data: dict[str, Any]
     deleted: Stamp | None
     shared: Stamp | None
+    held: FieldStamps | None
     extras: Extras | None
     _stamps: dict[str, Stamp] | None
 
@@ -140,26 +213,39 @@ class Record:
         deleted: Stamp | None = None,
         shared: Stamp | None = None,
         extras: Extras | None = None,
+        held: FieldStamps | None = None,
     ) -> None:
         self.data = {} if data is None else data
         self._stamps = stamps
         self.deleted = deleted
         self.shared = shared
+        self.held = held
         self.extras = extras or None
 
     @property
     def stamps(self) -> dict[str, Stamp]:
-        """The stamp of each field (made from ``shared`` on first use if the record was built without)."""
+        """The stamp of each field (made from ``shared`` or ``held`` on first use if the record was built
+        without)."""
         stamps = self._stamps
         if stamps is None:
             shared = self.shared
-            stamps = self._stamps = {} if shared is None else dict.fromkeys(self.data, shared)
+            if shared is not None:
+                stamps = dict.fromkeys(self.data, shared)
+            elif self.held is not None:
+                stamps = field_stamps(self.held, self.data)
+            else:
+                stamps = {}
+            self._stamps = stamps
         return stamps
 
     @property
     def compact_stamps(self) -> Stamps:
-        """The stamps in the form an entity holds them: ``shared`` when set, else ``stamps``."""
-        return self.stamps if self.shared is None else self.shared
+        """The stamps in the form an entity holds them (see ``Stamps``)."""
+        if self.shared is not None:
+            return self.shared
+        if self.held is not None:
+            return self.held
+        return compact(self.stamps)
 
     @property
     def is_deleted(self) -> bool:
@@ -169,8 +255,11 @@ class Record:
         """The newest stamp in this version (the delete stamp for a deleted one)."""
         if self.deleted is not None:
             return self.deleted
+        held = self.held
         if self.shared is not None:
             newest = self.shared if self.data else None
+        elif held is not None:
+            newest = max(held[::2])  # the base (which a field has) and every field's own
         else:
             newest = max(self.stamps.values(), default=None)
         if self.extras is not None:
@@ -201,7 +290,12 @@ class Record:
     def __repr__(self) -> str:
         if self.deleted is not None:
             return f"Record(deleted={self.deleted!r})"
-        stamps = f"shared={self.shared!r}" if self._stamps is None else f"stamps={self._stamps!r}"
+        if self._stamps is not None:
+            stamps = f"stamps={self._stamps!r}"
+        elif self.held is not None:
+            stamps = f"held={self.held!r}"
+        else:
+            stamps = f"shared={self.shared!r}"
         extras = "" if self.extras is None else f", extras={self.extras!r}"
         return f"Record(data={self.data!r}, {stamps}{extras})"
 

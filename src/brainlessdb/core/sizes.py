@@ -30,7 +30,7 @@ import msgspec
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.merge import Extras, Stamps
+from brainlessdb.core.merge import Extras, Stamps, field_stamps
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.values import MISSING
@@ -255,8 +255,7 @@ class SizeGuard:
 
     def _stamps_after(self, entity: Entity, name: str) -> Stamps:
         """The entity's stamps once field ``name`` is stamped by this change."""
-        stamps = entity._stamps
-        changed = dict(stamps) if isinstance(stamps, dict) else dict.fromkeys(entity._data, stamps)
+        changed = dict(field_stamps(entity._stamps, entity._data))
         changed[name] = (self._clock.last + 1, self._clock.node)
         return changed
 

@@ -22,14 +22,14 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from brainlessdb.core.clock import HybridLogicalClock, Stamp
 from brainlessdb.core.codec import ForeignRecord, decode_delete, decode_value
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.evolution import upgrade_record
 from brainlessdb.core.expiry import SKEW_MS, is_due
-from brainlessdb.core.merge import Record, field_stamps, merge_stored
+from brainlessdb.core.merge import Extras, Record, compact, field_stamps, merge_stored
 from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.outbox import Outbox
@@ -198,7 +198,7 @@ class Inbox:
             self._create(uuid, record, None)
             return
         extras = entity._extras
-        changed, _, merged = merge_stored(entity._data, own_stamps(entity), record, extras)
+        changed, _, merged = merge_into(entity, record, extras)
         if merged is not extras:
             set_slot(entity, "_extras", merged)
             self._table.track_expiry(entity)
@@ -300,7 +300,7 @@ class Inbox:
 
     def _merge(self, entity: Entity, record: Record, revision: int, origin: Origin = "remote") -> None:
         extras = entity._extras
-        changed, ahead, merged = merge_stored(entity._data, own_stamps(entity), record, extras)
+        changed, ahead, merged = merge_into(entity, record, extras)
         if merged is not extras:
             set_slot(entity, "_extras", merged)
             self._table.track_expiry(entity)
@@ -397,7 +397,7 @@ class Inbox:
             entity = table.new_entity(uuid, record.data, record.compact_stamps, None, record.extras)
             table.insert(entity)
         else:
-            changed, _, extras = merge_stored(entity._data, own_stamps(entity), record, entity._extras)
+            changed, _, extras = merge_into(entity, record, entity._extras)
             set_slot(entity, "_extras", extras)
             table.track_expiry(entity)
             table.reindex(entity, changed)
@@ -444,11 +444,13 @@ class Inbox:
         )
 
 
-def own_stamps(entity: Entity) -> dict[str, Stamp]:
-    """The entity's stamps one per field, held so from now on (a merge changes them in place)."""
-    stamps = entity._stamps
-    if isinstance(stamps, dict):
-        return stamps
-    stamps = field_stamps(stamps, entity._data)
-    set_slot(entity, "_stamps", stamps)
-    return stamps
+def merge_into(
+    entity: Entity, record: Record, extras: Extras | None
+) -> tuple[dict[str, Any], bool, Extras | None]:
+    """``merge_stored`` of ``record`` into ``entity`` (whose extras are ``extras``): its stamps are merged
+    one per field, then held compact again (see ``merge.Stamps``)."""
+    stamps = field_stamps(entity._stamps, entity._data)
+    try:
+        return merge_stored(entity._data, stamps, record, extras)
+    finally:
+        set_slot(entity, "_stamps", compact(stamps))
