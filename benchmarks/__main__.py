@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from benchmarks import entity_memory, locations, memory_ops, nats_io, report, transfer
+from benchmarks import entity_memory, locations, memory_ops, nats_io, report, transfer, warm_restart
 from benchmarks.common import Params, Row, encode, entity_data
 from brainlessdb.core.codec import encode_record
 from brainlessdb.core.merge import Record
@@ -43,8 +43,9 @@ BENCHMARKS = (
     "memory",
     "entity_memory",
     "scaling",
+    "warm_restart",
 )
-SCALE_1M = ("flush_new", "flush_update", "load", "memory", "scaling")
+SCALE_1M = ("flush_new", "flush_update", "load", "memory", "scaling", "warm_restart")
 """What ``--scale-1m`` runs when ``--only`` does not say: the figures of a node holding a million entities."""
 MILLION = 1_000_000
 IN_PROCESS = frozenset({"in_memory", "scaling"})
@@ -146,6 +147,8 @@ async def run(
             plan.append(("entity_memory", lambda: entity_memory.bench_entity_memory(url, params)))
         if "transfer" in selected:
             plan.append(("transfer", lambda: transfer.bench_transfer(url, params)))
+        if "warm_restart" in selected:
+            plan.append(("warm_restart", lambda: warm_restart.bench_warm_restart(url, params)))
         if "locations" in selected:
             plan.append(("locations", lambda: locations.bench_locations(params, params.cuts, binary)))
     if "in_memory" in selected:

@@ -202,3 +202,19 @@ def test_a_snapshot_then_the_later_entries_equal_a_full_replay(
     for entry in entries[cut:]:
         restarted.sync.inbox.apply(entry)
     assert state(restarted) == state(loaded(last_per_key(entries)))
+
+
+def test_a_restore_tells_listeners_and_the_clock_what_a_replay_tells_them() -> None:
+    entries = [*ENTRIES, put("c", 5, {"state": "late"}, stamp(START_MS + 60_000))]
+    taken = snapshot.decode(snapshot.encode(capture(loaded(entries), 5)))
+    restored, replayed = collection(), collection()
+    for target in (restored, replayed):
+        target.on_change(lambda event: None)
+    snapshot.restore(restored, taken)
+    for entry in last_per_key(entries):
+        replayed.sync.inbox.apply(entry)
+    told = [[(event.uuid, event.changes) for event in target._host.events] for target in (restored, replayed)]
+    assert told[0] == told[1] and len(told[0]) == 2
+    # Changes made after the restore win over everything restored, as after a replay.
+    assert restored._host.clock.tick() > stamp(START_MS + 60_000, "prague-1")
+    assert restored.sync.inbox.last_revision == 5

@@ -32,8 +32,10 @@ from typing import Any, Final
 
 import msgspec
 
-from brainlessdb.core.codec import encode_entity, encode_tombstone
+from brainlessdb.core.clock import Stamp
+from brainlessdb.core.codec import decode_value, encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
+from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, EncodeError
 from brainlessdb.storage.base import Entry, Op
 
@@ -44,11 +46,11 @@ _HEADER: Final = struct.Struct(">8sIQ")  # magic, CRC-32 of the content, length 
 
 
 class SnapshotEntity(msgspec.Struct, array_like=True, gc=False):
-    """One entity: its uuid, the revision of its key (None: known only from another location's copy),
-    and its stored version (format v2 bytes, see ``core.codec``)."""
+    """One entity: its uuid, the revision of its key, and its stored version (format v2 bytes, see
+    ``core.codec``)."""
 
     uuid: str
-    revision: int | None
+    revision: int
     value: bytes
 
 
@@ -197,17 +199,47 @@ def unusable(snapshot: CollectionSnapshot, expected: Expected) -> str | None:
 
 
 def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
-    """Put what ``snapshot`` holds into the (empty) memory of ``collection``, as its replay would.
+    """Put what ``snapshot`` holds into the memory of ``collection``, as its replay would.
 
-    Each entity's stored version goes through the inbox as an entry of the bucket at its revision, each
-    delete as its marker: the schema checks, expiry and listeners see what they see in a replay.
+    An entity new to memory, with plain fields (the common case), is made at once from its stored version,
+    as the inbox makes one it has never seen: the snapshot was taken under this schema version, so its
+    fields fit. Anything else (a version with extras, or one of a uuid memory holds already) goes through
+    the inbox as an entry of the bucket at its revision, and each delete as its marker: schema checks,
+    expiry and listeners see what they see in a replay.
     """
-    apply = collection.sync.inbox.apply
+    sync = collection.sync
+    inbox, tombstones = sync.inbox, sync.tombstones
+    table = collection._table
+    entities, new_entity, insert = table.entities, table.new_entity, table.insert
+    apply = inbox.apply
     put, delete = Op.PUT, Op.DELETE
+    newest: Stamp | None = None
+    last = inbox.last_revision
     for item in snapshot.entities:
-        revision = item.revision
-        if revision is None:
+        uuid, revision, value = item.uuid, item.revision, item.value
+        if uuid in entities or uuid in tombstones:
+            apply(Entry(uuid, revision, value, put, 0))
             continue
-        apply(Entry(item.uuid, revision, item.value, put, 0))
+        try:
+            record = decode_value(value, time_ns=0)
+        except DecodeError:
+            record = None
+        if record is None or record.extras is not None or record.deleted is not None or not record.data:
+            apply(Entry(uuid, revision, value, put, 0))
+            continue
+        stamp = record.max_stamp()
+        if stamp is not None and (newest is None or stamp > newest):
+            newest = stamp
+        entity = new_entity(uuid, record.data, record.compact_stamps, revision, None)
+        insert(entity)
+        if revision > last:
+            last = revision
+        if table.listeners:
+            changes = {name: (MISSING, field) for name, field in record.data.items()}
+            table.emit_change(entity, changes, "remote", created=True)
+    if newest is not None:
+        collection._host.clock.observe(newest[0])
+    if last > inbox.last_revision:
+        inbox.last_revision = last
     for gone in snapshot.deletes:
         apply(Entry(gone.uuid, gone.revision, encode_tombstone((gone.hlc, gone.node)), delete, 0))
