@@ -33,9 +33,16 @@ from brainlessdb.core.field_types import JSON_SCALARS, criterion_json
 from brainlessdb.core.ids import new_uuid, parse_uuid
 from brainlessdb.core.query.filtering import select
 from brainlessdb.core.query.index import INDEXED_LOOKUPS
-from brainlessdb.core.query.ordering import order, order_first
+from brainlessdb.core.query.ordering import order, order_first, prunes
 from brainlessdb.core.query.pages import Page, page, select_page
-from brainlessdb.core.query.plan import Condition, Plan, bind_criteria, parse_order, plan_criteria
+from brainlessdb.core.query.plan import (
+    Condition,
+    OrderKey,
+    Plan,
+    bind_criteria,
+    parse_order,
+    plan_criteria,
+)
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.streams import DEFAULT_BUFFER, ChangeStream, Overflow, Subscription, stream_options
 from brainlessdb.core.sync.state import SyncState
@@ -351,8 +358,12 @@ class Collection(Generic[T]):
         await self._host.ready(self)
         self._expire_due()
         order_keys = parse_order(keys, self._table.field_types)
-        selected = self._select(criteria)
         stop = window.stop
+        if not criteria and order_keys:
+            whole = self._whole_order(order_keys, stop)
+            if whole is not None:
+                return self._own_results(whole[window.offset : stop])
+        selected = self._select(criteria)
         if stop is None:
             ordered = order(selected, order_keys, _data_of, _uuid_of, _field_reader)
         else:
@@ -360,6 +371,20 @@ class Collection(Generic[T]):
         if window.offset:
             del ordered[: window.offset]
         return self._own_results(ordered)
+
+    def _whole_order(self, order_keys: tuple[OrderKey, ...], stop: int | None) -> list[Entity] | None:
+        """Every entity in ``order_keys``' order, kept from an earlier ``order_by`` while nothing it
+        depends on changed (``IndexSet.keep_order``; docs/performance.md). None for a page small enough
+        that ``order_first`` sorts only what can be in it, unless an order is kept. Only to be read."""
+        indexes = self._indexes
+        kept = indexes.kept_order(order_keys)
+        if kept is not None:
+            return kept
+        if stop is not None and prunes(order_keys, stop, len(self._entities)):
+            return None
+        ordered = order(self._entities.values(), order_keys, _data_of, _uuid_of, _field_reader)
+        indexes.keep_order(order_keys, (key.path[0] for key in order_keys), ordered)
+        return ordered
 
     def count(self, **criteria: Any) -> int:
         """The number of entities (matching ``criteria``, if given)."""

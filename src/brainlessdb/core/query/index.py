@@ -7,6 +7,10 @@ ones ``exact`` compares, so an answer through an index always equals a full scan
 index like any other. Entities where the path is absent are not indexed. A bucket holding a single uuid
 stores the bare string instead of a one-element set: most indexed fields (channel ids, tokens) are
 unique, and a one-element set costs some 200 bytes where the string costs none (it is shared).
+
+The set also keeps the last few whole-collection orders ``order_by`` made (``kept_order``/``keep_order``),
+dropped as soon as an entity is added or removed or a field they read changes: sorting a large collection
+costs a Python call per entity, and an unchanged collection asked again in the same order needs none.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from typing import Any, Final, TypeAlias
 from brainlessdb.core.query.lookups import LOOKUP_SEP
 from brainlessdb.core.query.plan import UUID_FIELD, Condition, resolve_in
 from brainlessdb.core.values import MISSING, freeze
+
+ORDERS_KEPT: Final = 4
+"""The whole-collection orders kept at most (the oldest is dropped for a new one): each holds a list of
+every entity, 8 bytes per entity."""
 
 INDEXED_LOOKUPS: Final = frozenset({"exact", "in"})
 """Lookups that ``candidates`` answers exactly: conditions using them need no further check."""
@@ -31,13 +39,15 @@ Index: TypeAlias = dict[Hashable, Bucket]
 class IndexSet:
     """The equality indexes of one collection, built lazily per path."""
 
-    __slots__ = ("_indexes", "fields")
+    __slots__ = ("_indexed", "_indexes", "_orders", "fields")
 
     def __init__(self) -> None:
         self._indexes: dict[Path, Index] = {}
+        self._indexed: set[str] = set()  # the top-level fields some index reads
+        self._orders: dict[Hashable, tuple[frozenset[str], list[Any]]] = {}
         self.fields: set[str] = set()
-        """The top-level fields some index reads (to be read only): a change of any other field is no
-        index's business, and needs no ``on_change`` call."""
+        """The top-level fields some index or kept order reads (to be read only): a change of any other
+        field is no business of this set, and needs no ``on_change`` call."""
 
     def __repr__(self) -> str:
         return f"<IndexSet [{', '.join(LOOKUP_SEP.join(path) for path in self._indexes)}]>"
@@ -49,7 +59,23 @@ class IndexSet:
 
     def covers(self, field: str) -> bool:
         """True when some index reads the top-level ``field``, so its changes must come with the old value."""
-        return field in self.fields
+        return field in self._indexed
+
+    def kept_order(self, key: Hashable) -> list[Any] | None:
+        """The whole collection in the order ``key`` names, as ``keep_order`` was given it, if no entity
+        was added or removed and none of the fields it reads changed since; else None. Only to be read."""
+        kept = self._orders.get(key)
+        return None if kept is None else kept[1]
+
+    def keep_order(self, key: Hashable, fields: Iterable[str], ordered: list[Any]) -> None:
+        """Keep ``ordered``, every entity of the collection in the order ``key`` names (an order that only
+        the values of the top-level ``fields`` decide), until it may no longer be that order. The list is
+        kept as it is: the caller must not change it afterwards."""
+        if key not in self._orders and len(self._orders) >= ORDERS_KEPT:
+            del self._orders[next(iter(self._orders))]
+        read = frozenset(fields)
+        self._orders[key] = (read, ordered)
+        self.fields.update(read)
 
     def candidates(self, conditions: Sequence[Condition], source: Source) -> set[str] | None:
         """The uuids that can match: the intersection of every ``exact`` and ``in`` condition's answer.
@@ -130,16 +156,21 @@ class IndexSet:
         if index is None:
             index = _build(path, source)
             self._indexes[path] = index
+            self._indexed.add(path[0])
             self.fields.add(path[0])
         return index
 
     def on_add(self, uuid: str, data: Mapping[str, Any]) -> None:
         """Index a new entity."""
+        if self._orders:
+            self._orders.clear()
         for path, index in self._indexes.items():
             _insert(index, uuid, resolve_in(data, path))
 
     def on_remove(self, uuid: str, data: Mapping[str, Any]) -> None:
         """Forget an entity; ``data`` must be what it held when last indexed."""
+        if self._orders:
+            self._orders.clear()
         for path, index in self._indexes.items():
             _discard(index, uuid, resolve_in(data, path))
 
@@ -149,6 +180,9 @@ class IndexSet:
         ``old`` must be the value as it was before the change: after an in-place edit of a nested value,
         pass a snapshot taken before it, or the old key cannot be found.
         """
+        if self._orders:
+            for key in [key for key, (read, _) in self._orders.items() if field in read]:
+                del self._orders[key]
         for path, index in self._indexes.items():
             if path[0] != field:
                 continue
@@ -165,8 +199,10 @@ class IndexSet:
             _insert(index, uuid, new_value)
 
     def clear(self) -> None:
-        """Drop every index; each is rebuilt from the collection the next time a query needs it."""
+        """Drop every index and kept order; each is made again the next time a query needs it."""
         self._indexes.clear()
+        self._indexed.clear()
+        self._orders.clear()
         self.fields.clear()
 
 

@@ -77,7 +77,7 @@ def order_first(
     """
     if n <= 0:
         return []
-    if not keys or n * (PRUNE_ONE_KEY if len(keys) == 1 else PRUNE_KEYS) > len(items):
+    if not keys or not prunes(keys, n, len(items)):
         return order(items, keys, data_of, uuid_of, field_of)[:n]
     first = keys[0]
     try:
@@ -88,6 +88,11 @@ def order_first(
     if kept is not None:
         items = list(compress(items, kept))
     return order(items, keys, data_of, uuid_of, field_of)[:n]
+
+
+def prunes(keys: Sequence[OrderKey], n: int, count: int) -> bool:
+    """Whether ``order_first`` of ``n`` among ``count`` items sorts only some of them (else it sorts all)."""
+    return n * (PRUNE_ONE_KEY if len(keys) == 1 else PRUNE_KEYS) <= count
 
 
 def _up_to_cut(values: list[Any], descending: bool, n: int) -> list[bool] | None:
