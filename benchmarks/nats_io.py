@@ -115,7 +115,7 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
                     await asyncio.wait_for(collection.load(), params.timeout)
                     entities: list[Entity] = []
                     seconds = 0.0
-                    for chunk in _chunks(rows_data):
+                    for chunk in chunks(rows_data):
                         entities += [collection.add(row) for row in chunk]
                         seconds += await _timed_flush(db, params.timeout)
                         check_clean(db, "flush_new")
@@ -124,7 +124,7 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
                         await asyncio.wait_for(collection.load(), params.timeout)
                     series["lib_new"].samples.append(rate(n, seconds))
                     seconds = 0.0
-                    for chunk in _chunks(entities):
+                    for chunk in chunks(entities):
                         for entity in chunk:
                             entity.state = "onhold"
                         seconds += await _timed_flush(db, params.timeout)
@@ -170,7 +170,7 @@ async def bench_flush(url: str, params: Params) -> list[Row]:
     return rows
 
 
-def _chunks(items: list[T]) -> list[list[T]]:
+def chunks(items: list[T]) -> list[list[T]]:
     """``items`` in runs of at most ``FLUSH_CHUNK``."""
     return [items[start : start + FLUSH_CHUNK] for start in range(0, len(items), FLUSH_CHUNK)]
 
@@ -180,7 +180,7 @@ async def _publish_chunks(
 ) -> tuple[float, list[int]]:
     """``baselines.publish_async_batch`` in the runs ``flush()`` is given: seconds in all, revisions."""
     seconds, revisions = 0.0, []
-    for chunk in _chunks(items):
+    for chunk in chunks(items):
         taken, written = await baselines.publish_async_batch(nc, bucket, chunk, timeout)
         seconds += taken
         revisions += written
@@ -202,11 +202,11 @@ async def write_bucket(url: str, ns: str, n: int, revisions: int, timeout: float
     async with database(url, ns, "bench-writer", flush_interval=3600, history=history) as db:
         collection = db.collection(COLLECTION)
         entities: list[Entity] = []
-        for chunk in _chunks(dataset(n)):
+        for chunk in chunks(dataset(n)):
             entities += [collection.add(row) for row in chunk]
             await asyncio.wait_for(db.flush(), timeout)
         for revision in range(1, revisions):
-            for chunk in _chunks(entities):
+            for chunk in chunks(entities):
                 for entity in chunk:
                     entity.priority = 100 + revision
                 await asyncio.wait_for(db.flush(), timeout)

@@ -10,7 +10,8 @@ for every target that does not hold. OPS is a comma-separated list among:
 - ``order_by``: ``order_by("priority")`` over the whole collection, one entity's ``priority`` changed
   before each of 3 calls (so each call sorts);
 - ``load``: ``start()`` of a node loading a bucket of N entities (a nats-server is started for it);
-- ``flush``: ``flush()`` of N new entities, then of the same N updated once.
+- ``flush``: ``add()`` and ``flush()`` of N new entities, then a change and ``flush()`` of each, in rounds of
+  ``FLUSH_CHUNK`` as the benchmark writes them (each round's echo through the node's watch awaited).
 
 cProfile adds a fixed cost to every Python call, so its times are inflated, more so for code made of
 many small calls: read the shares, and the benchmark suite for the times.
@@ -30,7 +31,7 @@ from typing import Any
 
 from benchmarks.common import COLLECTION, dataset
 from benchmarks.memory_ops import fresh_collection
-from benchmarks.nats_io import database, namespace, write_bucket
+from benchmarks.nats_io import FLUSH_CHUNK, chunks, database, namespace, write_bucket
 from brainlessdb import Brainless
 from brainlessdb.embedded import EmbeddedServer
 
@@ -120,12 +121,25 @@ async def through_nats(ops: list[str], n: int, top: int) -> list[str]:
             if "flush" in ops:
                 async with database(url, namespace("f"), "profile-writer", flush_interval=3600) as db:
                     collection = db.collection(COLLECTION)
-                    entities = [collection.add(row) for row in dataset(n)]
-                    out.append(await profiled(f"flush() of {n} new entities", db.flush, top))
-                    await asyncio.wait_for(collection.load(), TIMEOUT)
-                    for entity in entities:
-                        entity.state = "onhold"
-                    out.append(await profiled(f"flush() of {n} updated entities", db.flush, top))
+                    rows = dataset(n)
+                    entities: list[Any] = []
+
+                    async def flush_new() -> None:
+                        for chunk in chunks(rows):
+                            entities.extend(collection.add(row) for row in chunk)
+                            await db.flush()
+                            await asyncio.wait_for(collection.load(), TIMEOUT)
+
+                    async def flush_updates() -> None:
+                        for chunk in chunks(entities):
+                            for entity in chunk:
+                                entity.state = "onhold"
+                            await db.flush()
+                            await asyncio.wait_for(collection.load(), TIMEOUT)
+
+                    what = f"in flushes of {FLUSH_CHUNK}, each settled"
+                    out.append(await profiled(f"add + flush() of {n} new entities {what}", flush_new, top))
+                    out.append(await profiled(f"set + flush() of {n} updates {what}", flush_updates, top))
         finally:
             server.close()
     return out
