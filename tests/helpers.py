@@ -18,6 +18,7 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from brainlessdb import Brainless, meta
+from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.storage.nats.kv import NatsKVStorage
 
@@ -135,3 +136,22 @@ async def settle(nodes: list[Brainless], timeout: float = 30.0, collection: str 
         await node.collection(collection).load()
     if not all(memory_of(node, collection) == memory_of(nodes[0], collection) for node in nodes):
         raise AssertionError("the nodes disagree after reloading")
+
+
+def stored_state(collection: Any) -> tuple[Any, ...]:
+    """What a collection's memory holds, as a replay of its bucket would leave it: each entity's fields,
+    revision and stored version (its stamps, the stamps inside its dict fields, its counter tallies and
+    expiry, through the codec), and each delete remembered (stamp, revision, marker unwritten)."""
+    entities = {
+        uuid: (meta(entity).data, entity._revision, stored_version(entity))
+        for uuid, entity in collection.entities.items()
+    }
+    deletes = {
+        uuid: (tomb.stamp, tomb.revision, tomb.pending) for uuid, tomb in collection.sync.tombstones.items()
+    }
+    return entities, deletes
+
+
+def stored_version(entity: Any) -> bytes:
+    """The bytes an entity's version is stored as (its fields and every stamp)."""
+    return encode_entity(entity._data, entity._stamps, entity._extras)

@@ -19,6 +19,7 @@ from brainlessdb.errors import DecodeError
 from brainlessdb.storage.base import Entry
 from tests.core.host_fakes import Host
 from tests.core.sync_fakes import START_MS, marker, put, stamp
+from tests.helpers import stored_state
 
 EXPECTED = snapshot.Expected(
     namespace="ns",
@@ -58,9 +59,7 @@ def loaded(entries: list[Entry]) -> Collection[Any]:
 
 def state(source: Collection[Any]) -> tuple[Any, ...]:
     """Everything a replay puts in memory: fields, stored versions (stamps, extras), revisions, deletes."""
-    taken = capture(source, 0)
-    fields = {uuid: meta(entity).data for uuid, entity in source.entities.items()}
-    return fields, sorted(taken.entities, key=repr), sorted(taken.deletes, key=repr), sorted(taken.refetch)
+    return stored_state(source)
 
 
 ENTRIES = [
@@ -218,3 +217,13 @@ def test_a_restore_tells_listeners_and_the_clock_what_a_replay_tells_them() -> N
     # Changes made after the restore win over everything restored, as after a replay.
     assert restored._host.clock.tick() > stamp(START_MS + 60_000, "prague-1")
     assert restored.sync.inbox.last_revision == 5
+
+
+def test_fields_messagepack_cannot_hold_are_kept_as_stored_versions() -> None:
+    source = loaded([put("big", 1, {"n": 2**70, "state": "idle"}, stamp(START_MS)), *ENTRIES])
+    taken = snapshot.decode(snapshot.encode(capture(source, 4)))
+    assert {item.uuid: item.value is not None for item in taken.entities} == {"big": True, "a": False}
+    restored = collection()
+    snapshot.restore(restored, taken)
+    assert state(restored) == state(source)
+    assert meta(restored["big"]).data["n"] == 2**70

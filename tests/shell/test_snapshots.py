@@ -17,7 +17,7 @@ import pytest
 from brainlessdb import Brainless, meta
 from brainlessdb.core import snapshot
 from brainlessdb.embedded import EmbeddedServer
-from tests.helpers import MakeDb, nats_connection
+from tests.helpers import MakeDb, nats_connection, stored_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,10 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def state(db: Brainless, name: str = "call") -> tuple[Any, ...]:
     """What a load put in memory: every entity's fields, its stored version (stamps, extras) and revision,
     and the deletes remembered."""
-    collection = db.collection(name)
-    taken = snapshot.capture(collection, namespace="", bucket="", origin="", revision=0, now_ms=0)
-    fields = {uuid: meta(entity).data for uuid, entity in collection.entities.items()}
-    return fields, sorted(taken.entities, key=repr), sorted(taken.deletes, key=repr), taken.refetch
+    return stored_state(db.collection(name))
 
 
 async def fill(db: Brainless, count: int = 20) -> list[Any]:

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from brainlessdb.core import snapshot
 from brainlessdb.core.collection import Collection
@@ -34,6 +34,7 @@ from brainlessdb.storage.base import Retained, Storage
 logger = logging.getLogger(__name__)
 
 SUFFIX: Final = ".snapshot"
+T = TypeVar("T")
 
 
 class Snapshots:
@@ -96,7 +97,7 @@ class Snapshots:
             self._refuse(path, f"it cannot be read ({exc})")
             return None
         try:
-            found = await asyncio.to_thread(snapshot.decode, data)
+            found = await asyncio.to_thread(without_collector, snapshot.decode, data)
         except DecodeError as exc:
             self._refuse(path, str(exc))
             return None
@@ -116,15 +117,7 @@ class Snapshots:
         if reason is not None:
             self._refuse(path, reason)
             return None
-        # Without the cyclic collector meanwhile: a million new entities would make it scan the heap
-        # again and again (it costs more than the restore itself), and none of them is garbage.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            snapshot.restore(collection, found)
-        finally:
-            if collecting:
-                gc.enable()
+        without_collector(snapshot.restore, collection, found)
         apply = collection.sync.inbox.apply
         for uuid in found.refetch:
             # A change of it was pending when the snapshot was taken: what the bucket holds stands.
@@ -226,6 +219,19 @@ class Snapshots:
             f"<Snapshots {self.directory} {state}: {self.restored} restored, {self.refused} refused, "
             f"{self.writes} written, {self.failures} failed>"
         )
+
+
+def without_collector(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` with the cyclic garbage collector paused: a decode or restore of a million
+    entities would make it scan the growing heap again and again (costing more than the work itself),
+    and none of what they make is garbage."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return function(*args)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
