@@ -227,3 +227,15 @@ def test_fields_messagepack_cannot_hold_are_kept_as_stored_versions() -> None:
     snapshot.restore(restored, taken)
     assert state(restored) == state(source)
     assert meta(restored["big"]).data["n"] == 2**70
+
+
+def test_a_restore_into_memory_that_holds_some_entities_merges_them() -> None:
+    taken = snapshot.decode(snapshot.encode(capture(loaded(ENTRIES), 4)))
+    restored = loaded(ENTRIES[:2])  # an attach tried again after a partial restore: "a" and "b" held
+    restored._host.now_ms = START_MS + 100
+    restored["a"].state = "mine"  # a local change, later than every stored one, not written yet
+    snapshot.restore(restored, taken)
+    assert meta(restored["a"]).data == {"state": "mine", "caller": {"city": "Brno"}}
+    assert meta(restored["a"]).revision == 3
+    assert restored.sync.is_deleted("b")
+    assert "b" not in restored

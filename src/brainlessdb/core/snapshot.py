@@ -253,27 +253,32 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
     entities, new_entity, insert = table.entities, table.new_entity, table.insert
     apply = inbox.apply
     put, delete = Op.PUT, Op.DELETE
+    # What memory held before (entities added before start(), an attach tried again): merged, not made.
+    held = bool(entities) or len(tombstones) > 0
+    tell = bool(table.listeners)
     newest: Stamp | None = None
     last = inbox.last_revision
     for item in snapshot.entities:
-        uuid, revision, data = item.uuid, item.revision, item.data
-        if data is None or item.base is None or uuid in entities or uuid in tombstones:
+        uuid, revision, data, base = item.uuid, item.revision, item.data, item.base
+        if data is None or base is None or (held and (uuid in entities or uuid in tombstones)):
             apply(Entry(uuid, revision, stored_version(item), put, 0))
             continue
         overrides = item.overrides
         if overrides is None:
-            record = Record(data=data, shared=item.base)
+            stamps: Stamps = base
+            stamp = base
         else:
-            record = Record(data=data, stamps={**dict.fromkeys(data, item.base), **overrides})
-        stamp = record.max_stamp()
-        if stamp is not None and (newest is None or stamp > newest):
+            # In the form an entity holds them (as a replay's decoding makes it).
+            stamps = Record(data=data, stamps={**dict.fromkeys(data, base), **overrides}).compact_stamps
+            stamp = max(base, *overrides.values())
+        if newest is None or stamp > newest:
             newest = stamp
-        entity = new_entity(uuid, record.data, record.compact_stamps, revision, None)
+        entity = new_entity(uuid, data, stamps, revision, None)
         insert(entity)
         if revision > last:
             last = revision
-        if table.listeners:
-            changes = {name: (MISSING, field) for name, field in record.data.items()}
+        if tell:
+            changes = {name: (MISSING, field) for name, field in data.items()}
             table.emit_change(entity, changes, "remote", created=True)
     if newest is not None:
         collection._host.clock.observe(newest[0])
