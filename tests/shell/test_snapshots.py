@@ -202,11 +202,13 @@ async def test_a_node_killed_between_snapshots_restarts_from_its_last_one(
         await process.wait()
     path = tmp_path / f"{namespace}-call.snapshot"
     left = snapshot.decode(path.read_bytes())  # whole: the previous file or the new one, never half
+    (tmp_path / f"{path.name}.1.cut.tmp").write_bytes(b"a write cut off by a crash")
     other = await make_db("node-2")
     await change_while_down(other)
     await other.stop()
 
     again = await make_db("writer-1", snapshot_dir=tmp_path)
     assert again.stats()["snapshots"]["restored"] == 1
+    assert [file.name for file in tmp_path.iterdir()] == [path.name]  # leftovers removed
     assert left.revision > 0 and left.entities
     assert state(again) == state(await make_db("fresh-1"))

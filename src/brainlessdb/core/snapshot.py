@@ -1,11 +1,11 @@
 """Snapshots: a collection's memory as one local file, so that a restart replays only what changed since.
 
 A snapshot holds, for one collection, what a full replay of its bucket up to ``revision`` would have put
-in memory: each entity's stored version (the bytes the outbox would write: fields, stamps, the stamps
-inside dict fields, counter tallies, expiry), with the revision of its key; and the deletes remembered
-(their stamp and the revision of their marker). Loading it and then applying the bucket's entries after
-``revision`` ends in the same memory as a full replay, because restoring goes through the same path as a
-replay (``Inbox.apply`` of each stored version) and every merge is idempotent and guarded by revisions.
+in memory: each entity at the revision of its key (its fields and their stamps; or, with extras, the
+stored version the outbox would write), and the deletes remembered (their stamp and the revision of their
+marker). Loading it and then applying the bucket's entries after ``revision`` ends in the same memory as a
+full replay: an entity new to memory is made as the inbox makes one it never saw, anything else goes
+through ``Inbox.apply`` as a replayed entry, and every merge is idempotent and guarded by revisions.
 
 What the bucket does not hold yet is left out: an entity with a local change not acknowledged (dirty or in
 flight) and a delete whose marker is unwritten are listed by uuid only (``refetch``), and the shell reads

@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -84,6 +85,7 @@ class Snapshots:
         """Restore ``collection`` from its snapshot: the revision to resume its watch after, or None (no
         usable snapshot: replay the bucket in full). ``UnavailableError`` if NATS does not answer."""
         path = self.path(bucket)
+        await asyncio.to_thread(remove_leftovers, path)
         retained = await self._retained(bucket)
         if retained is None:
             logger.warning("%s: the storage cannot tell what it retains: snapshots are not used", bucket)
@@ -234,10 +236,18 @@ def without_collector(function: Callable[..., T], *args: Any) -> T:
             gc.enable()
 
 
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files of writes of ``path`` that a crash cut off (one directory per node)."""
+    for leftover in path.parent.glob(f"{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` by a file holding ``data``: written beside it, flushed to disk, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # A name of its own: a write cut off by stop() may still run in its thread beside the final one.
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temporary, "wb") as file:
             file.write(data)
