@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import logging
+import pstats
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ from benchmarks.nats_io import _publish_chunks, namespace, raw_connection, time_
 from brainlessdb import Brainless, meta
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import encode_entity
+from brainlessdb.embedded import EmbeddedServer
 
 logger = logging.getLogger("benchmarks")
 
@@ -118,3 +122,49 @@ async def warm_start(url: str, ns: str, n: int, directory: Path, timeout: float)
         raise RuntimeError(f"start() from the snapshot: {loaded} entities of {n}, {restored} restored")
     size = (directory / f"{ns}-{COLLECTION}.snapshot").stat().st_size
     return seconds, wrote, size
+
+
+async def profile_start(url: str, n: int, directory: Path, timeout: float) -> None:
+    """Print the cProfile of one ``start()`` from a snapshot of ``n`` entities (1% changed since)."""
+    ns = namespace("wp")
+    async with raw_connection(url) as nc:
+        try:
+            await write_bucket(url, ns, n, 1, timeout)
+            revisions = await first_start(url, ns, n, directory, timeout)
+            clock = HybridLogicalClock("bench-changer")
+            chosen = sorted(revisions)[: max(1, int(n * CHANGED))]
+            items = [
+                (key, encode_entity({**entity_data(i), "priority": 1000}, clock.tick()), revisions[key])
+                for i, key in enumerate(chosen)
+            ]
+            await _publish_chunks(nc, f"{ns}-{COLLECTION}", items, timeout)
+            db = Brainless(
+                nc, namespace=ns, location="bench-warm", flush_interval=3600, snapshot_dir=directory
+            )
+            profiler = cProfile.Profile()
+            start = time.perf_counter()
+            profiler.enable()
+            await asyncio.wait_for(db.start(), timeout)
+            profiler.disable()
+            print(f"start() from the snapshot: {time.perf_counter() - start:.2f}s under the profiler")
+            await db.stop(timeout=timeout)
+            for order in ("cumulative", "tottime"):
+                pstats.Stats(profiler).sort_stats(order).print_stats(20)
+        finally:
+            await baselines.delete_buckets(nc, f"{ns}-{COLLECTION}")
+
+
+def main() -> None:
+    """``python -m benchmarks.warm_restart [N]``: the profile of one warm start (N = 1,000,000)."""
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else MILLION
+    with tempfile.TemporaryDirectory() as store, tempfile.TemporaryDirectory() as directory:
+        server = EmbeddedServer(store_dir=store, name="profile")
+        server.start()
+        try:
+            asyncio.run(profile_start(server.url, n, Path(directory), 600.0))
+        finally:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()
