@@ -86,8 +86,8 @@ class Brainless:
     conditional update) raises ``UnavailableError`` when NATS does not answer within ``claim_timeout``.
 
     ``snapshot_dir``: this node writes a snapshot of each collection there every ``snapshot_interval``
-    seconds and at ``stop()``, and starts from it, replaying only what changed since (docs/guides/
-    operating.md, "Warm restarts"); it needs NATS (or a given storage), not the in-memory mode.
+    seconds and at ``stop()``, and starts from it, replaying only what changed since (the operating
+    guide, "Warm restarts"); it needs NATS (or a given storage), not the in-memory mode.
 
     **Locations** (see docs/locations.md): ``domain`` is the JetStream domain of this node's NATS (its
     location's), ``peers`` those of the other locations, joined by leaf nodes. Each collection's bucket then
