@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ import pytest
 from brainlessdb import Brainless, meta
 from brainlessdb.core import snapshot
 from brainlessdb.embedded import EmbeddedServer
+from brainlessdb.storage.base import Write
+from brainlessdb.storage.memory import MemoryStorage
+from brainlessdb.storage.nats.kv import NatsKVStorage
 from tests.helpers import MakeDb, nats_connection, stored_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +217,29 @@ async def test_a_node_killed_between_snapshots_restarts_from_its_last_one(
     assert os.listdir(tmp_path) == [path.name]  # leftovers removed
     assert left.revision > 0 and left.entities
     assert state(again) == state(await make_db("fresh-1"))
+
+
+@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    backend: Any
+    if request.param == "memory":
+        backend = MemoryStorage()
+    else:
+        backend = await NatsKVStorage.connect(request.getfixturevalue("nats_server").url)
+    yield backend
+    await backend.close()
+
+
+async def test_a_storage_tells_which_revisions_a_bucket_retains(storage: Any, namespace: str) -> None:
+    bucket = f"{namespace}-retained"
+    await storage.open_bucket(bucket)
+    empty = await storage.retained(bucket)
+    assert empty.last == 0
+    assert empty.first <= 1
+    await storage.write(bucket, [Write("a", b"1", None), Write("b", b"2", None)])
+    assert (await storage.retained(bucket)).first == 1
+    await storage.write(bucket, [Write("a", b"3", None)])  # revision 1 is superseded: gone
+    now = await storage.retained(bucket)
+    assert (now.first, now.last, now.origin) == (2, 3, empty.origin)
+    await storage.forget(bucket, "b")
+    assert (await storage.retained(bucket)).first == 3
