@@ -35,6 +35,7 @@ from brainlessdb.storage.base import Retained, Storage
 logger = logging.getLogger(__name__)
 
 SUFFIX: Final = ".snapshot"
+REFETCH_AT_ONCE: Final = 256  # reads of pending entities' stored versions in flight at once
 T = TypeVar("T")
 
 
@@ -120,12 +121,13 @@ class Snapshots:
             self._refuse(path, reason)
             return None
         without_collector(snapshot.restore, collection, found)
-        apply = collection.sync.inbox.apply
-        for uuid in found.refetch:
-            # A change of it was pending when the snapshot was taken: what the bucket holds stands.
-            entry = await self._storage.get(bucket, uuid)
-            if entry is not None:
-                apply(entry)
+        # A change of these was pending when the snapshot was taken: what the bucket holds stands.
+        apply, pending = collection.sync.inbox.apply, found.refetch
+        for start in range(0, len(pending), REFETCH_AT_ONCE):
+            keys = pending[start : start + REFETCH_AT_ONCE]
+            for entry in await asyncio.gather(*(self._storage.get(bucket, uuid) for uuid in keys)):
+                if entry is not None:
+                    apply(entry)
         self.restored += 1
         self._written[bucket] = found.revision
         logger.info(
