@@ -1,6 +1,6 @@
 """Sessions with expiry (docs/guides/sessions.md): gone on every node at their deadline.
 
-Two nodes, Prague and Brno, share a collection of sessions that expire two seconds
+Two nodes, Prague and Brno, share a collection of sessions that expire five seconds
 after they are added unless they are touched; one session is kept for good. Brno is
 told when a session expires.
 """
@@ -26,8 +26,8 @@ class Session:
 
 
 def sessions_of(db: Brainless) -> Collection[Session]:
-    # Every session added expires 2 s later (on every node: the default is stored).
-    return db.collection("session", ttl=2).typed(Session)
+    # Every session added expires 5 s later (on every node: the default is stored).
+    return db.collection("session", ttl=5).typed(Session)
 
 
 # --8<-- [end:default]
@@ -35,9 +35,9 @@ def sessions_of(db: Brainless) -> Collection[Session]:
 
 # --8<-- [start:touch]
 def touch(sessions: Collection[Session], session: Session) -> None:
-    """The user did something: the session lives 3 s more from now."""
+    """The user did something: the session lives 6 s more from now."""
     session.last_seen = time.time()
-    sessions.expire(session, 3)  # a new deadline, replacing the one it had
+    sessions.expire(session, 6)  # a new deadline, replacing the one it had
 
 
 # --8<-- [end:touch]
