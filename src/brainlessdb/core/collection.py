@@ -142,8 +142,9 @@ class Collection(Generic[T]):
         one a first ``add()`` inferred: whichever came first, the schema is the same.
 
         Raises:
-            TypeError: ``cls`` is not a model class. SchemaError: a field type JSON cannot hold, or a
-                declaration the schema or the entities held here do not fit.
+            TypeError: ``cls`` is not a model class.
+            SchemaError: a field type JSON cannot hold, or a declaration the schema or the entities held
+                here do not fit.
         """
         model = models.model_of(cls)
         declared = model.schema()
@@ -505,7 +506,8 @@ class Collection(Generic[T]):
         change if won); nothing changes in memory before NATS acknowledged the write.
 
         Raises:
-            QueryError: bad criteria; SchemaError: a change the schema refuses (nothing is written).
+            QueryError: bad criteria.
+            SchemaError: a change the schema refuses (nothing is written).
             NotFoundError: no such entity, or it was deleted.
             UnavailableError: NATS did not answer within the database's ``claim_timeout``. If the write
                 had been sent, its outcome is unknown: the same call made again answers True if it was
@@ -535,7 +537,8 @@ class Collection(Generic[T]):
         an entity or a typed instance. Written in the background, as any change.
 
         Raises:
-            NotFoundError: no such entity here. TypeError: ``by`` is not an int.
+            NotFoundError: no such entity here.
+            TypeError: ``by`` is not an int.
             SchemaError: the field is unknown, does not hold an integer, or would pass ±2**53.
         """
         uuid = self._key(item)
