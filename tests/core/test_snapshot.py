@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from brainlessdb import meta
 from brainlessdb.core import snapshot
 from brainlessdb.core.clock import Stamp
+from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.collection import Collection
+from brainlessdb.core.merge import Extras
 from brainlessdb.errors import DecodeError
-from brainlessdb.storage.base import Entry
+from brainlessdb.storage.base import Entry, Op
 from tests.core.host_fakes import Host
 from tests.core.sync_fakes import START_MS, marker, put, stamp
 from tests.helpers import stored_state
@@ -239,3 +241,25 @@ def test_a_restore_into_memory_that_holds_some_entities_merges_them() -> None:
     assert meta(restored["a"]).revision == 3
     assert restored.sync.is_deleted("b")
     assert "b" not in restored
+
+
+def test_an_entity_past_its_deadline_at_the_restart_is_deleted_as_a_replay_deletes_it() -> None:
+    deadline = START_MS + 500
+    expiring = Entry(
+        "e",
+        5,
+        encode_entity({"state": "idle"}, stamp(START_MS), Extras(expiry=(deadline, stamp(START_MS)))),
+        Op.PUT,
+        0,
+    )
+    entries = [*ENTRIES, expiring]
+    taken = snapshot.decode(snapshot.encode(capture(loaded(entries), 5)))
+    assert [item.uuid for item in taken.entities if item.value is not None] == ["e"]  # kept as stored
+    restored, replayed = collection(), collection()
+    for target in (restored, replayed):
+        target._host.now_ms = deadline + 1
+    snapshot.restore(restored, taken)
+    for entry in last_per_key(entries):
+        replayed.sync.inbox.apply(entry)
+    assert "e" not in restored
+    assert state(restored) == state(replayed)

@@ -243,3 +243,19 @@ async def test_a_storage_tells_which_revisions_a_bucket_retains(storage: Any, na
     assert (now.first, now.last, now.origin) == (2, 3, empty.origin)
     await storage.forget(bucket, "b")
     assert (await storage.retained(bucket)).first == 3
+
+
+async def test_no_snapshot_is_taken_during_a_full_replay(make_db: MakeDb, tmp_path: Path) -> None:
+    db = await make_db("node-1", snapshot_dir=tmp_path)
+    await fill(db, 3)
+    snapshots, watches = db._snapshots, db._watches
+    assert snapshots is not None
+    assert watches is not None
+    ((collection, follower),) = watches.followers()
+    follower.resyncing = True  # as from the start of a full replay to its end
+    assert not await snapshots.write(collection, follower)
+    follower.resyncing = False
+    assert await snapshots.write(collection, follower)
+    await db.resync()
+    await db.synced()
+    assert not follower.resyncing  # the flag ends with the replay
