@@ -41,6 +41,7 @@ logger = logging.getLogger("benchmarks")
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600.0
 SITES = 12
+CHUNK = 2_000
 UNIT = "bytes/entity"
 MODES = ("fresh", "updated", "changed", "plain", "struct")
 
@@ -87,8 +88,11 @@ async def _loaded(url: str, ns: str, n: int, change: str | None) -> dict[str, An
     await asyncio.wait_for(db.start(), TIMEOUT)
     collection = db.collection(COLLECTION)
     if change is not None:
-        for entity in collection:
+        # Flushed a chunk at a time: a shared machine may not acknowledge tens of thousands at once in time.
+        for index, entity in enumerate(list(collection)):
             entity.state = change
+            if index % CHUNK == CHUNK - 1:
+                await asyncio.wait_for(db.flush(), TIMEOUT)
         await asyncio.wait_for(db.flush(), TIMEOUT)
     await db.stop()
     count = len(collection)

@@ -14,6 +14,7 @@ from brainlessdb import Brainless
 from brainlessdb.core.changes import LocalChanges
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, new_entity, set_slot
+from brainlessdb.core.merge import shared_stamp
 from brainlessdb.core.meta import meta
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.sync.state import SyncState
@@ -49,12 +50,13 @@ def test_new_entity_sets_the_state_an_entity_starts_with() -> None:
     entity = new_entity(collection, "u-1", {"state": "idle"}, STAMP, 7)
     assert isinstance(entity, Entity)
     assert type(entity) is not Entity  # the collection's subclass, holding its fields' readers
-    assert (entity._owner, entity.uuid, entity._data, entity._stamps) == (
+    assert (entity._owner, entity.uuid, entity._data, shared_stamp(entity._stamps)) == (
         collection,
         "u-1",
         {"state": "idle"},
         STAMP,
     )
+    assert type(entity._stamps) is int  # the one stamp of every field, packed
     assert (meta(entity).revision, entity._version, entity._written, meta(entity).dirty) == (7, 0, 0, False)
     assert type(Entity(collection, "u-2", {"state": "idle"}, STAMP)) is type(entity)
 

@@ -9,7 +9,7 @@ import pytest
 from brainlessdb import MISSING
 from brainlessdb.core.clock import hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE, encode_entity, encode_tombstone
-from brainlessdb.core.merge import field_stamps
+from brainlessdb.core.merge import field_stamps, shared_stamp
 from brainlessdb.core.meta import meta
 from brainlessdb.core.sync import inbox as inbox_module
 from brainlessdb.core.sync.inbox import DEAD_LETTERS_KEPT, DeadLetter
@@ -383,7 +383,7 @@ def test_another_clients_object_is_stamped_with_its_time() -> None:
     entity = node.entity("u-1")
     # Its complete state: the default where it lacks one.
     assert meta(entity).data == {"state": "idle", "queue": 0}
-    assert entity._stamps == (hlc_from_ms(START_MS), FOREIGN_NODE)
+    assert shared_stamp(entity._stamps) == (hlc_from_ms(START_MS), FOREIGN_NODE)
 
 
 def test_without_a_schema_anything_decodable_is_taken() -> None:

@@ -54,7 +54,7 @@ class LocalChanges:
 
     def __init__(self, name: str, clock: HybridLogicalClock, changed: Changed) -> None:
         self.name = name
-        self.entity_class = entity_class(name)
+        self.entity_class = entity_class(name, self)
         self._clock = clock
         self._changed = changed
         self._nested_old: dict[tuple[str, str], Any] = {}

@@ -32,7 +32,7 @@ import msgspec
 from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
 from brainlessdb.core.expiry import Expiry
-from brainlessdb.core.merge import MAX_OVERRIDES, Extras, Record, Stamps, field_stamps, most_common
+from brainlessdb.core.merge import MAX_OVERRIDES, Extras, Record, Stamps, field_stamps, most_common, unpack
 from brainlessdb.errors import DecodeError, EncodeError
 
 FORMAT_VERSION: Final = 2
@@ -77,6 +77,8 @@ def encode_entity(
     array, bytes as base64): for data known to be JSON already, as an entity's is (checked when it
     entered memory, or decoded from JSON).
     """
+    if type(stamps) is int:
+        stamps = unpack(stamps)
     if type(stamps) is tuple and len(stamps) == 2:
         if not data:
             raise EncodeError("an entity version without stamps cannot be stored")

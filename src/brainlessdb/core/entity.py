@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol, TypeVar, cast
 
-from brainlessdb.core.merge import Extras, Stamps
+from brainlessdb.core.merge import Extras, Stamps, pack
 from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
 
 T = TypeVar("T")
@@ -65,9 +65,11 @@ class EntityState:
     ``new_entity()`` builds one and turns it into an ``Entity`` (the same memory layout).
     """
 
-    __slots__ = ("_data", "_extras", "_owner", "_revision", "_stamps", "_uuid", "_version", "_written")
+    __slots__ = ("_data", "_extras", "_revision", "_stamps", "_uuid", "_version", "_written")
 
     _owner: EntityOwner
+    """The collection the entity belongs to: a class attribute of the collection's own subclass (see
+    ``entity_class``), so that no entity holds it (8 bytes each)."""
     _uuid: str
     _data: dict[str, Any]
     _stamps: Stamps
@@ -85,10 +87,10 @@ class EntityState:
         revision: int | None = None,
         extras: Extras | None = None,
     ) -> None:
-        self._owner = owner
         self._uuid = uuid
         self._data = data
-        self._stamps = stamps
+        # The one stamp of every field packed into an integer (see ``merge.PackedStamp``).
+        self._stamps = pack(stamps) if type(stamps) is tuple and len(stamps) == 2 else stamps
         self._extras = extras
         self._revision = revision
         self._version = 0
@@ -235,9 +237,14 @@ class FieldReader:
         return value
 
 
-def entity_class(collection_name: str) -> type[Entity]:
-    """A new subclass of ``Entity`` for one collection; ``add_fields`` gives it its fields."""
-    namespace = {"__slots__": (), "__module__": __name__, "__qualname__": f"Entity[{collection_name}]"}
+def entity_class(collection_name: str, owner: EntityOwner) -> type[Entity]:
+    """A new subclass of ``Entity`` for the collection ``owner``; ``add_fields`` gives it its fields."""
+    namespace = {
+        "__slots__": (),
+        "__module__": __name__,
+        "__qualname__": f"Entity[{collection_name}]",
+        "_owner": owner,
+    }
     return type("Entity", (Entity,), namespace)
 
 

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from brainlessdb.core.clock import Stamp
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.field_types import annotation_type
-from brainlessdb.core.merge import Extras, Record, Stamps, compact, field_stamps, field_wins
+from brainlessdb.core.merge import Extras, Record, compact, field_stamps, field_wins, shared_stamp
 from brainlessdb.core.models import model_of
 from brainlessdb.core.schema import FieldSpec, Schema, check_field_name
 from brainlessdb.core.tracked import untrack
@@ -403,9 +404,8 @@ def upgrade_entities(entities: Iterable[Entity], schema: Schema) -> bool:
         data = entity._data
         if not needs_upgrade(schema, data):
             continue
-        held = entity._stamps
-        if not isinstance(held, dict) and len(held) != 2:
-            held = field_stamps(held, data)  # FieldStamps: one per field, to move with the fields
+        shared = shared_stamp(entity._stamps)
+        held = field_stamps(entity._stamps, data) if shared is None else shared  # moved with the fields
         new_data, stamps, extras = _upgraded(schema, data, held, entity._extras, plain=True)
         data.clear()
         data.update(new_data)  # in place: the entity's dict is the one everything else holds
@@ -416,8 +416,13 @@ def upgrade_entities(entities: Iterable[Entity], schema: Schema) -> bool:
 
 
 def _upgraded(
-    schema: Schema, data: Mapping[str, Any], stamps: Stamps, extras: Extras | None, *, plain: bool = False
-) -> tuple[dict[str, Any], Stamps, Extras | None]:
+    schema: Schema,
+    data: Mapping[str, Any],
+    stamps: Stamp | dict[str, Stamp],
+    extras: Extras | None,
+    *,
+    plain: bool = False,
+) -> tuple[dict[str, Any], Stamp | dict[str, Stamp], Extras | None]:
     """``data`` with its stamps and extras under ``schema``'s names, in field order. A value held under
     both a former name and the new one (a node on the old schema wrote the one, a node on the new one the
     other) is the newer write of the two, as a merge decides."""

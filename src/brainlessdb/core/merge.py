@@ -21,6 +21,7 @@ arrive late, twice, or in any order.
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any, Final, TypeAlias, cast
 
@@ -44,11 +45,54 @@ took 272 (see docs/performance.md, "Memory per entity"). At least one field has 
 decoded this way; a tuple made by ``restamp`` may name every field (``encode_entity`` then picks its base
 again)."""
 
-Stamps: TypeAlias = Stamp | FieldStamps | dict[str, Stamp]
-"""The stamps of a live entity's fields as held in memory: one ``Stamp`` when every field has that stamp
-(an entity just added or loaded, the common case), ``FieldStamps`` when a few fields have stamps of their
-own, and a dict of each field's stamp when more than ``MAX_OVERRIDES`` do (where a tuple would be searched
-at every change). A ``Stamp`` is the one tuple of length 2; ``FieldStamps`` have an odd length."""
+PackedStamp: TypeAlias = int
+"""A stamp packed into one integer, ``hlc << NODE_BITS | index`` of its node name in a table of the
+process (see ``pack``): 36 bytes, where the tuple and its clock value take 88. How an entity holds the one
+stamp all its fields share; unpacked before it is compared or stored."""
+
+Stamps: TypeAlias = Stamp | PackedStamp | FieldStamps | dict[str, Stamp]
+"""The stamps of a live entity's fields as held in memory: one stamp when every field has it (an entity
+just added or loaded, the common case; packed in an entity), ``FieldStamps`` when a few fields have stamps
+of their own, and a dict of each field's stamp when more than ``MAX_OVERRIDES`` do (where a tuple would be
+searched at every change). A ``Stamp`` is the one tuple of length 2; ``FieldStamps`` have an odd length."""
+
+NODE_BITS: Final = 16
+_NODE_MASK: Final = (1 << NODE_BITS) - 1
+_nodes: list[str] = []
+"""The node names stamps were packed with, by index: a handful in a system (its nodes and locations)."""
+_node_index: dict[str, int] = {}
+_registering = threading.Lock()
+
+
+def pack(stamp: Stamp) -> PackedStamp | Stamp:
+    """``stamp`` as one integer (the stamp itself once ``2**NODE_BITS`` node names were packed)."""
+    hlc, node = stamp
+    index = _node_index.get(node)
+    if index is None:
+        with _registering:
+            index = _node_index.get(node)
+            if index is None:
+                if len(_nodes) > _NODE_MASK:
+                    return stamp
+                index = len(_nodes)
+                _nodes.append(node)
+                _node_index[node] = index
+    return hlc << NODE_BITS | index
+
+
+def unpack(packed: PackedStamp) -> Stamp:
+    """The stamp ``pack`` made ``packed`` of."""
+    return (packed >> NODE_BITS, _nodes[packed & _NODE_MASK])
+
+
+def shared_stamp(stamps: Stamps) -> Stamp | None:
+    """The one stamp every field has, if the stamps are held so (None when they are held per field)."""
+    if type(stamps) is int:
+        return unpack(stamps)
+    if type(stamps) is tuple and len(stamps) == 2:
+        return cast("Stamp", stamps)
+    return None
+
 
 MAX_OVERRIDES: Final = 8
 """The most fields with a stamp of their own that ``FieldStamps`` hold; past it an entity holds a dict."""
@@ -59,6 +103,8 @@ def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
     dict."""
     if isinstance(stamps, dict):
         return stamps
+    if isinstance(stamps, int):
+        return dict.fromkeys(data, unpack(stamps))
     if len(stamps) == 2:
         return dict.fromkeys(data, cast("Stamp", stamps))
     out: dict[str, Stamp] = dict.fromkeys(data, cast("Stamp", stamps[0]))
@@ -105,9 +151,11 @@ def restamp(stamps: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> St
     if isinstance(stamps, dict):
         stamps[name] = stamp
         return stamps
+    if isinstance(stamps, int):
+        stamps = unpack(stamps)
     if len(stamps) == 2:
         if len(data) <= 1 or stamp == stamps:
-            return stamp
+            return pack(stamp)
         return (stamps, name, stamp)
     if name in stamps:  # only a name equals a str: every other member is a stamp tuple
         index = stamps.index(name, 1)
