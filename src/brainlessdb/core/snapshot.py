@@ -35,7 +35,7 @@ import msgspec
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
-from brainlessdb.core.merge import Record, Stamps, compact, field_stamps, most_common
+from brainlessdb.core.merge import Record, Stamps, compact, field_stamps, most_common, unpack
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, EncodeError
 from brainlessdb.storage.base import Entry, Op
@@ -162,8 +162,10 @@ def capture(
 
 def split_stamps(stamps: Stamps, data: dict[str, Any]) -> tuple[Stamp, dict[str, Stamp] | None]:
     """An entity's stamps as the stamp most fields have and those of the other fields (None if none)."""
+    if type(stamps) is int:
+        return unpack(stamps), None  # one stamp shared by every field (added or loaded, unchanged)
     if type(stamps) is tuple and len(stamps) == 2:
-        return stamps, None  # one stamp shared by every field (an entity added or loaded, unchanged)
+        return stamps, None
     per_field = field_stamps(stamps, data)
     base = most_common(per_field)
     return base, {name: stamp for name, stamp in per_field.items() if stamp != base} or None
