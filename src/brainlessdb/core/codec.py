@@ -32,7 +32,17 @@ import msgspec
 from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
 from brainlessdb.core.expiry import Expiry
-from brainlessdb.core.merge import MAX_OVERRIDES, Extras, Record, Stamps, field_stamps, most_common, unpack
+from brainlessdb.core.merge import (
+    MAX_OVERRIDES,
+    Extras,
+    Record,
+    Stamps,
+    field_stamps,
+    most_common,
+    pack,
+    unpack,
+    unpacked,
+)
 from brainlessdb.errors import DecodeError, EncodeError
 
 FORMAT_VERSION: Final = 2
@@ -122,11 +132,11 @@ def _base_and_overrides(
     """The base stamp ``s`` and the other fields' stamps ``t`` (as v2 stores them) of per-field stamps."""
     if type(stamps) is tuple and len(stamps) < 2 * len(data):
         # FieldStamps whose base a field has: stored as held (their base, then the others' stamps).
-        base = stamps[0]
+        base = unpacked(stamps[0])
         return base, {
             stamps[index]: (stamp[0] >> COUNTER_BITS, stamp[0] & MAX_COUNTER, stamp[1])
             for index in range(1, len(stamps), 2)
-            if (stamp := stamps[index + 1]) != base
+            if (stamp := unpacked(stamps[index + 1])) != base
         }
     per_field = stamps if isinstance(stamps, dict) else field_stamps(stamps, data)
     if not per_field:
@@ -266,7 +276,9 @@ def _overridden(data: dict[str, Any], base: Stamp, overrides: dict[str, _WireSta
     if not pairs:
         return Record(data=data, shared=base)
     if len(pairs) < 2 * len(data) and len(pairs) <= 2 * MAX_OVERRIDES:
-        return Record(data=data, held=(base, *pairs))
+        for index in range(1, len(pairs), 2):
+            pairs[index] = pack(pairs[index])
+        return Record(data=data, held=(pack(base), *pairs))
     stamps = dict.fromkeys(data, base)
     for index in range(0, len(pairs), 2):
         stamps[pairs[index]] = pairs[index + 1]

@@ -39,9 +39,10 @@ _canonical = msgspec.json.Encoder(order="sorted")
 
 FieldStamps: TypeAlias = tuple[Any, ...]
 """The stamps of an entity whose fields do not all share one, held without a dict: ``(base, name, stamp,
-name, stamp...)``, a flat tuple where every field not named has the stamp ``base``. An entity changed once
-since it was added or loaded holds ``(base, "state", stamp)``: 64 bytes, where a dict of its fields' stamps
-took 272 (see docs/performance.md, "Memory per entity"). At least one field has ``base`` in a version
+name, stamp...)``, a flat tuple where every field not named has the stamp ``base``, each stamp packed (see
+``PackedStamp``; ``unpacked`` reads a member). An entity changed once since it was added or loaded holds
+``(base, "state", stamp)``: 64 bytes and two packed stamps, where a dict of its fields' stamps took 272 and
+each stamp 88 (see docs/performance.md, "Memory per entity"). At least one field has ``base`` in a version
 decoded this way; a tuple made by ``restamp`` may name every field (``encode_entity`` then picks its base
 again)."""
 
@@ -85,6 +86,11 @@ def unpack(packed: PackedStamp) -> Stamp:
     return (packed >> NODE_BITS, _nodes[packed & _NODE_MASK])
 
 
+def unpacked(stamp: PackedStamp | Stamp) -> Stamp:
+    """A stamp as a tuple, whether it was packed or not."""
+    return unpack(stamp) if type(stamp) is int else cast("Stamp", stamp)
+
+
 def shared_stamp(stamps: Stamps) -> Stamp | None:
     """The one stamp every field has, if the stamps are held so (None when they are held per field)."""
     if type(stamps) is int:
@@ -107,9 +113,9 @@ def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
         return dict.fromkeys(data, unpack(stamps))
     if len(stamps) == 2:
         return dict.fromkeys(data, cast("Stamp", stamps))
-    out: dict[str, Stamp] = dict.fromkeys(data, cast("Stamp", stamps[0]))
+    out: dict[str, Stamp] = dict.fromkeys(data, unpacked(stamps[0]))
     for index in range(1, len(stamps), 2):
-        out[stamps[index]] = stamps[index + 1]
+        out[stamps[index]] = unpacked(stamps[index + 1])
     return out
 
 
@@ -124,7 +130,7 @@ def compact(stamps: dict[str, Stamp]) -> Stamps:
         if stamp != base:
             pairs += (name, stamp)
     if not pairs:
-        return base
+        return pack(base)
     if len(pairs) >= len(stamps):
         # The first field's stamp is not the majority's: the most common one is the base.
         base = most_common(stamps)
@@ -134,7 +140,9 @@ def compact(stamps: dict[str, Stamp]) -> Stamps:
                 pairs += (name, stamp)
     if len(pairs) > 2 * MAX_OVERRIDES:
         return stamps
-    return (base, *pairs)
+    for index in range(1, len(pairs), 2):
+        pairs[index] = pack(pairs[index])
+    return (pack(base), *pairs)
 
 
 def most_common(stamps: dict[str, Stamp]) -> Stamp:
@@ -152,19 +160,19 @@ def restamp(stamps: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> St
         stamps[name] = stamp
         return stamps
     if isinstance(stamps, int):
-        stamps = unpack(stamps)
+        return pack(stamp) if len(data) <= 1 else (stamps, name, pack(stamp))
     if len(stamps) == 2:
         if len(data) <= 1 or stamp == stamps:
             return pack(stamp)
-        return (stamps, name, stamp)
-    if name in stamps:  # only a name equals a str: every other member is a stamp tuple
+        return (pack(cast("Stamp", stamps)), name, pack(stamp))
+    if name in stamps:  # only a name equals a str: every other member is a stamp
         index = stamps.index(name, 1)
-        return (*stamps[: index + 1], stamp, *stamps[index + 2 :])
+        return (*stamps[: index + 1], pack(stamp), *stamps[index + 2 :])
     if len(stamps) > 2 * MAX_OVERRIDES:
         per_field = field_stamps(stamps, data)
         per_field[name] = stamp
         return per_field
-    return (*stamps, name, stamp)
+    return (*stamps, name, pack(stamp))
 
 
 class Extras:
@@ -307,7 +315,7 @@ class Record:
         if self.shared is not None:
             newest = self.shared if self.data else None
         elif held is not None:
-            newest = max(held[::2])  # the base (which a field has) and every field's own
+            newest = max(map(unpacked, held[::2]))  # the base (which a field has) and every field's own
         else:
             newest = max(self.stamps.values(), default=None)
         if self.extras is not None:
