@@ -155,24 +155,30 @@ def most_common(stamps: dict[str, Stamp]) -> Stamp:
 
 def restamp(stamps: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> Stamps:
     """An entity's ``stamps`` once its field ``name`` (held in ``data``) is written whole at ``stamp``: a
-    dict is changed in place and returned, a tuple is replaced (a hot path: one per tracked change)."""
-    if isinstance(stamps, dict):
-        stamps[name] = stamp
-        return stamps
-    if isinstance(stamps, int):
-        return pack(stamp) if len(data) <= 1 else (stamps, name, pack(stamp))
-    if len(stamps) == 2:
+    dict is changed in place and returned, a tuple is replaced (a hot path: one per tracked change, the
+    commonest cases first: a field changed again, the first change, another field's)."""
+    if isinstance(stamps, tuple):
+        size = len(stamps)
+        if size > 2:
+            if stamps[size - 2] == name:  # the field changed last, changed again
+                index = _node_index.get(stamp[1])  # ``pack`` inlined, for a node already known
+                packed = pack(stamp) if index is None else stamp[0] << NODE_BITS | index
+                return (stamps[0], name, packed) if size == 3 else (*stamps[:-1], packed)
+            if name in stamps:  # only a name equals a str: every other member is a stamp
+                index = stamps.index(name, 1)
+                return (*stamps[: index + 1], pack(stamp), *stamps[index + 2 :])
+            if size > 2 * MAX_OVERRIDES:
+                per_field = field_stamps(stamps, data)
+                per_field[name] = stamp
+                return per_field
+            return (*stamps, name, pack(stamp))
         if len(data) <= 1 or stamp == stamps:
             return pack(stamp)
         return (pack(cast("Stamp", stamps)), name, pack(stamp))
-    if name in stamps:  # only a name equals a str: every other member is a stamp
-        index = stamps.index(name, 1)
-        return (*stamps[: index + 1], pack(stamp), *stamps[index + 2 :])
-    if len(stamps) > 2 * MAX_OVERRIDES:
-        per_field = field_stamps(stamps, data)
-        per_field[name] = stamp
-        return per_field
-    return (*stamps, name, pack(stamp))
+    if isinstance(stamps, int):
+        return pack(stamp) if len(data) <= 1 else (stamps, name, pack(stamp))
+    stamps[name] = stamp
+    return stamps
 
 
 class Extras:
