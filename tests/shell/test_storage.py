@@ -706,3 +706,20 @@ async def test_a_bucket_without_ttl_refuses_ttls(storage: Storage, bucket: str) 
     assert isinstance(result, StorageError)
     with pytest.raises(StorageError):
         await storage.open_bucket(bucket, expiring=True)
+
+
+@pytest.mark.nats
+async def test_a_large_batch_waits_for_its_acknowledgements_while_they_keep_coming(
+    nats_server: EmbeddedServer, namespace: str
+) -> None:
+    # The server acknowledges a batch at its own pace, long after the last write was sent. ``timeout`` is how
+    # long the storage waits with no acknowledgement arriving, not for all of them: a batch far larger than
+    # the server answers within the timeout is written whole.
+    bucket = f"{namespace}-call"
+    writes = [Write(f"k{n}", b'{"v":1}', 0) for n in range(120_000)]
+    async with kv_storage(nats_server.url, timeout=0.5) as storage:
+        await storage.open_bucket(bucket)
+        results = await storage.write(bucket, writes)
+    failed = [result for result in results if isinstance(result, Exception)]
+    assert failed == []
+    assert sorted(results) == list(range(1, len(writes) + 1))  # type: ignore[type-var]

@@ -93,7 +93,12 @@ class AckBatch:
 
 
 class Publisher:
-    """Writes batches of compare-and-set writes through one nats-py client and gathers their acks."""
+    """Writes batches of compare-and-set writes through one nats-py client and gathers their acks.
+
+    A write that gets no acknowledgement fails with ``UnavailableError`` once none of its batch's
+    acknowledgements came for ``timeout`` seconds: a batch of any size is waited for as long as the server
+    keeps answering it.
+    """
 
     def __init__(self, nc: Client, timeout: float) -> None:
         self.timeout = timeout
@@ -233,7 +238,17 @@ class Publisher:
             return
         batch.done.clear()  # set whenever the count touched zero while publishing
         loop = asyncio.get_running_loop()
+        # ``timeout`` is how long the acknowledgements may stop coming, not how long they may take all
+        # together: the server works through a large batch at its own pace, long after the last write was
+        # sent, and a batch it answers more slowly than the timeout would otherwise never be written whole.
         deadline = loop.time() + self.timeout
-        while batch.remaining > 0 and self._nc.is_connected and (left := deadline - loop.time()) > 0:
+        waiting = batch.remaining
+        while batch.remaining > 0 and self._nc.is_connected:
+            if batch.remaining < waiting:  # some came since the last look: the server is answering
+                waiting = batch.remaining
+                deadline = loop.time() + self.timeout
+            left = deadline - loop.time()
+            if left <= 0:
+                break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(batch.done.wait(), min(left, CHECK_INTERVAL))
