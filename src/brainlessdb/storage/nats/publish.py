@@ -31,6 +31,10 @@ HEADER_OVERHEAD: Final = len(b"NATS/1.0\r\n\r\n")
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 STATUS_HEADER: Final = Header.STATUS.value
 MSG_TTL: Final = "Nats-TTL"  # per-message TTL (nats-server 2.11+), in a bucket that allows it
+WINDOW: Final = 20_000
+"""Writes sent before their acknowledgements are awaited. Far more at once (a million entities added before
+one flush) and the server closes the connection: its acknowledgements pile up faster than the client, still
+publishing, reads them."""
 CHECK_INTERVAL: Final = 0.25  # how often a waiting write looks whether the connection dropped
 _UNAVAILABLE: Final = str(STATUS_UNAVAILABLE)
 
@@ -115,11 +119,21 @@ class Publisher:
         return self._nc.max_payload - (HEADER_OVERHEAD + len(EXPECTED_LAST_SUBJECT_SEQUENCE) + 20 + 4)
 
     async def write(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
-        """Publish all writes at once and gather their acks; for each, its new revision or the error.
+        """Publish the writes and gather their acks; for each, its new revision or the error.
 
         A ``ConflictError`` means the key's revision was not the expected one; an ``UnavailableError``
-        means no acknowledgement came in time (the write may or may not have been applied).
+        means no acknowledgement came in time (the write may or may not have been applied). Up to
+        ``WINDOW`` writes are sent at once, then their acknowledgements awaited before the next ones.
         """
+        if len(writes) <= WINDOW:
+            return await self._write_window(bucket, writes)
+        results: list[int | Exception] = []
+        for start in range(0, len(writes), WINDOW):
+            results.extend(await self._write_window(bucket, writes[start : start + WINDOW]))
+        return results
+
+    async def _write_window(self, bucket: str, writes: Sequence[Write]) -> list[int | Exception]:
+        """Publish ``writes`` all at once and gather their acks."""
         if not self._nc.is_connected:
             # Publishing now would only fill the client's reconnect buffer and wait for the timeout.
             return [UnavailableError("NATS is not connected")] * len(writes)
