@@ -34,6 +34,7 @@ import msgspec
 from benchmarks import baselines
 from benchmarks.common import COLLECTION, Params, Row, Series, pair
 from benchmarks.nats_io import namespace, raw_connection, write_bucket
+from benchmarks.probe import Call
 from brainlessdb import Brainless
 
 logger = logging.getLogger("benchmarks")
@@ -44,21 +45,6 @@ SITES = 12
 CHUNK = 2_000
 UNIT = "bytes/entity"
 MODES = ("fresh", "updated", "changed", "plain", "struct")
-
-
-class Caller(msgspec.Struct):
-    number: str
-    city: str
-
-
-class Call(msgspec.Struct):
-    channel_id: str
-    queue_id: int
-    state: str
-    caller: Caller
-    agent_id: int
-    priority: int
-    queued_at: float
 
 
 # -- the probe, in its own process -------------------------------------------------------------------
