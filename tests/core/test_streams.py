@@ -355,7 +355,7 @@ def test_the_set_built_from_a_streams_events_is_what_filter_answers(
             else:
                 calls.delete(entity)
         host.now_ms += 1
-        expected = {entity.uuid for entity in calls._select(criteria)}
+        expected = {entity.uuid for entity in calls._selection.select(criteria)}
         for members, seen in streams:
             for event in seen:
                 if isinstance(event, Enter):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
+from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
-from itertools import compress, islice
-from operator import attrgetter, not_
-from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar, cast, overload
+from itertools import compress
+from operator import not_
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast, overload
 
 from brainlessdb.core import models, views
 from brainlessdb.core.changes import LocalChanges
@@ -31,18 +31,12 @@ from brainlessdb.core.evolution import (
 from brainlessdb.core.expiry import check_seconds
 from brainlessdb.core.field_types import JSON_SCALARS, criterion_json
 from brainlessdb.core.ids import new_uuid, parse_uuid
-from brainlessdb.core.query.filtering import select
-from brainlessdb.core.query.index import INDEXED_LOOKUPS
-from brainlessdb.core.query.ordering import order, order_first, prunes
-from brainlessdb.core.query.pages import Page, page, select_page
+from brainlessdb.core.query.ordering import order, order_first
+from brainlessdb.core.query.pages import page
 from brainlessdb.core.query.plan import (
-    Condition,
-    OrderKey,
-    Plan,
-    bind_criteria,
     parse_order,
-    plan_criteria,
 )
+from brainlessdb.core.query.selection import Selection, data_of, field_reader, uuid_of
 from brainlessdb.core.schema import Schema
 from brainlessdb.core.streams import DEFAULT_BUFFER, ChangeStream, Overflow, Subscription, stream_options
 from brainlessdb.core.sync.state import SyncState
@@ -60,7 +54,6 @@ from brainlessdb.events import Callback, Change, Delete, Event, Listener
 
 T = TypeVar("T")
 
-PLANS_KEPT: Final = 256
 U = TypeVar("U")
 
 
@@ -126,6 +119,7 @@ class Collection(Generic[T]):
         self._entities = table.entities
         self._indexes = table.indexes
         self._plans = table.plans
+        self._selection = Selection(table)
 
     # -- schema and type -------------------------------------------------------------------------
 
@@ -243,7 +237,7 @@ class Collection(Generic[T]):
         return self._result(self._local.add(uuid, values))
 
     def _data_of_all(self) -> Iterable[Mapping[str, Any]]:
-        return map(_data_of, self._entities.values())
+        return map(data_of, self._entities.values())
 
     def _given_uuid(self, given: Any) -> str:
         if not isinstance(given, str):
@@ -270,7 +264,7 @@ class Collection(Generic[T]):
         await self._host.ready(self)
         self._expire_due()
         keys = tuple(criteria)
-        plan = self._plans.get(keys) or self._plan(keys)
+        plan = self._plans.get(keys) or self._selection.plan(keys)
         key = plan.exact_key
         if key is not None:
             # The commonest query, find(channel_id=x): one lookup in the field's index, no Condition and no
@@ -278,13 +272,13 @@ class Collection(Generic[T]):
             value = criteria[key]
             if type(value) not in JSON_SCALARS:
                 value = criterion_json(value)  # an Enum, a datetime...: looked up in its stored form
-            uuid = self._indexes.first(plan.exact_path, value, self._scan_source)
+            uuid = self._indexes.first(plan.exact_path, value, self._selection.scan_source)
             if uuid is None:
                 return None
             entity = self._entities.get(uuid)
             if entity is not None:
                 return self._result(entity)
-        for entity in self._select(criteria):
+        for entity in self._selection.select(criteria):
             return self._result(entity)
         return None
 
@@ -300,8 +294,8 @@ class Collection(Generic[T]):
         await self._host.ready(self)
         self._expire_due()
         if not window.whole:
-            return self._own_results(self._select_page(criteria, window))
-        selected = self._select(criteria)
+            return self._own_results(self._selection.select_window(criteria, window))
+        selected = self._selection.select(criteria)
         if type(selected) is list:
             return self._own_results(selected)
         return self._results(selected)
@@ -323,7 +317,7 @@ class Collection(Generic[T]):
             raise QueryError("exclude() needs at least one criterion", key=None)
         await self._host.ready(self)
         self._expire_due()
-        matched = set(map(_uuid_of, self._select(criteria)))
+        matched = set(map(uuid_of, self._selection.select(criteria)))
         entities = self._entities
         # In C: the entities whose uuid (the dict's keys, in the values' order) was not matched.
         kept = list(compress(entities.values(), map(not_, map(matched.__contains__, entities))))
@@ -338,7 +332,7 @@ class Collection(Generic[T]):
         self._expire_due()
         if not criteria:
             return bool(self._entities)
-        return self._any_match(criteria)
+        return self._selection.any_match(criteria)
 
     async def all(self) -> list[T]:
         """Every entity, in the order they were added or loaded."""
@@ -361,38 +355,24 @@ class Collection(Generic[T]):
         order_keys = parse_order(keys, self._table.field_types)
         stop = window.stop
         if not criteria and order_keys:
-            whole = self._whole_order(order_keys, stop)
+            whole = self._selection.whole_order(order_keys, stop)
             if whole is not None:
                 return self._own_results(whole[window.offset : stop])
-        selected = self._select(criteria)
+        selected = self._selection.select(criteria)
         if stop is None:
-            ordered = order(selected, order_keys, _data_of, _uuid_of, _field_reader)
+            ordered = order(selected, order_keys, data_of, uuid_of, field_reader)
         else:
-            ordered = order_first(selected, order_keys, _data_of, _uuid_of, stop, _field_reader)
+            ordered = order_first(selected, order_keys, data_of, uuid_of, stop, field_reader)
         if window.offset:
             del ordered[: window.offset]
         return self._own_results(ordered)
-
-    def _whole_order(self, order_keys: tuple[OrderKey, ...], stop: int | None) -> list[Entity] | None:
-        """Every entity in ``order_keys``' order, kept from an earlier ``order_by`` while nothing it
-        depends on changed (``IndexSet.keep_order``; docs/performance.md). None for a page small enough
-        that ``order_first`` sorts only what can be in it, unless an order is kept. Only to be read."""
-        indexes = self._indexes
-        kept = indexes.kept_order(order_keys)
-        if kept is not None:
-            return kept
-        if stop is not None and prunes(order_keys, stop, len(self._entities)):
-            return None
-        ordered = order(self._entities.values(), order_keys, _data_of, _uuid_of, _field_reader)
-        indexes.keep_order(order_keys, (key.path[0] for key in order_keys), ordered)
-        return ordered
 
     def count(self, **criteria: Any) -> int:
         """The number of entities (matching ``criteria``, if given)."""
         self._expire_due()
         if not criteria:
             return len(self._entities)
-        return len(self._select(criteria))
+        return len(self._selection.select(criteria))
 
     def __len__(self) -> int:
         self._expire_due()
@@ -424,74 +404,6 @@ class Collection(Generic[T]):
             return cast("list[T]", entities)
         return self._results(entities)
 
-    def _select(self, criteria: Mapping[str, Any]) -> list[Entity] | ValuesView[Entity]:
-        """The entities matching ``criteria``: the live values view without criteria, else a new list."""
-        if not criteria:
-            return self._entities.values()
-        conditions = self._conditions(criteria)
-        candidates = self._indexes.candidates(conditions, self._scan_source)
-        if candidates is None:
-            return select(self._entities.values(), conditions, _data_of, _uuid_of)
-        return self._select_candidates(candidates, conditions)
-
-    def _select_candidates(
-        self, candidates: Iterable[str], conditions: tuple[Condition, ...]
-    ) -> list[Entity]:
-        """The entities among an index's ``candidates`` that meet every condition."""
-        # Candidates may name uuids this collection no longer holds; the index answered exact and in
-        # conditions exactly, so only the others remain to check.
-        found = [entity for entity in map(self._entities.get, candidates) if entity is not None]
-        rest = [c for c in conditions if c.lookup not in INDEXED_LOOKUPS]
-        if not rest:
-            return found
-        return select(found, rest, _data_of, _uuid_of)
-
-    def _select_page(self, criteria: Mapping[str, Any], window: Page) -> list[Entity]:
-        """``_select(criteria)`` cut to ``window``: a scan stops once it has matched the page's end."""
-        stop = window.stop
-        if not criteria:
-            return list(islice(self._entities.values(), window.offset, stop))
-        conditions = self._conditions(criteria)
-        candidates = self._indexes.candidates(conditions, self._scan_source)
-        if candidates is not None:
-            return window.cut(self._select_candidates(candidates, conditions))
-        if stop is None:
-            found = select(self._entities.values(), conditions, _data_of, _uuid_of)
-        else:
-            # The scan _select makes, in chunks, up to the page's end.
-            found = select_page(self._entities.values(), conditions, _data_of, _uuid_of, stop)
-        return found[window.offset :]
-
-    def _any_match(self, criteria: Mapping[str, Any]) -> bool:
-        """Whether ``_select(criteria)`` is not empty, stopping at the first match."""
-        conditions = self._conditions(criteria)
-        candidates = self._indexes.candidates(conditions, self._scan_source)
-        if candidates is None:
-            return bool(select_page(self._entities.values(), conditions, _data_of, _uuid_of, 1))
-        rest = [c for c in conditions if c.lookup not in INDEXED_LOOKUPS]
-        entities = self._entities
-        for uuid in candidates:
-            entity = entities.get(uuid)
-            if entity is not None and all(c.matches(uuid, entity._data) for c in rest):
-                return True
-        return False
-
-    def _scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
-        return ((uuid, entity._data) for uuid, entity in self._entities.items())
-
-    def _conditions(self, criteria: Mapping[str, Any]) -> tuple[Condition, ...]:
-        keys = tuple(criteria)
-        return bind_criteria(self._plans.get(keys) or self._plan(keys), criteria)
-
-    def _plan(self, keys: tuple[str, ...]) -> Plan:
-        """The parsed criteria keys (cached: they depend on the keys and the schema only)."""
-        plan = self._plans.get(keys)
-        if plan is None:
-            if len(self._plans) >= PLANS_KEPT:
-                self._plans.clear()
-            plan = self._plans[keys] = plan_criteria(keys, self._table.field_types)
-        return plan
-
     # -- conditional updates ---------------------------------------------------------------------
 
     async def update_if(self, item: Any, criteria: Mapping[str, Any], /, **changes: Any) -> bool:
@@ -516,7 +428,7 @@ class Collection(Generic[T]):
         uuid = self._key(item)
         if not isinstance(criteria, Mapping):
             raise TypeError(f"update_if() takes its criteria as a mapping, got {criteria!r}")
-        conditions = self._conditions(criteria) if criteria else ()
+        conditions = self._selection.conditions(criteria) if criteria else ()
         if self._table.view_type is not None:
             # Typed: the changes as the model stores them (an Enum's value, a datetime's string...).
             entity = self._entities.get(uuid)
@@ -692,11 +604,11 @@ class Collection(Generic[T]):
         if criteria is not None and not isinstance(criteria, Mapping):
             raise QueryError(f"watch() takes its criteria as keywords or a mapping, got {criteria!r}")
         wanted = {**(criteria or {}), **fields}
-        conditions = self._conditions(wanted) if wanted else ()
+        conditions = self._selection.conditions(wanted) if wanted else ()
         options = stream_options(
             include_current=include_current, buffer=buffer, overflow=overflow, local=local, remote=remote
         )
-        subscription = Subscription(self._table, conditions, options, partial(self._select, wanted))
+        subscription = Subscription(self._table, conditions, options, partial(self._selection.select, wanted))
         return self._host.watch_collection(self, subscription)
 
     def _results(self, entities: Iterable[Entity]) -> list[T]:
@@ -734,19 +646,3 @@ class Collection(Generic[T]):
         dirty = self.sync.pending_count()
         paths = ", ".join("__".join(path) for path in self._indexes.paths)
         return f"<Collection {self.name}: {len(self._entities)} entities, {dirty} pending, indexes=[{paths}]>"
-
-
-_data_of = attrgetter("_data")
-
-
-def _field_reader(name: str) -> Callable[[Entity], Any]:
-    """Reads field ``name`` of an entity (``KeyError`` where absent): a sort key, written out because
-    CPython specializes both steps of this function, not a composition of ``attrgetter``/``itemgetter``."""
-
-    def read(entity: Entity) -> Any:
-        return entity._data[name]
-
-    return read
-
-
-_uuid_of = attrgetter("_uuid")
