@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 import nats
 import nats.js.errors
 from nats.aio.client import Client
@@ -152,6 +153,7 @@ def stored_state(collection: Any) -> tuple[Any, ...]:
     return entities, deletes
 
 
-def stored_version(entity: Any) -> bytes:
-    """The bytes an entity's version is stored as (its fields and every stamp)."""
-    return encode_entity(entity._data, entity._stamps, entity._extras)
+def stored_version(entity: Any) -> Any:
+    """The JSON object an entity's version is stored as (its fields and every stamp): decoded, so that two
+    nodes holding the same version compare equal whatever order each holds the fields in."""
+    return msgspec.json.decode(encode_entity(entity._data, entity._stamps, entity._extras))

@@ -47,7 +47,7 @@ def collection_of(schema: Schema) -> Owner:
 def test_new_entity_sets_the_state_an_entity_starts_with() -> None:
     """``new_entity()`` gives an ``Entity`` of the collection's own entity class, not yet written."""
     collection = collection_of(Schema.infer({"state": "idle"}))
-    entity = new_entity(collection, "u-1", {"state": "idle"}, STAMP, 7)
+    entity = new_entity(collection, "u-1", collection.layout.row({"state": "idle"}), STAMP, 7)
     assert isinstance(entity, Entity)
     assert type(entity) is not Entity  # the collection's subclass, holding its fields' readers
     assert (entity._owner, entity.uuid, entity._data, shared_stamp(entity._stamps)) == (
@@ -74,7 +74,8 @@ def test_fields_read_as_attributes_defaults_included() -> None:
             },
         }
     )
-    entity = new_entity(collection_of(schema), "u-1", {"state": "idle", "data": 3}, STAMP)
+    owner = collection_of(schema)
+    entity = new_entity(owner, "u-1", owner.layout.row({"state": "idle", "data": 3}), STAMP)
     assert entity.state == "idle"
     assert entity.note == "-"
     assert entity["data"] == 3
@@ -86,7 +87,7 @@ def test_fields_read_as_attributes_defaults_included() -> None:
 def test_a_schema_that_grows_gives_new_attributes() -> None:
     """Fields a later schema adds read as attributes on the entities that already exist."""
     collection = collection_of(Schema.infer({"state": "idle"}))
-    entity = new_entity(collection, "u-1", {"state": "idle"}, STAMP)
+    entity = new_entity(collection, "u-1", collection.layout.row({"state": "idle"}), STAMP)
     with pytest.raises(AttributeError):
         _ = entity.queue
     grown = collection.schema

@@ -11,6 +11,7 @@ from brainlessdb.core.clock import hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE, encode_entity, encode_tombstone
 from brainlessdb.core.merge import field_stamps, shared_stamp
 from brainlessdb.core.meta import meta
+from brainlessdb.core.rows import Row
 from brainlessdb.core.sync import inbox as inbox_module
 from brainlessdb.core.sync.inbox import DEAD_LETTERS_KEPT, DeadLetter
 from brainlessdb.core.sync.tombstones import Tombstone
@@ -152,8 +153,8 @@ def test_entries_keep_the_indexes_current() -> None:
     node = loaded()
     indexes = node.table.indexes
 
-    def source() -> list[tuple[str, dict[str, Any]]]:
-        return [(uuid, entity._data) for uuid, entity in node.table.entities.items()]
+    def source() -> list[tuple[str, Row]]:
+        return [(uuid, entity._row) for uuid, entity in node.table.entities.items()]
 
     assert indexes.first(("state",), "idle", source) == "u-1"  # builds the index
     node.inbox.apply(put("u-1", 4, {"state": "busy", "queue": 1}, stamp(START_MS + 500)))

@@ -13,14 +13,18 @@ from hypothesis import strategies as st
 from brainlessdb.core.query.filtering import compile_filter
 from brainlessdb.core.query.index import IndexSet
 from brainlessdb.core.query.plan import parse_criteria, resolve
+from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.values import MISSING
+
+LAYOUT = Layout()
+"""Where the rows the indexes are given hold each field."""
 
 Store = dict[str, dict[str, Any]]
 
 
 def source_of(store: Store) -> Any:
-    def source() -> Iterable[tuple[str, Mapping[str, Any]]]:
-        return store.items()
+    def source() -> Iterable[tuple[str, Row]]:
+        return [(uuid, LAYOUT.row(data)) for uuid, data in store.items()]
 
     return source
 
@@ -45,7 +49,7 @@ def store() -> Store:
 
 class TestCandidates:
     def test_index_is_built_on_first_use_and_shown_in_repr(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert repr(indexes) == "<IndexSet []>"
         assert candidates(indexes, store, channel_id="c2") == {"u2"}
         assert candidates(indexes, store, caller__city="Prague") == {"u1"}
@@ -53,36 +57,36 @@ class TestCandidates:
         assert repr(indexes) == "<IndexSet [channel_id, caller__city]>"
 
     def test_no_exact_or_in_condition_gives_none(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert candidates(indexes, store, n__gt=0, state__startswith="w") is None
         assert indexes.paths == []
 
     def test_exact_and_in_conditions_intersect(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert candidates(indexes, store, state="waiting", channel_id__in=["c2", "c3"]) == {"u2"}
         assert candidates(indexes, store, state="active", channel_id__in=["c2"]) == set()
 
     def test_other_conditions_are_left_to_the_caller(self, store: Store) -> None:
-        assert candidates(IndexSet(), store, state="waiting", channel_id__ne="c1") == {"u1", "u2"}
+        assert candidates(IndexSet(LAYOUT), store, state="waiting", channel_id__ne="c1") == {"u1", "u2"}
 
     def test_numbers_match_across_int_and_float_but_not_bool(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert candidates(indexes, store, n=1) == {"u1", "u2"}
         assert candidates(indexes, store, n=True) == {"u3"}
 
     def test_dict_valued_field_is_indexed_by_value(self, store: Store) -> None:
         """Regression: the old version crashed with "unhashable" on a dict field."""
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert candidates(indexes, store, caller={"zip": "1", "city": "Prague"}) == {"u1"}
         assert candidates(indexes, store, caller__in=[{"city": "Brno"}, None]) == {"u2", "u3"}
 
     def test_missing_values_are_not_indexed_but_none_is(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert candidates(indexes, store, caller=None) == {"u3"}
         assert candidates(indexes, store, caller__city=None) == set()
 
     def test_first_gives_one_uuid_holding_the_value_or_none(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         assert indexes.first(("channel_id",), "c2", source_of(store)) == "u2"
         assert indexes.first(("channel_id",), "c2", failing_source) == "u2"  # built once
         assert indexes.first(("state",), "active", source_of(store)) in {"u3", "u4"}
@@ -92,7 +96,7 @@ class TestCandidates:
         assert indexes.first(("caller",), {"city": "Brno"}, source_of(store)) == "u2"
 
     def test_uuid_condition_needs_no_index(self) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         conditions = parse_criteria({"uuid": "u1"}, None)
         assert indexes.candidates(conditions, failing_source) == {"u1"}
         conditions = parse_criteria({"uuid__in": ["u1", "u9", 5]}, None)
@@ -100,7 +104,7 @@ class TestCandidates:
         assert indexes.paths == []
 
     def test_an_index_is_built_only_once(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, state="active")
         conditions = parse_criteria({"state": "waiting"}, None)
         assert indexes.candidates(conditions, failing_source) == {"u1", "u2"}
@@ -108,25 +112,25 @@ class TestCandidates:
 
 class TestUpdates:
     def test_on_add_and_on_remove_keep_the_index_current(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, state="waiting")
-        indexes.on_add("u5", {"state": "waiting"})
+        indexes.on_add("u5", LAYOUT.row({"state": "waiting"}))
         assert candidates(indexes, store, state="waiting") == {"u1", "u2", "u5"}
-        indexes.on_remove("u1", store["u1"])
-        indexes.on_remove("u2", store["u2"])
+        indexes.on_remove("u1", LAYOUT.row(store["u1"]))
+        indexes.on_remove("u2", LAYOUT.row(store["u2"]))
         assert candidates(indexes, store, state="waiting") == {"u5"}
-        indexes.on_remove("u5", {"state": "waiting"})
+        indexes.on_remove("u5", LAYOUT.row({"state": "waiting"}))
         assert candidates(indexes, store, state="waiting") == set()
 
     def test_on_change_moves_the_entity_in_nested_indexes(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, caller__city="Prague")
         indexes.on_change("u1", "caller", store["u1"]["caller"], {"city": "Brno"})
         assert candidates(indexes, store, caller__city="Brno") == {"u1", "u2"}
         assert candidates(indexes, store, caller__city="Prague") == set()
 
     def test_on_change_from_and_to_missing(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, caller__city="Brno")
         indexes.on_change("u4", "caller", MISSING, {"city": "Brno"})
         assert candidates(indexes, store, caller__city="Brno") == {"u2", "u4"}
@@ -134,26 +138,26 @@ class TestUpdates:
         assert candidates(indexes, store, caller__city="Brno") == {"u4"}
 
     def test_on_change_of_an_unindexed_field_changes_nothing(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, state="active")
         indexes.on_change("u1", "channel_id", "c1", "active")
         assert candidates(indexes, store, state="active") == {"u3", "u4"}
 
     def test_covers_names_the_top_level_fields_read_by_indexes(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, caller__city="Brno")
         assert indexes.covers("caller")
         assert not indexes.covers("state")
 
     def test_updates_before_any_index_are_ignored(self) -> None:
-        indexes = IndexSet()
-        indexes.on_add("u1", {"a": 1})
+        indexes = IndexSet(LAYOUT)
+        indexes.on_add("u1", LAYOUT.row({"a": 1}))
         indexes.on_change("u1", "a", 1, 2)
-        indexes.on_remove("u1", {"a": 2})
+        indexes.on_remove("u1", LAYOUT.row({"a": 2}))
         assert indexes.paths == []
 
     def test_clear_drops_every_index(self, store: Store) -> None:
-        indexes = IndexSet()
+        indexes = IndexSet(LAYOUT)
         candidates(indexes, store, state="active")
         indexes.clear()
         assert indexes.paths == []
@@ -217,10 +221,10 @@ def apply(indexes: IndexSet, store: Store, operation: tuple[str, str, Any]) -> N
     if kind == "add":
         if uuid not in store:
             store[uuid] = copy.deepcopy(argument)
-            indexes.on_add(uuid, store[uuid])
+            indexes.on_add(uuid, LAYOUT.row(store[uuid]))
     elif kind == "remove":
         if uuid in store:
-            indexes.on_remove(uuid, store.pop(uuid))
+            indexes.on_remove(uuid, LAYOUT.row(store.pop(uuid)))
     elif uuid in store:
         field, new = argument
         data = store[uuid]
@@ -264,7 +268,7 @@ def test_index_answers_equal_a_full_scan_after_any_changes(
     initial: Store, before: list[tuple[str, str, Any]], after: list[tuple[str, str, Any]], data: st.DataObject
 ) -> None:
     store = copy.deepcopy(initial)
-    indexes = IndexSet()
+    indexes = IndexSet(LAYOUT)
     for operation in before:
         apply(indexes, store, operation)
     queries = data.draw(st.lists(criteria(store), min_size=1, max_size=3))

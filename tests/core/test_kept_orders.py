@@ -16,8 +16,12 @@ from hypothesis import strategies as st
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.query.index import ORDERS_KEPT, IndexSet
 from brainlessdb.core.query.plan import parse_order
+from brainlessdb.core.rows import Layout
 from tests.core.host_fakes import Host, run
 from tests.core.sync_fakes import START_MS, marker, put, stamp
+
+LAYOUT = Layout()
+"""Where the rows the indexes are given hold each field."""
 
 STATES = ["waiting", "ringing", "answered"]
 CITIES = ["Brno", "Ostrava", "Prague"]
@@ -144,7 +148,7 @@ def test_a_kept_order_is_reused_until_a_field_it_reads_changes() -> None:
 
 
 def test_kept_orders_are_dropped_on_add_remove_and_change_of_what_they_read() -> None:
-    indexes = IndexSet()
+    indexes = IndexSet(LAYOUT)
     indexes.keep_order("by-priority", ["priority"], ["a", "b"])
     indexes.keep_order("by-state", ["state"], ["b", "a"])
     assert indexes.fields == {"priority", "state"}
@@ -154,10 +158,10 @@ def test_kept_orders_are_dropped_on_add_remove_and_change_of_what_they_read() ->
     indexes.on_change("a", "priority", 1, 2)
     assert indexes.kept_order("by-priority") is None
     assert indexes.kept_order("by-state") == ["b", "a"]
-    indexes.on_add("c", {"state": "x"})
+    indexes.on_add("c", LAYOUT.row({"state": "x"}))
     assert indexes.kept_order("by-state") is None
     indexes.keep_order("by-state", ["state"], ["b", "a"])
-    indexes.on_remove("a", {"state": "x"})
+    indexes.on_remove("a", LAYOUT.row({"state": "x"}))
     assert indexes.kept_order("by-state") is None
     indexes.keep_order("by-state", ["state"], ["b", "a"])
     indexes.clear()
@@ -166,7 +170,7 @@ def test_kept_orders_are_dropped_on_add_remove_and_change_of_what_they_read() ->
 
 
 def test_only_the_last_few_orders_are_kept() -> None:
-    indexes = IndexSet()
+    indexes = IndexSet(LAYOUT)
     for number in range(ORDERS_KEPT + 1):
         indexes.keep_order(number, ["priority"], [number])
     assert indexes.kept_order(0) is None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Container
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from brainlessdb.core import counters, nested, views
@@ -23,6 +24,7 @@ from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
 from brainlessdb.core.expiry import check_seconds, deadline_after
 from brainlessdb.core.merge import Extras, restamp
+from brainlessdb.core.rows import Layout
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo, encode_json
 from brainlessdb.core.sync.state import SyncState
@@ -54,7 +56,9 @@ class LocalChanges:
 
     def __init__(self, name: str, clock: HybridLogicalClock, changed: Changed) -> None:
         self.name = name
-        self.entity_class = entity_class(name, self)
+        self.layout = Layout()
+        """Where each field's value sits in the entities' rows (see ``core.rows``)."""
+        self.entity_class = entity_class(name, self, self.layout)
         self._clock = clock
         self._changed = changed
         self._nested_old: dict[tuple[str, str], Any] = {}
@@ -134,12 +138,13 @@ class LocalChanges:
                 sizes.check_new(uuid, values)
         stamp = self._clock.tick()
         ttl = self._table.ttl
+        row = self.layout.row(values)
         if ttl is None:
-            entity = new_entity(self, uuid, values, stamp)
+            entity = new_entity(self, uuid, row, stamp)
         else:
             # The collection's default expiry, set by the add itself (core.expiry).
             expiry = (deadline_after(self._clock.now_ms(), ttl), stamp)
-            entity = new_entity(self, uuid, values, stamp, None, Extras(expiry=expiry))
+            entity = new_entity(self, uuid, row, stamp, None, Extras(expiry=expiry))
         self._table.insert(entity)
         self._outbox.local_change(entity)
         self._changed(uuid)
@@ -195,7 +200,9 @@ class LocalChanges:
             if self.stopped:
                 self._refuse_stopped()
             raise NotFoundError(self.name, uuid)
-        data = entity._data
+        layout = self.layout
+        row = entity._row
+        position = layout.positions.get(name)
         kind = type(value)
         if (
             kind in self._table.exact_types.get(name, _NO_TYPES)
@@ -205,7 +212,7 @@ class LocalChanges:
         ):
             # The common case, a small scalar of a type the field takes, checked without a call; its entity
             # is far enough from the size limit for any small change (see ``sizes``).
-            old = data.get(name, MISSING)
+            old = row[position] if position is not None and position < len(row) else MISSING
             if type(old) is kind and old == value:
                 return
         else:
@@ -217,13 +224,16 @@ class LocalChanges:
                 value = copy_json(name, value)
             else:
                 value = schema.accept(name, value)  # dicts and lists come back as private copies
-            old = data.get(name, MISSING)
+            old = layout.get(row, name)
             kind = type(value)
             if kind is not dict and kind is not list and type(old) is kind and old == value:
                 return
             if self._sizes.limit is not None:
                 self._sizes.check_set(entity, name, value)
-        data[name] = value
+        if position is not None and position < len(row):
+            set_slot(entity, "_row", (*row[:position], value, *row[position + 1 :]))
+        else:
+            set_slot(entity, "_row", layout.with_value(row, name, value))
         self._changed_field(entity, name, old, value)
 
     def _changed_field(self, entity: Entity, name: str, old: Any, new: Any, whole: bool = True) -> None:
@@ -237,7 +247,7 @@ class LocalChanges:
             else:
                 # One stamp for every field, or a few fields with their own (``FieldStamps``): a tuple,
                 # replaced (see ``merge.Stamps``).
-                set_slot(entity, "_stamps", restamp(stamps, entity._data, name, stamp))
+                set_slot(entity, "_stamps", restamp(stamps, self._field_names(entity), name, stamp))
             extras = entity._extras
             if extras is not None and extras.holds(name):
                 # Written whole: the writes inside the field and its tallies are behind this write.
@@ -260,9 +270,13 @@ class LocalChanges:
             raise AttributeError(f"{self.name} entity has no field {name!r}")
         return spec.default
 
+    def _field_names(self, entity: Entity) -> Callable[[], list[str]]:
+        """The names of the fields ``entity`` holds, when asked (``restamp`` needs them only at times)."""
+        return partial(self.layout.present, entity._row)
+
     def track_field(self, entity: Entity, name: str, value: dict[str, Any] | list[Any]) -> Any:
         tracked = FieldOwner(entity, name).wrap(value)
-        entity._data[name] = tracked
+        set_slot(entity, "_row", self.layout.with_value(entity._row, name, tracked))
         return tracked
 
     def before_nested(self, entity: Entity, name: str, container: Any, added: Any) -> None:
@@ -271,7 +285,7 @@ class LocalChanges:
         if self._sizes.limit is not None:
             self._undo = self._sizes.before_nested(entity, name, container, added)
         if self._listeners or self._indexes.covers(name):
-            self._nested_old.setdefault((entity._uuid, name), untrack(entity._data[name]))
+            self._nested_old.setdefault((entity._uuid, name), untrack(self.layout.get(entity._row, name)))
 
     def after_nested(self, entity: Entity, name: str, paths: list[Path]) -> None:
         whole = () in paths
@@ -285,16 +299,17 @@ class LocalChanges:
                 self._nested_old.pop((entity._uuid, name), None)
                 raise
         old = self._nested_old.pop((entity._uuid, name), MISSING)
+        new = self.layout.get(entity._row, name)
         if whole or extras is None:
-            self._changed_field(entity, name, old, entity._data[name])
+            self._changed_field(entity, name, old, new)
         else:
             set_slot(entity, "_extras", extras)
-            self._changed_field(entity, name, old, entity._data[name], whole=False)
+            self._changed_field(entity, name, old, new, whole=False)
 
     def _extras_after(self, entity: Entity, name: str, paths: list[Path]) -> Extras | None:
         """The entity's extras once ``paths`` inside field ``name`` are written by a change stamped now
         (None if the field has no stamp of its own yet: the change is then a write of the whole field)."""
-        if name not in entity._data or not paths:
+        if not self.layout.holds(entity._row, name) or not paths:
             return None
         stamp = self._clock.tick()
         current = entity._extras
@@ -316,8 +331,7 @@ class LocalChanges:
             raise NotFoundError(self.name, uuid)
         if type(delta) is not int:
             raise TypeError(f"increment takes an int, not {type(delta).__name__}")
-        data = entity._data
-        value = data.get(name, MISSING)
+        value = self.layout.get(entity._row, name)
         if value is MISSING:
             try:
                 value = self.default_of(entity, name)
@@ -345,7 +359,7 @@ class LocalChanges:
             extras = Extras()
             set_slot(entity, "_extras", extras)
         extras.counts[name] = counts
-        data[name] = new
+        set_slot(entity, "_row", self.layout.with_value(entity._row, name, new))
         self._changed_field(entity, name, value, new, whole=False)
         return new
 

@@ -237,7 +237,7 @@ class Collection(Generic[T]):
         return self._result(self._local.add(uuid, values))
 
     def _data_of_all(self) -> Iterable[Mapping[str, Any]]:
-        return map(data_of, self._entities.values())
+        return (entity._data for entity in self._entities.values())
 
     def _given_uuid(self, given: Any) -> str:
         if not isinstance(given, str):
@@ -360,9 +360,13 @@ class Collection(Generic[T]):
                 return self._own_results(whole[window.offset : stop])
         selected = self._selection.select(criteria)
         if stop is None:
-            ordered = order(selected, order_keys, data_of, uuid_of, field_reader)
+            ordered = order(
+                selected, self._selection.keys_on_rows(order_keys), data_of, uuid_of, field_reader
+            )
         else:
-            ordered = order_first(selected, order_keys, data_of, uuid_of, stop, field_reader)
+            ordered = order_first(
+                selected, self._selection.keys_on_rows(order_keys), data_of, uuid_of, stop, field_reader
+            )
         if window.offset:
             del ordered[: window.offset]
         return self._own_results(ordered)

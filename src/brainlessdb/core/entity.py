@@ -1,6 +1,7 @@
 """Entity: one stored object, with attribute and item access and explicit dirty tracking.
 
-An entity holds its fields (``_data``), the stamp of each field (and the extras of dict and counter
+An entity holds its fields in a row (``_row``: a tuple in the order of its collection's ``Layout``, see
+``core.rows``), the stamp of each field (and the extras of dict and counter
 fields, see ``merge.Extras``), the KV revision it last saw, and two
 counters: ``_version`` grows with every local change and ``_written`` is the version NATS acknowledged.
 The entity is dirty while they differ. Every change goes through its owner (the ``EntityOwner``
@@ -23,7 +24,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol, TypeVar, cast
 
 from brainlessdb.core.merge import Extras, Stamps, pack
+from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
+from brainlessdb.core.values import MISSING
 
 T = TypeVar("T")
 
@@ -65,13 +68,15 @@ class EntityState:
     ``new_entity()`` builds one and turns it into an ``Entity`` (the same memory layout).
     """
 
-    __slots__ = ("_data", "_extras", "_revision", "_stamps", "_uuid", "_version", "_written")
+    __slots__ = ("_extras", "_revision", "_row", "_stamps", "_uuid", "_version", "_written")
 
     _owner: EntityOwner
     """The collection the entity belongs to: a class attribute of the collection's own subclass (see
     ``entity_class``), so that no entity holds it (8 bytes each)."""
+    _layout: Layout
+    """The positions of the collection's fields in ``_row``: a class attribute, like ``_owner``."""
     _uuid: str
-    _data: dict[str, Any]
+    _row: Row
     _stamps: Stamps
     _extras: Extras | None
     _revision: int | None
@@ -82,13 +87,13 @@ class EntityState:
         self,
         owner: EntityOwner,
         uuid: str,
-        data: dict[str, Any],
+        row: Row,
         stamps: Stamps,
         revision: int | None = None,
         extras: Extras | None = None,
     ) -> None:
         self._uuid = uuid
-        self._data = data
+        self._row = row
         # The one stamp of every field packed into an integer (see ``merge.PackedStamp``).
         self._stamps = pack(stamps) if type(stamps) is tuple and len(stamps) == 2 else stamps
         self._extras = extras
@@ -96,11 +101,17 @@ class EntityState:
         self._version = 0
         self._written = 0
 
+    @property
+    def _data(self) -> dict[str, Any]:
+        """A new dict of the fields as the row holds them (tracked containers included): for code off the
+        hot paths that reads fields by name; a change made to it is not the entity's."""
+        return self._layout.mapping(self._row)
+
 
 def new_entity(
     owner: EntityOwner,
     uuid: str,
-    data: dict[str, Any],
+    row: Row,
     stamps: Stamps,
     revision: int | None = None,
     extras: Extras | None = None,
@@ -110,7 +121,7 @@ def new_entity(
     Built as an ``EntityState``, whose slots are set without the ``Entity.__setattr__`` hook, then
     given its class: one is made per add and per entity loaded (see docs/performance.md).
     """
-    entity = EntityState(owner, uuid, data, stamps, revision, extras)
+    entity = EntityState(owner, uuid, row, stamps, revision, extras)
     entity.__class__ = owner.entity_class
     return cast("Entity", entity)
 
@@ -167,7 +178,9 @@ class Entity(EntityState):
         return field_or(self, name, default)
 
     def __getitem__(self, name: str) -> Any:
-        value = self._data[name]
+        value = self._layout.get(self._row, name)
+        if value is MISSING:
+            raise KeyError(name)
         if type(value) is dict or type(value) is list:
             value = self._owner.track_field(self, name, value)
         return value
@@ -187,10 +200,10 @@ class Entity(EntityState):
         raise AttributeError(f"cannot delete field {name!r}: assign None instead")
 
     def __contains__(self, name: object) -> bool:
-        return name in self._data
+        return type(name) is str and self._layout.holds(self._row, name)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._layout.present(self._row))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Entity):
@@ -205,11 +218,10 @@ class Entity(EntityState):
         return f"<Entity {self._owner.name}/{self._uuid}{state} {untrack(self._data)!r}>"
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._data))
+        return sorted(set(super().__dir__()) | set(self._layout.present(self._row)))
 
 
 _SLOTS = frozenset(EntityState.__slots__)
-_ABSENT: Any = object()
 
 
 class FieldReader:
@@ -220,30 +232,35 @@ class FieldReader:
     field without first raising an ``AttributeError``): every read of an entity would pay for it.
     """
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "position")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, position: int) -> None:
         self.name = name
+        self.position = position
 
     def __get__(self, entity: Entity | None, owner: type | None = None) -> Any:
         if entity is None:
             return self
-        name = self.name
-        value = entity._data.get(name, _ABSENT)
-        if value is _ABSENT:
-            return entity._owner.default_of(entity, name)
+        try:
+            value = entity._row[self.position]
+        except IndexError:
+            value = MISSING  # a row made before the layout had the field
+        if value is MISSING:
+            return entity._owner.default_of(entity, self.name)
         if type(value) is dict or type(value) is list:
-            return entity._owner.track_field(entity, name, value)
+            return entity._owner.track_field(entity, self.name, value)
         return value
 
 
-def entity_class(collection_name: str, owner: EntityOwner) -> type[Entity]:
-    """A new subclass of ``Entity`` for the collection ``owner``; ``add_fields`` gives it its fields."""
+def entity_class(collection_name: str, owner: EntityOwner, layout: Layout) -> type[Entity]:
+    """A new subclass of ``Entity`` for the collection ``owner``, whose entities hold their values in rows
+    of ``layout``; ``add_fields`` gives it its fields."""
     namespace = {
         "__slots__": (),
         "__module__": __name__,
         "__qualname__": f"Entity[{collection_name}]",
         "_owner": owner,
+        "_layout": layout,
     }
     return type("Entity", (Entity,), namespace)
 
@@ -255,22 +272,23 @@ def add_fields(cls: type[Entity], names: Iterable[str]) -> None:
     subclass, it comes before the members ``Entity`` itself still has, so a field is never hidden by one.
     Only ``uuid`` (the key, never a field) and names starting with ``_`` (refused as fields) are left out.
     """
+    layout = cls._layout
     for name in names:
         if name != "uuid" and not name.startswith("_") and name not in cls.__dict__:
-            setattr(cls, name, FieldReader(name))
+            setattr(cls, name, FieldReader(name, layout.position(name)))
 
 
 def plain_dict(entity: Entity) -> dict[str, Any]:
     """A plain copy of ``entity``'s fields, with its uuid first."""
     out: dict[str, Any] = {"uuid": entity._uuid}
-    out.update(untrack(entity._data))
+    out.update(untrack(entity._layout.mapping(entity._row)))
     return out
 
 
 def field_or(entity: Entity, name: str, default: Any) -> Any:
     """The value of field ``name`` of ``entity`` (tracked, if a dict or a list), or ``default`` if the
     entity does not hold it."""
-    if name in entity._data:
+    if entity._layout.holds(entity._row, name):
         return entity[name]
     return default
 
@@ -288,7 +306,8 @@ class FieldOwner:
     def attached(self, container: TrackedDict | TrackedList) -> bool:
         """True while ``container`` is part of the entity's field: a change made in a dict or list that was
         replaced since (in the entity, or in the field) no longer counts."""
-        node = self.entity._data.get(self.name)
+        entity = self.entity
+        node = entity._layout.get(entity._row, self.name, None)
         if node is not self.top:
             return False
         for key in container.path:

@@ -407,8 +407,7 @@ def upgrade_entities(entities: Iterable[Entity], schema: Schema) -> bool:
         shared = shared_stamp(entity._stamps)
         held = field_stamps(entity._stamps, data) if shared is None else shared  # moved with the fields
         new_data, stamps, extras = _upgraded(schema, data, held, entity._extras, plain=True)
-        data.clear()
-        data.update(new_data)  # in place: the entity's dict is the one everything else holds
+        set_slot(entity, "_row", entity._layout.row(new_data))
         set_slot(entity, "_stamps", compact(stamps) if isinstance(stamps, dict) else stamps)
         set_slot(entity, "_extras", extras)
         changed = True

@@ -22,6 +22,7 @@ arrive late, twice, or in any order.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from typing import Any, Final, TypeAlias, cast
 
@@ -104,9 +105,9 @@ MAX_OVERRIDES: Final = 8
 """The most fields with a stamp of their own that ``FieldStamps`` hold; past it an entity holds a dict."""
 
 
-def field_stamps(stamps: Stamps, data: dict[str, Any]) -> dict[str, Stamp]:
-    """The stamp of each field of ``data``: ``stamps`` itself if it is a dict (not a copy), else a new
-    dict."""
+def field_stamps(stamps: Stamps, data: Iterable[str]) -> dict[str, Stamp]:
+    """The stamp of each field named in ``data`` (the fields an entity holds): ``stamps`` itself if it is a
+    dict (not a copy), else a new dict."""
     if isinstance(stamps, dict):
         return stamps
     if isinstance(stamps, int):
@@ -153,10 +154,11 @@ def most_common(stamps: dict[str, Stamp]) -> Stamp:
     return max(counts, key=counts.__getitem__)
 
 
-def restamp(stamps: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> Stamps:
-    """An entity's ``stamps`` once its field ``name`` (held in ``data``) is written whole at ``stamp``: a
-    dict is changed in place and returned, a tuple is replaced (a hot path: one per tracked change, the
-    commonest cases first: a field changed again, the first change, another field's)."""
+def restamp(stamps: Stamps, fields: Callable[[], Collection[str]], name: str, stamp: Stamp) -> Stamps:
+    """An entity's ``stamps`` once its field ``name`` is written whole at ``stamp``: a dict is changed in
+    place and returned, a tuple is replaced (a hot path: one per tracked change, the commonest cases first:
+    a field changed again, the first change, another field's). ``fields()`` gives the names of the fields
+    the entity holds (``name`` among them), called only where they are needed."""
     if isinstance(stamps, tuple):
         size = len(stamps)
         if size > 2:
@@ -168,15 +170,15 @@ def restamp(stamps: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> St
                 index = stamps.index(name, 1)
                 return (*stamps[: index + 1], pack(stamp), *stamps[index + 2 :])
             if size > 2 * MAX_OVERRIDES:
-                per_field = field_stamps(stamps, data)
+                per_field = field_stamps(stamps, fields())
                 per_field[name] = stamp
                 return per_field
             return (*stamps, name, pack(stamp))
-        if len(data) <= 1 or stamp == stamps:
+        if stamp == stamps or len(fields()) <= 1:
             return pack(stamp)
         return (pack(cast("Stamp", stamps)), name, pack(stamp))
     if isinstance(stamps, int):
-        return pack(stamp) if len(data) <= 1 else (stamps, name, pack(stamp))
+        return pack(stamp) if len(fields()) <= 1 else (stamps, name, pack(stamp))
     stamps[name] = stamp
     return stamps
 

@@ -34,7 +34,9 @@ class EntityTable:
         self.name = owner.name
         # These containers are never rebound, so the collection may hold them directly.
         self.entities: dict[str, Entity] = {}
-        self.indexes = IndexSet()
+        self.layout = owner.entity_class._layout
+        """Where each field sits in the entities' rows (see ``core.rows``)."""
+        self.indexes = IndexSet(self.layout)
         self.listeners: list[Listener] = []
         self.plans: dict[tuple[str, ...], Plan] = {}
         self.schema: Schema | None = None
@@ -85,13 +87,13 @@ class EntityTable:
         revision: int | None = None,
         extras: Extras | None = None,
     ) -> Entity:
-        """An entity of this collection (not yet in the table)."""
-        return new_entity(self.owner, uuid, data, stamps, revision, extras)
+        """An entity of this collection holding ``data`` (not yet in the table)."""
+        return new_entity(self.owner, uuid, self.layout.row(data), stamps, revision, extras)
 
     def insert(self, entity: Entity) -> None:
         """Hold ``entity`` and index it."""
         self.entities[entity._uuid] = entity
-        self.indexes.on_add(entity._uuid, entity._data)
+        self.indexes.on_add(entity._uuid, entity._row)
         if entity._extras is not None:
             self.track_expiry(entity)
 
@@ -99,16 +101,16 @@ class EntityTable:
         """Stop holding the entity ``uuid`` and unindex it; the entity, or None if it was not held."""
         entity = self.entities.pop(uuid, None)
         if entity is not None:
-            self.indexes.on_remove(uuid, entity._data)
+            self.indexes.on_remove(uuid, entity._row)
             if entity._extras is not None:
                 self.deadlines.forget(uuid)
         return entity
 
     def reindex(self, entity: Entity, old_values: Mapping[str, Any]) -> None:
         """Fields of ``entity`` changed from ``old_values`` (``MISSING`` where absent) to its values."""
-        indexes, data, uuid = self.indexes, entity._data, entity._uuid
+        indexes, row, uuid, get = self.indexes, entity._row, entity._uuid, self.layout.get
         for name, old in old_values.items():
-            indexes.on_change(uuid, name, old, data[name])
+            indexes.on_change(uuid, name, old, get(row, name))
 
     def clear(self) -> None:
         self.entities.clear()

@@ -262,7 +262,7 @@ def _field(model: Model, item: ModelField) -> tuple[Callable[[Any], Any], Callab
 
         def read(self: Any) -> Any:
             entity: Entity = _entity_of_view(self, ENTITY_ATTRIBUTE)
-            value = entity._data.get(name, _ABSENT)
+            value = entity._layout.get(entity._row, name, _ABSENT)
             if value is not _ABSENT:
                 # Dicts and lists come back tracked, so changes made inside them are saved.
                 if type(value) is dict or type(value) is list:
@@ -274,7 +274,7 @@ def _field(model: Model, item: ModelField) -> tuple[Callable[[Any], Any], Callab
 
         def read(self: Any) -> Any:
             entity: Entity = _entity_of_view(self, ENTITY_ATTRIBUTE)
-            value = entity._data.get(name, _ABSENT)
+            value = entity._layout.get(entity._row, name, _ABSENT)
             if value is _ABSENT:
                 return _default(item, entity._uuid)
             return _loaded(kind, value, entity, (name,))
@@ -335,8 +335,8 @@ def _loaded(kind: FieldType, value: Any, entity: Entity, path: Path) -> Any:
 
 def _object_at(entity: Entity, path: Path) -> Mapping[str, Any]:
     """The stored object at ``path`` in ``entity`` (``AttributeError`` if there is none now)."""
-    node: Any = entity._data
-    for key in path:
+    node: Any = entity._layout.get(entity._row, path[0], None)
+    for key in path[1:]:
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, dict):
         raise AttributeError(f"entity {entity._uuid} has no object at {'.'.join(path)} now")
@@ -345,7 +345,7 @@ def _object_at(entity: Entity, path: Path) -> Mapping[str, Any]:
 
 def _tracked_at(entity: Entity, path: Path) -> Any:
     """The tracked dict or list at ``path`` in ``entity``: changes made in it are the entity's."""
-    first = entity._data.get(path[0])
+    first = entity._layout.get(entity._row, path[0], None)
     if not isinstance(first, (dict, list)):
         raise AttributeError(f"entity {entity._uuid} has no object at {path[0]} now")
     node: Any = entity._owner.track_field(entity, path[0], first)

@@ -19,8 +19,8 @@ from brainlessdb.core.values import MISSING, freeze, is_number
 
 T = TypeVar("T")
 
-Predicate: TypeAlias = Callable[[str, Mapping[str, Any]], bool]
-"""A compiled filter: called with an entity's uuid and data."""
+Predicate: TypeAlias = Callable[[str, Any], bool]
+"""A compiled filter: called with an entity's uuid and data (its row, for conditions ``on_rows``)."""
 
 
 def compile_filter(conditions: Sequence[Condition]) -> Predicate:
@@ -63,6 +63,9 @@ def _compile_condition(condition: Condition) -> Predicate:
             return test(uuid)
 
         return on_uuid
+    first: str | int = path[0]
+    if type(first) is int:
+        return _compile_on_row(path, condition.lookup, condition.value, test)
     if len(path) == 1:
         name = path[0]
         expected = condition.value
@@ -92,6 +95,31 @@ def _compile_condition(condition: Condition) -> Predicate:
 
     def on_path(uuid: str, data: Mapping[str, Any]) -> bool:
         return test(resolve_in(data, path))
+
+    return on_path
+
+
+def _compile_on_row(
+    path: tuple[Any, ...], lookup: str, expected: Any, test: Callable[[Any], bool]
+) -> Predicate:
+    """The predicate of a condition on rows (its path starts at a position: see ``plan.on_rows``)."""
+    position: int = path[0]
+    rest = path[1:]
+    if not rest:
+        if lookup == "exact" and type(expected) is str:
+
+            def exact_str(uuid: str, row: Any) -> bool:
+                return position < len(row) and bool(row[position] == expected)
+
+            return exact_str
+
+        def on_field(uuid: str, row: Any) -> bool:
+            return test(row[position] if position < len(row) else MISSING)
+
+        return on_field
+
+    def on_path(uuid: str, row: Any) -> bool:
+        return test(resolve_in(row[position] if position < len(row) else MISSING, rest))
 
     return on_path
 
@@ -149,7 +177,7 @@ def select(
     for condition in conditions:
         try:
             values = list(read_values(result, data_of, uuid_of, condition.path))
-        except (KeyError, TypeError):
+        except (KeyError, IndexError, TypeError):
             values = values_at(result, data_of, uuid_of, condition.path)
         result = list(compress(result, _mask(condition.lookup, condition.value, values)))
         if not result:

@@ -15,11 +15,12 @@ costs a Python call per entity, and an unchanged collection asked again in the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeAlias
 
 from brainlessdb.core.query.lookups import LOOKUP_SEP
 from brainlessdb.core.query.plan import UUID_FIELD, Condition, resolve_in
+from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.values import MISSING, freeze
 
 ORDERS_KEPT: Final = 4
@@ -31,17 +32,18 @@ INDEXED_LOOKUPS: Final = frozenset({"exact", "in"})
 
 Path: TypeAlias = tuple[str, ...]
 Bucket: TypeAlias = str | set[str]
-Source: TypeAlias = Callable[[], Iterable[tuple[str, Mapping[str, Any]]]]
-"""Gives every ``(uuid, data)`` of the collection."""
+Source: TypeAlias = Callable[[], Iterable[tuple[str, Row]]]
+"""Gives every ``(uuid, row)`` of the collection."""
 Index: TypeAlias = dict[Hashable, Bucket]
 
 
 class IndexSet:
     """The equality indexes of one collection, built lazily per path."""
 
-    __slots__ = ("_indexed", "_indexes", "_orders", "fields")
+    __slots__ = ("_indexed", "_indexes", "_layout", "_orders", "fields")
 
-    def __init__(self) -> None:
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout  # where the entities' rows hold each field
         self._indexes: dict[Path, Index] = {}
         self._indexed: set[str] = set()  # the top-level fields some index reads
         self._orders: dict[Hashable, tuple[frozenset[str], list[Any]]] = {}
@@ -80,7 +82,7 @@ class IndexSet:
     def candidates(self, conditions: Sequence[Condition], source: Source) -> set[str] | None:
         """The uuids that can match: the intersection of every ``exact`` and ``in`` condition's answer.
 
-        A missing index is built from ``source()`` (every ``(uuid, data)`` of the collection) on first use.
+        A missing index is built from ``source()`` (every ``(uuid, row)`` of the collection) on first use.
         ``uuid`` conditions are answered without an index, so the result may name uuids the collection
         does not hold; the caller skips those and checks the remaining conditions itself.
 
@@ -154,25 +156,25 @@ class IndexSet:
     def _index(self, path: Path, source: Source) -> Index:
         index = self._indexes.get(path)
         if index is None:
-            index = _build(path, source)
+            index = _build(self._layout, path, source)
             self._indexes[path] = index
             self._indexed.add(path[0])
             self.fields.add(path[0])
         return index
 
-    def on_add(self, uuid: str, data: Mapping[str, Any]) -> None:
-        """Index a new entity."""
+    def on_add(self, uuid: str, row: Row) -> None:
+        """Index a new entity, holding ``row``."""
         if self._orders:
             self._orders.clear()
         for path, index in self._indexes.items():
-            _insert(index, uuid, resolve_in(data, path))
+            _insert(index, uuid, _resolve(self._layout, row, path))
 
-    def on_remove(self, uuid: str, data: Mapping[str, Any]) -> None:
-        """Forget an entity; ``data`` must be what it held when last indexed."""
+    def on_remove(self, uuid: str, row: Row) -> None:
+        """Forget an entity; ``row`` must be what it held when last indexed."""
         if self._orders:
             self._orders.clear()
         for path, index in self._indexes.items():
-            _discard(index, uuid, resolve_in(data, path))
+            _discard(index, uuid, _resolve(self._layout, row, path))
 
     def on_change(self, uuid: str, field: str, old: Any, new: Any) -> None:
         """Move an entity whose top-level ``field`` went from ``old`` to ``new`` (either may be ``MISSING``).
@@ -206,18 +208,24 @@ class IndexSet:
         self.fields.clear()
 
 
-def _build(path: Path, source: Source) -> Index:
+def _resolve(layout: Layout, row: Row, path: Path) -> Any:
+    """The value at ``path`` of the entity holding ``row``, or ``MISSING``."""
+    value = layout.get(row, path[0])
+    return value if len(path) == 1 else resolve_in(value, path[1:])
+
+
+def _build(layout: Layout, path: Path, source: Source) -> Index:
     index: Index = {}
     if len(path) == 1:
-        # Top-level paths are the common case: read without a resolve_in() call per entity.
-        name = path[0]
-        for uuid, data in source():
-            value = data.get(name, MISSING)
+        # Top-level paths are the common case: read without a call per entity.
+        position = layout.position(path[0])
+        for uuid, row in source():
+            value = row[position] if position < len(row) else MISSING
             if value is not MISSING:
                 _insert_key(index, uuid, freeze(value))
     else:
-        for uuid, data in source():
-            _insert(index, uuid, resolve_in(data, path))
+        for uuid, row in source():
+            _insert(index, uuid, _resolve(layout, row, path))
     return index
 
 

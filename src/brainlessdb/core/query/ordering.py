@@ -36,7 +36,7 @@ def order(
     keys: Sequence[OrderKey],
     data_of: Callable[[T], Mapping[str, Any]],
     uuid_of: Callable[[T], str],
-    field_of: Callable[[str], Callable[[T], Any]] | None = None,
+    field_of: Callable[[Any], Callable[[T], Any]] | None = None,
 ) -> list[T]:
     """``items`` sorted stably by ``keys``: ``None`` and missing values last in both directions.
 
@@ -44,8 +44,9 @@ def order(
     anything else by its canonical JSON text, so no mix of types raises. ``data_of`` and ``uuid_of`` give an
     item's data and uuid (an ``operator.attrgetter`` keeps them at C speed); each is called once per item
     and key, and once more for a key whose values turn out irregular (absent, None, mixed kinds).
-    ``field_of(name)``, if given, makes a function reading an item's top-level field ``name`` (raising
-    ``KeyError`` where absent): one written for the items' class reads faster than ``data_of`` can.
+    ``field_of(step)``, if given, makes a function reading an item's top-level field at the first step of
+    a key's path (a name, or a position for keys ``on_rows``; raising ``KeyError`` or ``IndexError`` where
+    absent, or giving ``MISSING``): one written for the items' class reads faster than ``data_of`` can.
     """
     if not keys:
         return list(items)
@@ -65,7 +66,7 @@ def order_first(
     data_of: Callable[[T], Mapping[str, Any]],
     uuid_of: Callable[[T], str],
     n: int,
-    field_of: Callable[[str], Callable[[T], Any]] | None = None,
+    field_of: Callable[[Any], Callable[[T], Any]] | None = None,
 ) -> list[T]:
     """The first ``n`` items of ``order(items, keys, ...)``, exactly, without sorting all of them.
 
@@ -82,7 +83,7 @@ def order_first(
     first = keys[0]
     try:
         values = list(read_values(items, data_of, uuid_of, first.path))
-    except (KeyError, TypeError):
+    except (KeyError, IndexError, TypeError):
         values = values_at(items, data_of, uuid_of, first.path)
     kept = _up_to_cut(values, first.descending, n)
     if kept is not None:
@@ -125,7 +126,7 @@ def _sorted_by(
     data_of: Callable[[T], Mapping[str, Any]],
     uuid_of: Callable[[T], str],
     key: OrderKey,
-    field_of: Callable[[str], Callable[[T], Any]] | None = None,
+    field_of: Callable[[Any], Callable[[T], Any]] | None = None,
 ) -> list[T]:
     """``items`` sorted stably by their values at ``key.path``, in a new list.
 
@@ -150,11 +151,11 @@ def _sorted_by(
                 result = sorted(items, key=partial(next, values), reverse=key.descending)
             if not result or type(values_at(result[:1], data_of, uuid_of, path)[0]) is not list:
                 return result
-        except (KeyError, TypeError):
+        except (KeyError, IndexError, TypeError):
             pass  # sorted() sorted a copy: items are as they were
     try:
         every_value = list(read_values(items, data_of, uuid_of, key.path))
-    except (KeyError, TypeError):
+    except (KeyError, IndexError, TypeError):
         every_value = values_at(items, data_of, uuid_of, key.path)
     return _sorted_by_values(items, every_value, key.descending)
 

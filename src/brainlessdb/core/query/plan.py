@@ -10,12 +10,13 @@ pure: it reads the mappings it is given and never changes them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from brainlessdb.core.field_types import JSON_SCALARS, criterion_json
 from brainlessdb.core.query.lookups import LOOKUP_SEP, LOOKUPS, check_lookup_value
@@ -95,11 +96,15 @@ def resolve(uuid: str, data: Mapping[str, Any], path: Sequence[str]) -> Any:
     return resolve_in(data, path)
 
 
-def resolve_in(value: Any, path: Sequence[str]) -> Any:
-    """The value at ``path`` inside ``value`` (no ``uuid`` special case), or ``MISSING``."""
+def resolve_in(value: Any, path: Sequence[str | int]) -> Any:
+    """The value at ``path`` inside ``value`` (no ``uuid`` special case), or ``MISSING``.
+
+    A step may also be a position (an int) into a row (see ``on_rows``)."""
     for name in path:
         if type(value) is dict or isinstance(value, Mapping):
             value = value.get(name, MISSING)
+        elif type(value) is tuple and type(name) is int:
+            value = value[name] if name < len(value) else MISSING
         else:
             return MISSING
     return value
@@ -257,8 +262,11 @@ def values_at(
 _dict_get: Final = dict.get
 
 
-def _step(values: list[Any], name: str) -> list[Any]:
-    """``value.get(name, MISSING)`` for each value that is a mapping, ``MISSING`` for the others."""
+def _step(values: list[Any], name: str | int) -> list[Any]:
+    """``value.get(name, MISSING)`` for each value that is a mapping, ``MISSING`` for the others (and
+    the value at a position of each row, for a position: see ``on_rows``)."""
+    if isinstance(name, int):
+        return [value[name] if name < len(value) else MISSING for value in values]
     try:
         # Unbound, dict.get reads at C speed, but raises TypeError for anything that is not a dict.
         return list(map(_dict_get, values, repeat(name), repeat(MISSING)))
@@ -267,3 +275,32 @@ def _step(values: list[Any], name: str) -> list[Any]:
             value.get(name, MISSING) if type(value) is dict or isinstance(value, Mapping) else MISSING
             for value in values
         ]
+
+
+def on_rows(conditions: Iterable[Condition], position: Callable[[str], int]) -> tuple[Condition, ...]:
+    """``conditions`` on entities whose values are rows (see ``core.rows``): the first step of each path
+    (a field) becomes its ``position`` in the rows, so that ``read_values`` reads it at C speed.
+
+    Such conditions are for the functions that take ``data_of`` (``filtering.select``,
+    ``filtering.compile_filter``, ``ordering``), given a ``data_of`` that returns an item's row; indexes
+    take conditions by field names.
+    """
+    return tuple(
+        condition
+        if condition.path == UUID_PATH
+        else condition._replace(path=_row_path(condition.path, position))
+        for condition in conditions
+    )
+
+
+def keys_on_rows(keys: Iterable[OrderKey], position: Callable[[str], int]) -> tuple[OrderKey, ...]:
+    """``keys`` on entities whose values are rows, as ``on_rows`` makes conditions."""
+    return tuple(
+        key if key.path == UUID_PATH else dataclasses.replace(key, path=_row_path(key.path, position))
+        for key in keys
+    )
+
+
+def _row_path(path: tuple[str, ...], position: Callable[[str], int]) -> tuple[str, ...]:
+    # A position where a field name was: the steps that read a path take either (see ``resolve_in``).
+    return cast("tuple[str, ...]", (position(path[0]), *path[1:]))

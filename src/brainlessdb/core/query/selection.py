@@ -15,11 +15,20 @@ from operator import attrgetter
 from typing import Any, Final
 
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.query.filtering import select
+from brainlessdb.core.query.filtering import compile_filter, select
 from brainlessdb.core.query.index import INDEXED_LOOKUPS
 from brainlessdb.core.query.ordering import order, prunes
 from brainlessdb.core.query.pages import Page, select_page
-from brainlessdb.core.query.plan import Condition, OrderKey, Plan, bind_criteria, plan_criteria
+from brainlessdb.core.query.plan import (
+    Condition,
+    OrderKey,
+    Plan,
+    bind_criteria,
+    keys_on_rows,
+    on_rows,
+    plan_criteria,
+)
+from brainlessdb.core.rows import Row
 from brainlessdb.core.table import EntityTable
 
 PLANS_KEPT: Final = 256
@@ -35,6 +44,7 @@ class Selection:
         self._entities = table.entities
         self._indexes = table.indexes
         self._plans = table.plans
+        self._position = table.layout.position
 
     def whole_order(self, order_keys: tuple[OrderKey, ...], stop: int | None) -> list[Entity] | None:
         """Every entity in ``order_keys``' order, kept from an earlier ``order_by`` while nothing it
@@ -46,7 +56,9 @@ class Selection:
             return kept
         if stop is not None and prunes(order_keys, stop, len(self._entities)):
             return None
-        ordered = order(self._entities.values(), order_keys, data_of, uuid_of, field_reader)
+        ordered = order(
+            self._entities.values(), self.keys_on_rows(order_keys), data_of, uuid_of, field_reader
+        )
         indexes.keep_order(order_keys, (key.path[0] for key in order_keys), ordered)
         return ordered
 
@@ -57,7 +69,7 @@ class Selection:
         conditions = self.conditions(criteria)
         candidates = self._indexes.candidates(conditions, self.scan_source)
         if candidates is None:
-            return select(self._entities.values(), conditions, data_of, uuid_of)
+            return select(self._entities.values(), on_rows(conditions, self._position), data_of, uuid_of)
         return self._candidates_matching(candidates, conditions)
 
     def _candidates_matching(
@@ -70,7 +82,7 @@ class Selection:
         rest = [c for c in conditions if c.lookup not in INDEXED_LOOKUPS]
         if not rest:
             return found
-        return select(found, rest, data_of, uuid_of)
+        return select(found, on_rows(rest, self._position), data_of, uuid_of)
 
     def select_window(self, criteria: Mapping[str, Any], window: Page) -> list[Entity]:
         """``_select(criteria)`` cut to ``window``: a scan stops once it has matched the page's end."""
@@ -81,11 +93,12 @@ class Selection:
         candidates = self._indexes.candidates(conditions, self.scan_source)
         if candidates is not None:
             return window.cut(self._candidates_matching(candidates, conditions))
+        on_row = on_rows(conditions, self._position)
         if stop is None:
-            found = select(self._entities.values(), conditions, data_of, uuid_of)
+            found = select(self._entities.values(), on_row, data_of, uuid_of)
         else:
             # The scan _select makes, in chunks, up to the page's end.
-            found = select_page(self._entities.values(), conditions, data_of, uuid_of, stop)
+            found = select_page(self._entities.values(), on_row, data_of, uuid_of, stop)
         return found[window.offset :]
 
     def any_match(self, criteria: Mapping[str, Any]) -> bool:
@@ -93,17 +106,26 @@ class Selection:
         conditions = self.conditions(criteria)
         candidates = self._indexes.candidates(conditions, self.scan_source)
         if candidates is None:
-            return bool(select_page(self._entities.values(), conditions, data_of, uuid_of, 1))
-        rest = [c for c in conditions if c.lookup not in INDEXED_LOOKUPS]
+            return bool(
+                select_page(self._entities.values(), on_rows(conditions, self._position), data_of, uuid_of, 1)
+            )
+        matches = compile_filter(
+            on_rows([c for c in conditions if c.lookup not in INDEXED_LOOKUPS], self._position)
+        )
         entities = self._entities
         for uuid in candidates:
             entity = entities.get(uuid)
-            if entity is not None and all(c.matches(uuid, entity._data) for c in rest):
+            if entity is not None and matches(uuid, entity._row):
                 return True
         return False
 
-    def scan_source(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
-        return ((uuid, entity._data) for uuid, entity in self._entities.items())
+    def scan_source(self) -> Iterable[tuple[str, Row]]:
+        return ((uuid, entity._row) for uuid, entity in self._entities.items())
+
+    def keys_on_rows(self, keys: tuple[OrderKey, ...]) -> tuple[OrderKey, ...]:
+        """``keys`` read from the entities' rows (see ``plan.on_rows``), for ``order`` and ``order_first``
+        given ``data_of`` and ``field_reader``."""
+        return keys_on_rows(keys, self._position)
 
     def conditions(self, criteria: Mapping[str, Any]) -> tuple[Condition, ...]:
         keys = tuple(criteria)
@@ -119,15 +141,17 @@ class Selection:
         return plan
 
 
-data_of = attrgetter("_data")
+data_of = attrgetter("_row")
+"""An entity's row: what the query functions read, with conditions and keys ``on_rows``."""
 
 
-def field_reader(name: str) -> Callable[[Entity], Any]:
-    """Reads field ``name`` of an entity (``KeyError`` where absent): a sort key, written out because
-    CPython specializes both steps of this function, not a composition of ``attrgetter``/``itemgetter``."""
+def field_reader(position: int) -> Callable[[Entity], Any]:
+    """Reads the field at ``position`` of an entity's row (``MISSING`` where absent, ``IndexError`` past
+    the row's end): a sort key for keys ``on_rows``, written out because CPython specializes both steps of
+    this function, not a composition of ``attrgetter``/``itemgetter``."""
 
     def read(entity: Entity) -> Any:
-        return entity._data[name]
+        return entity._row[position]
 
     return read
 

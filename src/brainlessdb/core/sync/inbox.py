@@ -204,7 +204,7 @@ class Inbox:
             self._table.track_expiry(entity)
         self._table.reindex(entity, changed)
         if changed:
-            changes = {name: (old, entity._data[name]) for name, old in changed.items()}
+            changes = changes_of(entity, changed)
             self._table.emit_change(entity, changes, "remote")
 
     def expect_own(self, uuid: str, value: bytes | None) -> None:
@@ -317,7 +317,7 @@ class Inbox:
             # What is stored already holds everything this node has: nothing left to write.
             self._outbox.settle(entity)
         if changed:
-            changes = {name: (old, entity._data[name]) for name, old in changed.items()}
+            changes = changes_of(entity, changed)
             self._table.emit_change(entity, changes, origin)
         if merged is not None and merged.expiry is not None and self._due(entity):
             self.expire(uuid)  # the merged version's deadline has passed (it came too late to extend it)
@@ -449,8 +449,16 @@ def merge_into(
 ) -> tuple[dict[str, Any], bool, Extras | None]:
     """``merge_stored`` of ``record`` into ``entity`` (whose extras are ``extras``): its stamps are merged
     one per field, then held compact again (see ``merge.Stamps``)."""
-    stamps = field_stamps(entity._stamps, entity._data)
+    data = entity._data
+    stamps = field_stamps(entity._stamps, data)
     try:
-        return merge_stored(entity._data, stamps, record, extras)
+        return merge_stored(data, stamps, record, extras)
     finally:
         set_slot(entity, "_stamps", compact(stamps))
+        set_slot(entity, "_row", entity._layout.row(data))
+
+
+def changes_of(entity: Entity, changed: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The changes of ``entity`` for its listeners: field → (old, new), the old values being ``changed``."""
+    get, row = entity._layout.get, entity._row
+    return {name: (old, get(row, name)) for name, old in changed.items()}
