@@ -3,7 +3,6 @@ re-serialized by a JavaScript client is the same value."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -17,6 +16,7 @@ from brainlessdb.core.merge import (
     MAX_OVERRIDES,
     Extras,
     Record,
+    Stamps,
     compact,
     dominates,
     field_stamps,
@@ -24,9 +24,9 @@ from brainlessdb.core.merge import (
     js_form,
     merge_records,
     merge_stored,
+    pack,
     restamp,
     same_js_value,
-    unpack,
     unpacked,
 )
 from brainlessdb.core.values import MISSING
@@ -425,7 +425,7 @@ def test_the_compact_stamps_of_an_entity_are_its_stamps_one_per_field(
     assert field_stamps(held, data) == model
     for index, stamp in writes:
         name = list(data)[index % len(data)]
-        held = restamp(held, partial(list, data), name, stamp)
+        held = written(held, data, name, stamp)
         model[name] = stamp
         assert field_stamps(held, data) == model
         if isinstance(held, tuple):
@@ -437,25 +437,25 @@ def test_the_compact_stamps_of_an_entity_are_its_stamps_one_per_field(
     assert field_stamps(compact(dict(model)), data) == model
 
 
+def written(held: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> Stamps:
+    """``held`` once field ``name`` of ``data`` is written at ``stamp``, as a collection makes it."""
+    changed = restamp(held, name, stamp)
+    if changed is None:
+        changed = field_stamps(held, data)
+        changed[name] = stamp
+    return changed
+
+
 def test_an_entity_changed_once_holds_its_stamps_in_a_small_tuple() -> None:
-    data = {"a": 1, "b": 2, "c": 3}
-    held = restamp((5, "n"), partial(list, data), "b", (7, "n"))
-    assert unpacked_members(held) == ((5, "n"), "b", (7, "n"))
+    held = restamp((5, "n"), "b", (7, "n"))
+    assert held is not None and unpacked_members(held) == ((5, "n"), "b", (7, "n"))
     assert type(held[0]) is int and type(held[2]) is int  # stamps packed
-    assert unpacked_members(restamp(held, partial(list, data), "b", (8, "n"))) == (
-        (5, "n"),
-        "b",
-        (8, "n"),
-    )  # replaced
-    one = restamp(
-        (5, "n"), partial(list, {"a": 1}), "a", (7, "n")
-    )  # the only field: still one stamp (packed)
-    assert type(one) is int and unpack(one) == (7, "n")
-    assert unpacked_members(restamp(one, partial(list, {"a": 1, "b": 2}), "b", (8, "n"))) == (
-        (7, "n"),
-        "b",
-        (8, "n"),
-    )
+    again = restamp(held, "b", (8, "n"))
+    assert again is not None and unpacked_members(again) == ((5, "n"), "b", (8, "n"))  # replaced
+    # An entity of one field, changed: its tuple names every field, which compact packs back.
+    one = restamp(compact({"a": (5, "n")}), "a", (7, "n"))
+    assert one is not None and field_stamps(one, ["a"]) == {"a": (7, "n")}
+    assert compact(field_stamps(one, ["a"])) == pack((7, "n"))
     majority = compact({"a": (5, "n"), "b": (7, "n"), "c": (7, "n")})
     assert unpacked_members(majority) == ((7, "n"), "a", (5, "n"))
     assert unpacked(compact({"a": (5, "n"), "b": (5, "n")})) == (5, "n")

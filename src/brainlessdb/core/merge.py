@@ -22,7 +22,7 @@ arrive late, twice, or in any order.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Final, TypeAlias, cast
 
@@ -154,11 +154,14 @@ def most_common(stamps: dict[str, Stamp]) -> Stamp:
     return max(counts, key=counts.__getitem__)
 
 
-def restamp(stamps: Stamps, fields: Callable[[], Collection[str]], name: str, stamp: Stamp) -> Stamps:
+def restamp(stamps: Stamps, name: str, stamp: Stamp) -> Stamps | None:
     """An entity's ``stamps`` once its field ``name`` is written whole at ``stamp``: a dict is changed in
     place and returned, a tuple is replaced (a hot path: one per tracked change, the commonest cases first:
-    a field changed again, the first change, another field's). ``fields()`` gives the names of the fields
-    the entity holds (``name`` among them), called only where they are needed."""
+    a field changed again, the first change, another field's). None when one more field with a stamp of
+    its own is more than ``FieldStamps`` hold: the caller then makes the dict (``field_stamps``).
+
+    The tuple made for an entity whose every field now has a stamp of its own names them all (an entity
+    of one field, changed: ``encode_entity`` picks its base again, ``compact`` packs it back)."""
     if isinstance(stamps, tuple):
         size = len(stamps)
         if size > 2:
@@ -170,15 +173,13 @@ def restamp(stamps: Stamps, fields: Callable[[], Collection[str]], name: str, st
                 index = stamps.index(name, 1)
                 return (*stamps[: index + 1], pack(stamp), *stamps[index + 2 :])
             if size > 2 * MAX_OVERRIDES:
-                per_field = field_stamps(stamps, fields())
-                per_field[name] = stamp
-                return per_field
+                return None
             return (*stamps, name, pack(stamp))
-        if stamp == stamps or len(fields()) <= 1:
+        if stamp == stamps:
             return pack(stamp)
         return (pack(cast("Stamp", stamps)), name, pack(stamp))
     if isinstance(stamps, int):
-        return pack(stamp) if len(fields()) <= 1 else (stamps, name, pack(stamp))
+        return (stamps, name, pack(stamp))
     stamps[name] = stamp
     return stamps
 

@@ -93,7 +93,9 @@ class Layout:
         position = self.position(name)
         size = len(row)
         if position < size:
-            return (*row[:position], value, *row[position + 1 :])
+            values = list(row)
+            values[position] = value
+            return tuple(values)
         if value is MISSING:
             return row
         return (*row, *repeat(MISSING, position - size), value)
