@@ -19,7 +19,8 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from brainlessdb import Brainless, meta
-from brainlessdb.core.codec import encode_entity
+from brainlessdb.core.codec import decode_value, encode_entity
+from brainlessdb.core.merge import Record
 from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.storage.nats.kv import NatsKVStorage
 
@@ -153,7 +154,12 @@ def stored_state(collection: Any) -> tuple[Any, ...]:
     return entities, deletes
 
 
-def stored_version(entity: Any) -> Any:
-    """The JSON object an entity's version is stored as (its fields and every stamp): decoded, so that two
-    nodes holding the same version compare equal whatever order each holds the fields in."""
-    return msgspec.json.decode(encode_entity(entity._data, entity._stamps, entity._extras))
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+def stored_version(entity: Any) -> tuple[Record, bytes]:
+    """The version an entity is stored as (its fields, every stamp, its extras), read back: equal for two
+    nodes holding the same version, whatever order each holds the fields in and whichever stamp each
+    encodes as the base; with the fields' canonical JSON, so that ``1`` and ``1.0`` still differ."""
+    record = decode_value(encode_entity(entity._data, entity._stamps, entity._extras), time_ns=0)
+    return record, _canonical.encode(record.data)

@@ -88,6 +88,31 @@ def test_restoring_a_snapshot_gives_the_memory_it_was_taken_of() -> None:
     assert restored.sync.is_deleted("b")
 
 
+# Entities lacking fields (a row holds MISSING there, or ends before them) and stamped apart per field.
+SPARSE = [
+    put("a", 1, {"state": "ringing", "queue": None}, stamp(START_MS)),
+    put("b", 2, {"caller": {"city": "Brno"}}, stamp(START_MS + 1)),
+    put(
+        "c", 3, {"state": "idle", "caller": {}}, {"state": stamp(START_MS + 2), "caller": stamp(START_MS + 3)}
+    ),
+]
+
+
+@pytest.mark.parametrize("order", [[], ["caller", "queue", "state"], ["agent", "state"]])
+def test_rows_are_restored_in_the_order_of_the_layout_restoring_them(order: list[str]) -> None:
+    """Rows lacking fields come back lacking them, also where the restoring collection's layout gives the
+    fields other positions (or has more of them) than the one that took the snapshot."""
+    source = loaded(SPARSE)
+    taken = snapshot.decode(snapshot.encode(capture(source, 3)))
+    assert taken.fields == ["state", "queue", "caller"]
+    restored = collection()
+    for name in order:
+        restored._table.layout.position(name)
+    snapshot.restore(restored, taken)
+    assert state(restored) == state(source)
+    assert "caller" not in restored["a"] and "state" not in restored["b"]
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -95,7 +120,8 @@ def test_restoring_a_snapshot_gives_the_memory_it_was_taken_of() -> None:
         (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "checksum"),
         (lambda data: b"not a snapshot at all, just some text", "not a snapshot"),
         (lambda data: b"", "truncated"),
-        (lambda data: data[:7] + b"\x02" + data[8:], "format 2"),
+        (lambda data: data[:7] + b"\x01" + data[8:], "format 1"),  # the format before rows
+        (lambda data: data[:7] + b"\x03" + data[8:], "format 3"),
     ],
 )
 def test_a_damaged_or_foreign_file_is_refused(damage: Any, message: str) -> None:
@@ -263,3 +289,10 @@ def test_an_entity_past_its_deadline_at_the_restart_is_deleted_as_a_replay_delet
         replayed.sync.inbox.apply(entry)
     assert "e" not in restored
     assert state(restored) == state(replayed)
+
+
+def test_indexes_built_before_a_restore_hold_the_restored_entities() -> None:
+    restored = collection()
+    assert list(restored._selection.select({"state": "idle"})) == []  # builds the index on state
+    snapshot.restore(restored, snapshot.decode(snapshot.encode(capture(loaded(SPARSE), 3))))
+    assert [meta(entity).uuid for entity in restored._selection.select({"state": "idle"})] == ["c"]

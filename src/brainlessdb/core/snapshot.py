@@ -1,8 +1,9 @@
 """Snapshots: a collection's memory as one local file, so that a restart replays only what changed since.
 
 A snapshot holds, for one collection, what a full replay of its bucket up to ``revision`` would have put
-in memory: each entity at the revision of its key (its fields and their stamps; or, with extras, the
-stored version the outbox would write), and the deletes remembered (their stamp and the revision of their
+in memory: each entity at the revision of its key (its row of fields, in the order the snapshot's
+``fields`` names them, and their stamps; or, with extras, the stored version the outbox would write), and
+the deletes remembered (their stamp and the revision of their
 marker). Loading it and then applying the bucket's entries after ``revision`` ends in the same memory as a
 full replay: an entity new to memory is made as the inbox makes one it never saw, anything else goes
 through ``Inbox.apply`` as a replayed entry, and every merge is idempotent and guarded by revisions.
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import msgspec
@@ -35,27 +38,35 @@ import msgspec
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
-from brainlessdb.core.merge import Record, Stamps, compact, field_stamps, most_common, unpack
+from brainlessdb.core.entity import Entity, new_entity
+from brainlessdb.core.merge import Stamps, compact, field_stamps, most_common, unpack
+from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, EncodeError
 from brainlessdb.storage.base import Entry, Op
 
-FORMAT: Final = 1
-"""The snapshot format this library writes and reads (another is refused, never guessed at)."""
-MAGIC: Final = b"BRLSNAP\x01"
+FORMAT: Final = 2
+"""The snapshot format this library writes and reads (another is refused, never guessed at). Format 1
+held each entity's fields as a map."""
+MAGIC: Final = b"BRLSNAP\x02"
 _HEADER: Final = struct.Struct(">8sIQ")  # magic, CRC-32 of the content, length of the content
 
 
+_MISSING_CODE: Final = 1
+"""The MessagePack extension type standing for ``MISSING`` in a row: a field the entity does not have."""
+
+
 class SnapshotEntity(msgspec.Struct, array_like=True, gc=False):
-    """One entity at the revision of its key: its fields, the stamp most of them have and the stamps of
-    the others (``overrides``); or, for one with extras (stamps inside dict fields, counter tallies, an
-    expiry) or fields MessagePack cannot hold, its stored version (``value``, format v2 bytes, see
-    ``core.codec``) instead. Fields held natively are decoded in C with the whole file: the common case,
-    and the one a restart of a million entities spends its time on."""
+    """One entity at the revision of its key: its row (see ``core.rows``; in the order of the snapshot's
+    ``fields``), the stamp most of its fields have and the stamps of the others (``overrides``); or, for
+    one with extras (stamps inside dict fields, counter tallies, an expiry) or fields MessagePack cannot
+    hold, its stored version (``value``, format v2 bytes, see ``core.codec``) instead. Rows are decoded in
+    C with the whole file, as the tuples an entity holds: the common case, and the one a restart of a
+    million entities spends its time on."""
 
     uuid: str
     revision: int
-    data: dict[str, Any] | None = None
+    row: tuple[Any, ...] | None = None
     base: tuple[int, str] | None = None
     overrides: dict[str, tuple[int, str]] | None = None
     value: bytes | None = None
@@ -85,6 +96,8 @@ class CollectionSnapshot(msgspec.Struct, kw_only=True):
     captured_ms: int
     """When the snapshot was taken (wall-clock Unix ms)."""
     schema_version: int | None
+    fields: list[str]
+    """The names of the fields by their position in the entities' rows."""
     entities: list[SnapshotEntity]
     deletes: list[SnapshotDelete]
     refetch: list[str]
@@ -108,8 +121,15 @@ class Expected:
     retention_ms: float
 
 
+def _missing_of(code: int, data: memoryview) -> Any:
+    if code != _MISSING_CODE:
+        raise msgspec.ValidationError(f"unknown MessagePack extension type {code}")
+    return MISSING
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(CollectionSnapshot)
+_decoder = msgspec.msgpack.Decoder(CollectionSnapshot, ext_hook=_missing_of)
+_MISSING_EXT: Final = msgspec.msgpack.Ext(_MISSING_CODE, b"")
 
 
 def capture(
@@ -118,6 +138,7 @@ def capture(
     """The snapshot of ``collection`` whose memory holds every entry of its bucket up to ``revision``."""
     sync = collection.sync
     outbox = sync.outbox
+    layout = collection._table.layout
     entities: list[SnapshotEntity] = []
     refetch: list[str] = []
     for uuid, entity in collection.entities.items():
@@ -127,13 +148,15 @@ def capture(
         known = entity._revision
         if known is None:
             continue  # made here and never stored (nor dirty: its add was undone by a failure)
-        data = entity._data
-        if entity._extras is None and data:
-            base, overrides = split_stamps(entity._stamps, data)
-            entities.append(SnapshotEntity(uuid, known, data, base, overrides))
+        row = entity._row
+        if entity._extras is None and layout.count(row):
+            base, overrides = split_stamps(entity._stamps, partial(layout.present, row))
+            if MISSING in row:
+                row = tuple(_MISSING_EXT if value is MISSING else value for value in row)
+            entities.append(SnapshotEntity(uuid, known, row, base, overrides))
             continue
         try:
-            value = encode_entity(data, entity._stamps, entity._extras, checked=True)
+            value = encode_entity(layout.mapping(row), entity._stamps, entity._extras, checked=True)
         except EncodeError:
             refetch.append(uuid)
             continue
@@ -154,19 +177,23 @@ def capture(
         revision=revision,
         captured_ms=now_ms,
         schema_version=None if schema is None else schema.version,
+        fields=list(layout.names),
         entities=entities,
         deletes=deletes,
         refetch=refetch,
     )
 
 
-def split_stamps(stamps: Stamps, data: dict[str, Any]) -> tuple[Stamp, dict[str, Stamp] | None]:
-    """An entity's stamps as the stamp most fields have and those of the other fields (None if none)."""
+def split_stamps(
+    stamps: Stamps, fields: Callable[[], Iterable[str]]
+) -> tuple[Stamp, dict[str, Stamp] | None]:
+    """An entity's stamps as the stamp most fields have and those of the other fields (None if none);
+    ``fields()`` names the fields it holds."""
     if type(stamps) is int:
         return unpack(stamps), None  # one stamp shared by every field (added or loaded, unchanged)
     if type(stamps) is tuple and len(stamps) == 2:
         return stamps, None
-    per_field = field_stamps(stamps, data)
+    per_field = field_stamps(stamps, fields())
     base = most_common(per_field)
     return base, {name: stamp for name, stamp in per_field.items() if stamp != base} or None
 
@@ -177,7 +204,7 @@ def encode(snapshot: CollectionSnapshot) -> bytes:
         content = _encoder.encode(snapshot)
     except (OverflowError, TypeError, ValueError):
         # A field MessagePack cannot hold (an integer beyond 64 bits): such entities as stored versions.
-        snapshot.entities = [_as_stored(item) for item in snapshot.entities]
+        snapshot.entities = [_as_stored(item, snapshot.fields) for item in snapshot.entities]
         content = _encoder.encode(snapshot)
     return _HEADER.pack(MAGIC, zlib.crc32(content), len(content)) + content
 
@@ -205,16 +232,13 @@ def decode(data: bytes) -> CollectionSnapshot:
     return snapshot
 
 
-def _as_stored(item: SnapshotEntity) -> SnapshotEntity:
-    if item.data is None:
+def _as_stored(item: SnapshotEntity, fields: list[str]) -> SnapshotEntity:
+    if item.row is None:
         return item
     try:
-        _encoder.encode(item.data)
+        _encoder.encode(item.row)
     except (OverflowError, TypeError, ValueError):
-        assert item.base is not None
-        stamps = {**dict.fromkeys(item.data, item.base), **(item.overrides or {})}
-        value = encode_entity(item.data, compact(stamps), checked=True)
-        return SnapshotEntity(item.uuid, item.revision, value=value)
+        return SnapshotEntity(item.uuid, item.revision, value=stored_version(item, fields))
     return item
 
 
@@ -243,7 +267,7 @@ def unusable(snapshot: CollectionSnapshot, expected: Expected) -> str | None:
 def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
     """Put what ``snapshot`` holds into the memory of ``collection``, as its replay would.
 
-    An entity new to memory, with plain fields (the common case), is made at once from its stored version,
+    An entity new to memory, with plain fields (the common case), is made at once from its row and stamps,
     as the inbox makes one it has never seen: the snapshot was taken under this schema version, so its
     fields fit. Anything else (a version with extras, or one of a uuid memory holds already) goes through
     the inbox as an entry of the bucket at its revision, and each delete as its marker: schema checks,
@@ -252,7 +276,9 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
     sync = collection.sync
     inbox, tombstones = sync.inbox, sync.tombstones
     table = collection._table
-    entities, new_entity, insert = table.entities, table.new_entity, table.insert
+    owner, layout, entities = table.owner, table.layout, table.entities
+    fields = snapshot.fields
+    reorder = _reordering(layout, fields)
     apply = inbox.apply
     put, delete = Op.PUT, Op.DELETE
     # What memory held before (entities added before start(), an attach tried again): merged, not made.
@@ -260,28 +286,34 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
     tell = bool(table.listeners)
     newest: Stamp | None = None
     last = inbox.last_revision
+    made: dict[str, Entity] = {}
     for item in snapshot.entities:
-        uuid, revision, data, base = item.uuid, item.revision, item.data, item.base
-        if data is None or base is None or (held and (uuid in entities or uuid in tombstones)):
-            apply(Entry(uuid, revision, stored_version(item), put, 0))
+        uuid, revision, row, base = item.uuid, item.revision, item.row, item.base
+        if row is None or base is None or (held and (uuid in entities or uuid in tombstones)):
+            apply(Entry(uuid, revision, stored_version(item, fields), put, 0))
             continue
+        if reorder is not None:
+            row = reorder(row)
         overrides = item.overrides
         if overrides is None:
             stamps: Stamps = base
             stamp = base
         else:
             # In the form an entity holds them (as a replay's decoding makes it).
-            stamps = Record(data=data, stamps={**dict.fromkeys(data, base), **overrides}).compact_stamps
+            stamps = compact({**dict.fromkeys(layout.present(row), base), **overrides})
             stamp = max(base, *overrides.values())
         if newest is None or stamp > newest:
             newest = stamp
-        entity = new_entity(uuid, data, stamps, revision, None)
-        insert(entity)
+        entity = new_entity(owner, uuid, row, stamps, revision, None)
         if revision > last:
             last = revision
         if tell:
-            changes = {name: (MISSING, field) for name, field in data.items()}
+            table.insert(entity)
+            changes = {name: (MISSING, value) for name, value in layout.items(row)}
             table.emit_change(entity, changes, "remote", created=True)
+        else:
+            made[uuid] = entity
+    table.insert_all(made)
     if newest is not None:
         collection._host.clock.observe(newest[0])
     if last > inbox.last_revision:
@@ -290,11 +322,29 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
         apply(Entry(gone.uuid, gone.revision, encode_tombstone((gone.hlc, gone.node)), delete, 0))
 
 
-def stored_version(item: SnapshotEntity) -> bytes:
-    """The stored version of ``item``, as the bucket held it at its revision."""
+def _reordering(layout: Layout, fields: list[str]) -> Callable[[Row], Row] | None:
+    """What makes a row of the snapshot (its fields in the order of ``fields``) a row of ``layout``: None
+    when it is one already (the layout names ``fields`` first, in order, as a layout grown from the same
+    schema does; the layout takes the names it lacks)."""
+    positions = [layout.position(name) for name in fields]
+    if positions == list(range(len(fields))):
+        return None
+
+    def reorder(row: Row) -> Row:
+        values = [MISSING] * len(layout)
+        for position, value in zip(positions, row, strict=False):
+            values[position] = value
+        return tuple(values)
+
+    return reorder
+
+
+def stored_version(item: SnapshotEntity, fields: list[str]) -> bytes:
+    """The stored version of ``item`` (a row of ``fields``), as the bucket held it at its revision."""
     if item.value is not None:
         return item.value
-    if item.data is None or item.base is None:
+    if item.row is None or item.base is None:
         return b""  # not a version: the inbox sets it aside, as a replay would such an entry
-    stamps = {**dict.fromkeys(item.data, item.base), **(item.overrides or {})}
-    return encode_entity(item.data, compact(stamps), checked=True)
+    data = {name: value for name, value in zip(fields, item.row, strict=False) if value is not MISSING}
+    stamps = {**dict.fromkeys(data, item.base), **(item.overrides or {})}
+    return encode_entity(data, compact(stamps), checked=True)

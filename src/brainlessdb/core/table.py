@@ -97,6 +97,18 @@ class EntityTable:
         if entity._extras is not None:
             self.track_expiry(entity)
 
+    def insert_all(self, made: dict[str, Entity]) -> None:
+        """Hold and index the entities of ``made`` (by uuid; none of them held yet): ``insert`` of each, in
+        one step where no index or kept order has to learn of them (a restart restoring a snapshot)."""
+        if self.indexes.paths or self.indexes.fields:
+            for entity in made.values():
+                self.insert(entity)
+            return
+        self.entities.update(made)
+        for entity in made.values():
+            if entity._extras is not None:
+                self.track_expiry(entity)
+
     def remove(self, uuid: str) -> Entity | None:
         """Stop holding the entity ``uuid`` and unindex it; the entity, or None if it was not held."""
         entity = self.entities.pop(uuid, None)
