@@ -8,6 +8,8 @@ tracemalloc, so nothing allocated before counts; the process prints one JSON lin
   a stamp of its own, as in a live system);
 - ``changed``: ``start()`` loads the fresh bucket, then this node changes one field of every entity and
   flushes (the first local change of a loaded entity);
+- ``history``: ``start()`` loads a bucket of N entities each of whose fields another node wrote in a
+  change of its own (every field has a stamp of its own: a per-field change history);
 - ``plain``: an ordered consumer replays the fresh bucket into a plain dict per entity, keyed by uuid;
 - ``struct``: the same replay, each entity's fields converted into a msgspec Struct (a nested one for
   ``caller``).
@@ -44,7 +46,7 @@ TIMEOUT = 600.0
 SITES = 12
 CHUNK = 2_000
 UNIT = "bytes/entity"
-MODES = ("fresh", "updated", "changed", "plain", "struct")
+MODES = ("fresh", "updated", "changed", "history", "plain", "struct")
 
 
 # -- the probe, in its own process -------------------------------------------------------------------
@@ -141,16 +143,18 @@ async def bench_entity_memory(url: str, params: Params) -> list[Row]:
     a msgspec Struct per entity loaded from the same bucket in the same run."""
     n = params.n
     fresh_ns, updated_ns, changed_ns = namespace("ef"), namespace("eu"), namespace("ec")
+    history_ns = namespace("eh")
     samples = {mode: Series(mode, UNIT, False) for mode in MODES}
     sites: dict[str, list[tuple[str, float]]] = {}
     try:
         await write_bucket(url, fresh_ns, n, 1, params.timeout)
         await write_bucket(url, updated_ns, n, 2, params.timeout)
         await write_bucket(url, changed_ns, n, 1, params.timeout)
+        await write_bucket(url, history_ns, n, 1, params.timeout, every_field=True)
         for repeat in range(params.repeats):
             logger.info("entity_memory: repeat %d/%d", repeat + 1, params.repeats)
             for mode in MODES:
-                ns = {"updated": updated_ns, "changed": changed_ns}.get(mode, fresh_ns)
+                ns = {"updated": updated_ns, "changed": changed_ns, "history": history_ns}.get(mode, fresh_ns)
                 found = await asyncio.to_thread(probe, mode, n, url, ns, f"onhold-{repeat}")
                 samples[mode].samples.append(found["bytes_per_entity"])
                 if "sites" in found:
@@ -158,7 +162,7 @@ async def bench_entity_memory(url: str, params: Params) -> list[Row]:
     finally:
         async with raw_connection(url) as nc:
             await baselines.delete_buckets(
-                nc, *(f"{ns}-{COLLECTION}" for ns in (fresh_ns, updated_ns, changed_ns))
+                nc, *(f"{ns}-{COLLECTION}" for ns in (fresh_ns, updated_ns, changed_ns, history_ns))
             )
     for mode, found in sites.items():
         logger.info("entity_memory: %s, bytes per entity by allocation site (last repeat):", mode)
@@ -172,6 +176,7 @@ async def bench_entity_memory(url: str, params: Params) -> list[Row]:
         "fresh": f"after start() loaded {n} entities",
         "updated": f"after start() loaded {n} entities, each updated once elsewhere",
         "changed": f"after start() loaded {n} entities, then one field of each changed here",
+        "history": f"after start() loaded {n} entities, each field of each updated elsewhere apart",
     }
     rows = []
     for mode, label in labels.items():

@@ -190,16 +190,22 @@ def probe(
 async def bench_memory(url: str, params: Params) -> list[Row]:
     """Bytes per entity after ``start()`` loaded a bucket, against plain dicts and msgspec Structs loaded
     from the same one: once with every entity as first written (fresh), once with every entity updated
-    once (one field changed, as a live system's entities are)."""
+    once (one field changed, as a live system's entities are), once with each field of every entity
+    written in a change of its own (a per-field change history: every field stamped apart)."""
     n = params.n
     rows: list[Row] = []
-    for label, revisions in (("fresh", 1), ("every entity updated once", 2)):
+    shapes = (
+        ("fresh", 1, False),
+        ("every entity updated once", 2, False),
+        ("every field of every entity updated apart", 1, True),
+    )
+    for label, revisions, every_field in shapes:
         ns = namespace("m")
         ours = Series("brainlessdb", "bytes/entity", False)
         plain = Series("plain dict per entity, in a dict keyed by uuid", "bytes/entity", False)
         struct = Series("msgspec Struct per entity, in a dict keyed by uuid", "bytes/entity", False)
         try:
-            await write_bucket(url, ns, n, revisions, params.timeout)
+            await write_bucket(url, ns, n, revisions, params.timeout, every_field=every_field)
             for repeat in range(params.repeats):
                 logger.info("memory (%s): repeat %d/%d", label, repeat + 1, params.repeats)
                 for series, mode in ((ours, "loaded"), (plain, "plain-loaded"), (struct, "struct-loaded")):

@@ -197,9 +197,13 @@ async def _timed_flush(db: Brainless, timeout: float) -> float:
 # -- load and load_history -------------------------------------------------------------------------
 
 
-async def write_bucket(url: str, ns: str, n: int, revisions: int, timeout: float, history: int = 1) -> None:
+async def write_bucket(
+    url: str, ns: str, n: int, revisions: int, timeout: float, history: int = 1, every_field: bool = False
+) -> None:
     """Fill ``{ns}-call`` (a bucket keeping ``history`` entries per key) with ``n`` entities through
-    brainlessdb, written ``revisions`` times each (the last values are the same whatever ``history``)."""
+    brainlessdb, written ``revisions`` times each (the last values are the same whatever ``history``).
+    With ``every_field``, each field of each entity is then written again in a change of its own (every
+    field has a stamp of its own: a per-field change history)."""
     async with database(url, ns, "bench-writer", flush_interval=3600, history=history) as db:
         collection = db.collection(COLLECTION)
         entities: list[Entity] = []
@@ -210,6 +214,14 @@ async def write_bucket(url: str, ns: str, n: int, revisions: int, timeout: float
             for chunk in chunks(entities):
                 for entity in chunk:
                     entity.priority = 100 + revision
+                await _flush_until_written(db, timeout)
+        if every_field:
+            for start, chunk in zip(range(0, n, FLUSH_CHUNK), chunks(entities), strict=True):
+                for offset, entity in enumerate(chunk):
+                    # The next entity's values (each differs, of the same kind and size), each set apart:
+                    # one clock tick (stamp) each.
+                    for name, value in entity_data(start + offset + 1).items():
+                        setattr(entity, name, value)
                 await _flush_until_written(db, timeout)
         check_clean(db, "writing the load bucket")
 

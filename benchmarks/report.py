@@ -90,6 +90,14 @@ TARGETS: tuple[Target, ...] = (
         False,
         1.0,
     ),
+    Target(
+        "memory per entity (every field stamped apart) <= 1.2x a plain dict's",
+        "memory",
+        "every field of every entity",
+        "plain dict",
+        False,
+        1.2,
+    ),
 )
 
 

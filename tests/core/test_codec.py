@@ -24,7 +24,7 @@ from brainlessdb.core.codec import (
     encode_tombstone,
     wire_stamp,
 )
-from brainlessdb.core.merge import MAX_OVERRIDES, Record, field_stamps, unpacked
+from brainlessdb.core.merge import MAX_OVERRIDES, Record, field_stamps, unpack_fields, unpacked
 from brainlessdb.errors import DecodeError, EncodeError
 
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -451,7 +451,11 @@ def test_a_decoded_value_whose_fields_share_one_stamp_hands_that_stamp_to_the_en
 
 
 def unpacked_members(held: Any) -> tuple[Any, ...]:
-    """``FieldStamps`` with their stamps unpacked (names kept)."""
+    """``FieldStamps`` with their stamps unpacked (names kept), packed ones (as an entity holds them)
+    first unpacked."""
+    if type(held) is int and held < 0:
+        held = unpack_fields(held)
+    assert isinstance(held, tuple)
     return tuple(unpacked(member) if index % 2 == 0 else member for index, member in enumerate(held))
 
 

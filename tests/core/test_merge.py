@@ -3,6 +3,7 @@ re-serialized by a JavaScript client is the same value."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgspec
@@ -25,8 +26,10 @@ from brainlessdb.core.merge import (
     merge_records,
     merge_stored,
     pack,
+    pack_fields,
     restamp,
     same_js_value,
+    unpack_fields,
     unpacked,
 )
 from brainlessdb.core.values import MISSING
@@ -446,13 +449,18 @@ def written(held: Stamps, data: dict[str, Any], name: str, stamp: Stamp) -> Stam
     return changed
 
 
-def test_an_entity_changed_once_holds_its_stamps_in_a_small_tuple() -> None:
+def test_an_entity_changed_once_holds_its_stamps_packed_in_one_integer() -> None:
+    """``FieldStamps`` as an entity holds them: one negative integer, read back as the tuple."""
     held = restamp((5, "n"), "b", (7, "n"))
-    assert held is not None and unpacked_members(held) == ((5, "n"), "b", (7, "n"))
-    assert type(held[0]) is int and type(held[2]) is int  # stamps packed
+    assert type(held) is int and held < 0
+    assert unpacked_members(held) == ((5, "n"), "b", (7, "n"))
+    assert sys.getsizeof(held) < sys.getsizeof(unpack_fields(held))  # the tuple alone, its stamps apart
     again = restamp(held, "b", (8, "n"))
-    assert again is not None and unpacked_members(again) == ((5, "n"), "b", (8, "n"))  # replaced
-    # An entity of one field, changed: its tuple names every field, which compact packs back.
+    assert unpacked_members(again) == ((5, "n"), "b", (8, "n"))  # replaced
+    other = restamp(again, "c", (9, "n"))
+    assert unpacked_members(other) == ((5, "n"), "b", (8, "n"), "c", (9, "n"))
+    assert field_stamps(other, ["a", "b", "c"]) == {"a": (5, "n"), "b": (8, "n"), "c": (9, "n")}
+    # An entity of one field, changed: its stamps name every field, which compact packs back.
     one = restamp(compact({"a": (5, "n")}), "a", (7, "n"))
     assert one is not None and field_stamps(one, ["a"]) == {"a": (7, "n")}
     assert compact(field_stamps(one, ["a"])) == pack((7, "n"))
@@ -462,6 +470,33 @@ def test_an_entity_changed_once_holds_its_stamps_in_a_small_tuple() -> None:
 
 
 def unpacked_members(held: Any) -> tuple[Any, ...]:
-    """``FieldStamps`` with their stamps unpacked (names kept)."""
+    """``FieldStamps`` with their stamps unpacked (names kept), packed ones (as an entity holds them)
+    first unpacked."""
+    if type(held) is int and held < 0:
+        held = unpack_fields(held)
     assert isinstance(held, tuple)
     return tuple(unpacked(member) if index % 2 == 0 else member for index, member in enumerate(held))
+
+
+@given(
+    st.tuples(st.integers(0, 2**63 - 1), st.sampled_from(["n1", "prague-1", "brno-1"])),
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(MANY_FIELDS)),
+            st.tuples(st.integers(0, 2**63 - 1), st.sampled_from(["n1", "prague-1", "brno-1"])),
+        ),
+        min_size=1,
+        max_size=MAX_OVERRIDES,
+        unique_by=lambda pair: pair[0],
+    ),
+)
+def test_field_stamps_packed_in_one_integer_read_back_whole(
+    base: Stamp, others: list[tuple[str, Stamp]]
+) -> None:
+    """Every stamp the stored format takes (clock values up to ``2**63 - 1``) packs and unpacks exactly."""
+    stamps = (pack(base), *(member for name, stamp in others for member in (name, pack(stamp))))
+    packed = pack_fields(stamps)
+    assert type(packed) is int and packed < 0
+    assert unpack_fields(packed) == stamps
+    names = [name for name, _ in others]
+    assert field_stamps(packed, ["zz", *names]) == {"zz": base, **dict(others)}

@@ -250,11 +250,11 @@ class LocalChanges:
             else:
                 # One stamp for every field, or a few fields with their own (``FieldStamps``): a tuple,
                 # replaced (see ``merge.Stamps``).
-                held = restamp(stamps, name, stamp)
-                if held is None:  # more fields with stamps of their own than a tuple holds
-                    held = field_stamps(stamps, self.layout.present(entity._row))
-                    held[name] = stamp
-                set_slot(entity, "_stamps", held)
+                changed = restamp(stamps, name, stamp)
+                if changed is None:  # more fields with stamps of their own than a tuple holds
+                    changed = field_stamps(stamps, self.layout.present(entity._row))
+                    changed[name] = stamp
+                set_slot(entity, "_stamps", changed)
             extras = entity._extras
             if extras is not None and extras.holds(name):
                 # Written whole: the writes inside the field and its tallies are behind this write.

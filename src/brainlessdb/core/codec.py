@@ -41,6 +41,7 @@ from brainlessdb.core.merge import (
     most_common,
     pack,
     unpack,
+    unpack_fields,
     unpacked,
 )
 from brainlessdb.errors import DecodeError, EncodeError
@@ -88,7 +89,7 @@ def encode_entity(
     entered memory, or decoded from JSON).
     """
     if type(stamps) is int:
-        stamps = unpack(stamps)
+        stamps = unpack(stamps) if stamps >= 0 else unpack_fields(stamps)
     if type(stamps) is tuple and len(stamps) == 2:
         if not data:
             raise EncodeError("an entity version without stamps cannot be stored")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol, TypeVar, cast
 
-from brainlessdb.core.merge import Extras, Stamps, pack
+from brainlessdb.core.merge import Extras, Stamps, held
 from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
 from brainlessdb.core.values import MISSING
@@ -94,8 +94,8 @@ class EntityState:
     ) -> None:
         self._uuid = uuid
         self._row = row
-        # The one stamp of every field packed into an integer (see ``merge.PackedStamp``).
-        self._stamps = pack(stamps) if type(stamps) is tuple and len(stamps) == 2 else stamps
+        # Packed into an integer: the one stamp of every field, or the few fields' own (see ``merge.held``).
+        self._stamps = held(stamps) if type(stamps) is tuple else stamps
         self._extras = extras
         self._revision = revision
         self._version = 0

@@ -27,7 +27,7 @@ from typing import Any, Final
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.field_types import annotation_type
-from brainlessdb.core.merge import Extras, Record, compact, field_stamps, field_wins, shared_stamp
+from brainlessdb.core.merge import Extras, Record, compact, field_stamps, field_wins, held, shared_stamp
 from brainlessdb.core.models import model_of
 from brainlessdb.core.schema import FieldSpec, Schema, check_field_name
 from brainlessdb.core.tracked import untrack
@@ -405,10 +405,10 @@ def upgrade_entities(entities: Iterable[Entity], schema: Schema) -> bool:
         if not needs_upgrade(schema, data):
             continue
         shared = shared_stamp(entity._stamps)
-        held = field_stamps(entity._stamps, data) if shared is None else shared  # moved with the fields
-        new_data, stamps, extras = _upgraded(schema, data, held, entity._extras, plain=True)
+        moved = field_stamps(entity._stamps, data) if shared is None else shared  # moved with the fields
+        new_data, stamps, extras = _upgraded(schema, data, moved, entity._extras, plain=True)
         set_slot(entity, "_row", entity._layout.row(new_data))
-        set_slot(entity, "_stamps", compact(stamps) if isinstance(stamps, dict) else stamps)
+        set_slot(entity, "_stamps", compact(stamps) if isinstance(stamps, dict) else held(stamps))
         set_slot(entity, "_extras", extras)
         changed = True
     return changed

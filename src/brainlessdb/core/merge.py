@@ -52,11 +52,19 @@ PackedStamp: TypeAlias = int
 process (see ``pack``): 36 bytes, where the tuple and its clock value take 88. How an entity holds the one
 stamp all its fields share; unpacked before it is compared or stored."""
 
-Stamps: TypeAlias = Stamp | PackedStamp | FieldStamps | dict[str, Stamp]
+PackedFieldStamps: TypeAlias = int
+"""``FieldStamps`` packed into one negative integer, as an entity holds them (see ``pack_fields``): the
+stamps side by side, ``STAMP_BITS`` each, above the index of the tuple of the names in a table of the
+process. An entity changed once holds 48 bytes where the tuple and its two packed stamps take 136, and an
+entity whose seven fields each have a stamp of its own 112 where they take 396."""
+
+Stamps: TypeAlias = Stamp | PackedStamp | FieldStamps | PackedFieldStamps | dict[str, Stamp]
 """The stamps of a live entity's fields as held in memory: one stamp when every field has it (an entity
 just added or loaded, the common case; packed in an entity), ``FieldStamps`` when a few fields have stamps
-of their own, and a dict of each field's stamp when more than ``MAX_OVERRIDES`` do (where a tuple would be
-searched at every change). A ``Stamp`` is the one tuple of length 2; ``FieldStamps`` have an odd length."""
+of their own (packed in an entity: a negative integer, where one stamp packed is not), and a dict of each
+field's stamp when more than ``MAX_OVERRIDES`` do (where a tuple would be searched at every change). A
+``Stamp`` is the one tuple of length 2; ``FieldStamps`` have an odd length. The functions here read every
+form (``unpack_fields`` for the packed ``FieldStamps``)."""
 
 NODE_BITS: Final = 16
 _NODE_MASK: Final = (1 << NODE_BITS) - 1
@@ -82,6 +90,61 @@ def pack(stamp: Stamp) -> PackedStamp | Stamp:
     return hlc << NODE_BITS | index
 
 
+STAMP_BITS: Final = 80
+"""The bits of one packed stamp in ``PackedFieldStamps``: a clock value below ``2**63`` (what the stored
+format takes) and the node's index."""
+_STAMP_MASK: Final = (1 << STAMP_BITS) - 1
+_NAMES_BITS: Final = 16
+_NAMES_MASK: Final = (1 << _NAMES_BITS) - 1
+_name_sets: list[tuple[str, ...]] = []
+"""The tuples of field names ``FieldStamps`` were packed with, by index: a few per collection (the fields
+changed since an entity was added or loaded, in the order they were)."""
+_name_set_index: dict[tuple[str, ...], int] = {}
+
+
+def pack_fields(stamps: FieldStamps) -> PackedFieldStamps | FieldStamps:
+    """``FieldStamps`` (their stamps packed) as one negative integer; the tuple itself where they cannot
+    be (a stamp not packed, or ``2**16`` tuples of names packed already)."""
+    names = stamps[1::2]
+    index = _name_set_index.get(names)
+    if index is None:
+        with _registering:
+            index = _name_set_index.get(names)
+            if index is None:
+                if len(_name_sets) > _NAMES_MASK:
+                    return stamps
+                index = len(_name_sets)
+                _name_sets.append(names)
+                _name_set_index[names] = index
+    value = 0
+    for packed in stamps[-1::-2]:  # the last field's stamp first, the base last
+        if type(packed) is not int:
+            return stamps
+        value = value << STAMP_BITS | packed
+    return -(value << _NAMES_BITS | index)
+
+
+def unpack_fields(packed: PackedFieldStamps) -> FieldStamps:
+    """The ``FieldStamps`` ``pack_fields`` made ``packed`` of."""
+    value = -packed
+    names = _name_sets[value & _NAMES_MASK]
+    value >>= _NAMES_BITS
+    out: list[Any] = [value & _STAMP_MASK]
+    for name in names:
+        value >>= STAMP_BITS
+        out += (name, value & _STAMP_MASK)
+    return tuple(out)
+
+
+def held(stamps: Stamps) -> Stamps:
+    """``stamps`` in the form an entity holds them: one stamp or ``FieldStamps`` packed."""
+    if type(stamps) is tuple:
+        if len(stamps) == 2:
+            return pack(stamps)
+        return pack_fields(stamps)
+    return stamps
+
+
 def unpack(packed: PackedStamp) -> Stamp:
     """The stamp ``pack`` made ``packed`` of."""
     return (packed >> NODE_BITS, _nodes[packed & _NODE_MASK])
@@ -95,7 +158,7 @@ def unpacked(stamp: PackedStamp | Stamp) -> Stamp:
 def shared_stamp(stamps: Stamps) -> Stamp | None:
     """The one stamp every field has, if the stamps are held so (None when they are held per field)."""
     if type(stamps) is int:
-        return unpack(stamps)
+        return unpack(stamps) if stamps >= 0 else None
     if type(stamps) is tuple and len(stamps) == 2:
         return cast("Stamp", stamps)
     return None
@@ -111,7 +174,9 @@ def field_stamps(stamps: Stamps, data: Iterable[str]) -> dict[str, Stamp]:
     if isinstance(stamps, dict):
         return stamps
     if isinstance(stamps, int):
-        return dict.fromkeys(data, unpack(stamps))
+        if stamps >= 0:
+            return dict.fromkeys(data, unpack(stamps))
+        stamps = unpack_fields(stamps)
     if len(stamps) == 2:
         return dict.fromkeys(data, cast("Stamp", stamps))
     out: dict[str, Stamp] = dict.fromkeys(data, unpacked(stamps[0]))
@@ -143,7 +208,7 @@ def compact(stamps: dict[str, Stamp]) -> Stamps:
         return stamps
     for index in range(1, len(pairs), 2):
         pairs[index] = pack(pairs[index])
-    return (pack(base), *pairs)
+    return pack_fields((pack(base), *pairs))
 
 
 def most_common(stamps: dict[str, Stamp]) -> Stamp:
@@ -155,33 +220,37 @@ def most_common(stamps: dict[str, Stamp]) -> Stamp:
 
 
 def restamp(stamps: Stamps, name: str, stamp: Stamp) -> Stamps | None:
-    """An entity's ``stamps`` once its field ``name`` is written whole at ``stamp``: a dict is changed in
-    place and returned, a tuple is replaced (a hot path: one per tracked change, the commonest cases first:
-    a field changed again, the first change, another field's). None when one more field with a stamp of
-    its own is more than ``FieldStamps`` hold: the caller then makes the dict (``field_stamps``).
+    """An entity's ``stamps`` once its field ``name`` is written whole at ``stamp``, in the form an entity
+    holds them (``held``): a dict is changed in place and returned (a hot path: one per tracked change,
+    the commonest cases first: a field changed again, the first change, another field's). None when one
+    more field with a stamp of its own is more than ``FieldStamps`` hold: the caller then makes the dict
+    (``field_stamps``).
 
-    The tuple made for an entity whose every field now has a stamp of its own names them all (an entity
-    of one field, changed: ``encode_entity`` picks its base again, ``compact`` packs it back)."""
+    The ``FieldStamps`` made for an entity whose every field now has a stamp of its own name them all (an
+    entity of one field, changed: ``encode_entity`` picks its base again, ``compact`` packs it back)."""
+    if type(stamps) is int:
+        if stamps >= 0:
+            return pack_fields((stamps, name, pack(stamp)))
+        stamps = unpack_fields(stamps)
     if isinstance(stamps, tuple):
         size = len(stamps)
         if size > 2:
             if stamps[size - 2] == name:  # the field changed last, changed again
                 index = _node_index.get(stamp[1])  # ``pack`` inlined, for a node already known
                 packed = pack(stamp) if index is None else stamp[0] << NODE_BITS | index
-                return (stamps[0], name, packed) if size == 3 else (*stamps[:-1], packed)
+                return pack_fields((stamps[0], name, packed) if size == 3 else (*stamps[:-1], packed))
             if name in stamps:  # only a name equals a str: every other member is a stamp
                 index = stamps.index(name, 1)
-                return (*stamps[: index + 1], pack(stamp), *stamps[index + 2 :])
+                return pack_fields((*stamps[: index + 1], pack(stamp), *stamps[index + 2 :]))
             if size > 2 * MAX_OVERRIDES:
                 return None
-            return (*stamps, name, pack(stamp))
+            return pack_fields((*stamps, name, pack(stamp)))
         if stamp == stamps:
             return pack(stamp)
-        return (pack(cast("Stamp", stamps)), name, pack(stamp))
-    if isinstance(stamps, int):
-        return (stamps, name, pack(stamp))
-    stamps[name] = stamp
-    return stamps
+        return pack_fields((pack(cast("Stamp", stamps)), name, pack(stamp)))
+    per_field = cast("dict[str, Stamp]", stamps)
+    per_field[name] = stamp
+    return per_field
 
 
 class Extras:

@@ -189,7 +189,7 @@ def split_stamps(
 ) -> tuple[Stamp, dict[str, Stamp] | None]:
     """An entity's stamps as the stamp most fields have and those of the other fields (None if none);
     ``fields()`` names the fields it holds."""
-    if type(stamps) is int:
+    if type(stamps) is int and stamps >= 0:
         return unpack(stamps), None  # one stamp shared by every field (added or loaded, unchanged)
     if type(stamps) is tuple and len(stamps) == 2:
         return stamps, None
