@@ -90,6 +90,9 @@ def pack(stamp: Stamp) -> PackedStamp | Stamp:
     return hlc << NODE_BITS | index
 
 
+MAX_OVERRIDES: Final = 8
+"""The most fields with a stamp of their own that ``FieldStamps`` hold; past it an entity holds a dict."""
+
 STAMP_BITS: Final = 80
 """The bits of one packed stamp in ``PackedFieldStamps``: a clock value below ``2**63`` (what the stored
 format takes) and the node's index."""
@@ -100,6 +103,12 @@ _name_sets: list[tuple[str, ...]] = []
 """The tuples of field names ``FieldStamps`` were packed with, by index: a few per collection (the fields
 changed since an entity was added or loaded, in the order they were)."""
 _name_set_index: dict[tuple[str, ...], int] = {}
+
+
+_SHIFTS: Final = tuple(_NAMES_BITS + STAMP_BITS * slot for slot in range(MAX_OVERRIDES + 2))
+"""Where the stamp in each slot (0 the base, then each named field's) starts in ``PackedFieldStamps``."""
+_CLEARS: Final = tuple(~(_STAMP_MASK << shift) for shift in _SHIFTS)
+"""``PackedFieldStamps`` ``&`` these clears the stamp in each slot."""
 
 
 def pack_fields(stamps: FieldStamps) -> PackedFieldStamps | FieldStamps:
@@ -162,10 +171,6 @@ def shared_stamp(stamps: Stamps) -> Stamp | None:
     if type(stamps) is tuple and len(stamps) == 2:
         return cast("Stamp", stamps)
     return None
-
-
-MAX_OVERRIDES: Final = 8
-"""The most fields with a stamp of their own that ``FieldStamps`` hold; past it an entity holds a dict."""
 
 
 def field_stamps(stamps: Stamps, data: Iterable[str]) -> dict[str, Stamp]:
@@ -231,6 +236,15 @@ def restamp(stamps: Stamps, name: str, stamp: Stamp) -> Stamps | None:
     if type(stamps) is int:
         if stamps >= 0:
             return pack_fields((stamps, name, pack(stamp)))
+        value = -stamps
+        names = _name_sets[value & _NAMES_MASK]
+        if name in names:
+            # A field with a stamp of its own, changed again: its stamp replaced in place in the integer.
+            index = _node_index.get(stamp[1])  # ``pack`` inlined, for a node already known
+            packed = pack(stamp) if index is None else stamp[0] << NODE_BITS | index
+            if type(packed) is int:
+                slot = names.index(name) + 1
+                return -(value & _CLEARS[slot] | packed << _SHIFTS[slot])
         stamps = unpack_fields(stamps)
     if isinstance(stamps, tuple):
         size = len(stamps)
