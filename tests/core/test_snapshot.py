@@ -296,3 +296,19 @@ def test_indexes_built_before_a_restore_hold_the_restored_entities() -> None:
     assert list(restored._selection.select({"state": "idle"})) == []  # builds the index on state
     snapshot.restore(restored, snapshot.decode(snapshot.encode(capture(loaded(SPARSE), 3))))
     assert [meta(entity).uuid for entity in restored._selection.select({"state": "idle"})] == ["c"]
+
+
+def test_stamps_packed_by_another_process_are_read_with_its_node_names() -> None:
+    """A snapshot's stamps are packed with the node names of the process that took it, in its order: a
+    process that packs them in another order (or knows other names first) restores the same stamps."""
+    source = loaded(SPARSE)
+    taken = snapshot.decode(snapshot.encode(capture(source, 3)))
+    elsewhere = ["elsewhere-1", *reversed(taken.nodes)]  # the taking process's own table, another order
+    moved = {index: elsewhere.index(node) for index, node in enumerate(taken.nodes)}
+    for item in taken.entities:
+        assert item.node is not None
+        item.node = moved[item.node]
+    taken.nodes = elsewhere
+    restored = collection()
+    snapshot.restore(restored, taken)
+    assert state(restored) == state(source)

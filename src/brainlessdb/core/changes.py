@@ -248,8 +248,8 @@ class LocalChanges:
             if isinstance(stamps, dict):
                 stamps[name] = stamp
             else:
-                # One stamp for every field, or a few fields with their own (``FieldStamps``): a tuple,
-                # replaced (see ``merge.Stamps``).
+                # One stamp for every field, or a few fields with their own (``FieldStamps``), packed in
+                # an integer: replaced (see ``merge.Stamps``).
                 changed = restamp(stamps, name, stamp)
                 if changed is None:  # more fields with stamps of their own than a tuple holds
                     changed = field_stamps(stamps, self.layout.present(entity._row))

@@ -67,7 +67,7 @@ field's stamp when more than ``MAX_OVERRIDES`` do (where a tuple would be search
 form (``unpack_fields`` for the packed ``FieldStamps``)."""
 
 NODE_BITS: Final = 16
-_NODE_MASK: Final = (1 << NODE_BITS) - 1
+NODE_MASK: Final = (1 << NODE_BITS) - 1
 _nodes: list[str] = []
 """The node names stamps were packed with, by index: a handful in a system (its nodes and locations)."""
 _node_index: dict[str, int] = {}
@@ -82,7 +82,7 @@ def pack(stamp: Stamp) -> PackedStamp | Stamp:
         with _registering:
             index = _node_index.get(node)
             if index is None:
-                if len(_nodes) > _NODE_MASK:
+                if len(_nodes) > NODE_MASK:
                     return stamp
                 index = len(_nodes)
                 _nodes.append(node)
@@ -154,9 +154,28 @@ def held(stamps: Stamps) -> Stamps:
     return stamps
 
 
+def packed_nodes() -> list[str]:
+    """The node names stamps are packed with, by index (a copy): what makes packed stamps readable
+    elsewhere (``repacking``)."""
+    return list(_nodes)
+
+
+def repacking(nodes: list[str]) -> list[int] | None:
+    """For stamps packed with the node names ``nodes`` (by index), this process's index of each, so that
+    ``hlc << NODE_BITS | indexes[index]`` is the stamp as ``pack`` packs it here; None if they cannot all
+    be packed here (``2**NODE_BITS`` names packed already)."""
+    indexes = []
+    for node in nodes:
+        packed = pack((0, node))
+        if type(packed) is not int:
+            return None
+        indexes.append(packed)
+    return indexes
+
+
 def unpack(packed: PackedStamp) -> Stamp:
     """The stamp ``pack`` made ``packed`` of."""
-    return (packed >> NODE_BITS, _nodes[packed & _NODE_MASK])
+    return (packed >> NODE_BITS, _nodes[packed & NODE_MASK])
 
 
 def unpacked(stamp: PackedStamp | Stamp) -> Stamp:

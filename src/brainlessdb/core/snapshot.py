@@ -39,7 +39,19 @@ from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity, new_entity
-from brainlessdb.core.merge import Stamps, compact, field_stamps, most_common, unpack
+from brainlessdb.core.merge import (
+    NODE_BITS,
+    NODE_MASK,
+    PackedStamp,
+    Stamps,
+    compact,
+    field_stamps,
+    most_common,
+    pack,
+    packed_nodes,
+    repacking,
+    unpack,
+)
 from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, EncodeError
@@ -58,7 +70,8 @@ _MISSING_CODE: Final = 1
 
 class SnapshotEntity(msgspec.Struct, array_like=True, gc=False):
     """One entity at the revision of its key: its row (see ``core.rows``; in the order of the snapshot's
-    ``fields``), the stamp most of its fields have and the stamps of the others (``overrides``); or, for
+    ``fields``), the stamp most of its fields have (its clock value ``hlc`` and the index of its node in
+    the snapshot's ``nodes``) and the stamps of the others (``overrides``); or, for
     one with extras (stamps inside dict fields, counter tallies, an expiry) or fields MessagePack cannot
     hold, its stored version (``value``, format v2 bytes, see ``core.codec``) instead. Rows are decoded in
     C with the whole file, as the tuples an entity holds: the common case, and the one a restart of a
@@ -67,7 +80,8 @@ class SnapshotEntity(msgspec.Struct, array_like=True, gc=False):
     uuid: str
     revision: int
     row: tuple[Any, ...] | None = None
-    base: tuple[int, str] | None = None
+    hlc: int | None = None
+    node: int | None = None
     overrides: dict[str, tuple[int, str]] | None = None
     value: bytes | None = None
 
@@ -98,6 +112,8 @@ class CollectionSnapshot(msgspec.Struct, kw_only=True):
     schema_version: int | None
     fields: list[str]
     """The names of the fields by their position in the entities' rows."""
+    nodes: list[str]
+    """The node names of the entities' stamps (their ``node``), by index."""
     entities: list[SnapshotEntity]
     deletes: list[SnapshotDelete]
     refetch: list[str]
@@ -149,11 +165,11 @@ def capture(
         if known is None:
             continue  # made here and never stored (nor dirty: its add was undone by a failure)
         row = entity._row
-        if entity._extras is None and layout.count(row):
-            base, overrides = split_stamps(entity._stamps, partial(layout.present, row))
+        base, overrides = split_stamps(entity._stamps, partial(layout.present, row))
+        if entity._extras is None and type(base) is int and layout.count(row):
             if MISSING in row:
                 row = tuple(_MISSING_EXT if value is MISSING else value for value in row)
-            entities.append(SnapshotEntity(uuid, known, row, base, overrides))
+            entities.append(SnapshotEntity(uuid, known, row, base >> NODE_BITS, base & NODE_MASK, overrides))
             continue
         try:
             value = encode_entity(layout.mapping(row), entity._stamps, entity._extras, checked=True)
@@ -178,6 +194,7 @@ def capture(
         captured_ms=now_ms,
         schema_version=None if schema is None else schema.version,
         fields=list(layout.names),
+        nodes=packed_nodes(),
         entities=entities,
         deletes=deletes,
         refetch=refetch,
@@ -186,16 +203,16 @@ def capture(
 
 def split_stamps(
     stamps: Stamps, fields: Callable[[], Iterable[str]]
-) -> tuple[Stamp, dict[str, Stamp] | None]:
-    """An entity's stamps as the stamp most fields have and those of the other fields (None if none);
-    ``fields()`` names the fields it holds."""
+) -> tuple[PackedStamp | Stamp, dict[str, Stamp] | None]:
+    """An entity's stamps as the stamp most fields have (packed, unless it cannot be) and those of the
+    other fields (None if none); ``fields()`` names the fields it holds."""
     if type(stamps) is int and stamps >= 0:
-        return unpack(stamps), None  # one stamp shared by every field (added or loaded, unchanged)
+        return stamps, None  # one stamp shared by every field (added or loaded, unchanged)
     if type(stamps) is tuple and len(stamps) == 2:
-        return stamps, None
+        return pack(stamps), None
     per_field = field_stamps(stamps, fields())
     base = most_common(per_field)
-    return base, {name: stamp for name, stamp in per_field.items() if stamp != base} or None
+    return pack(base), {name: stamp for name, stamp in per_field.items() if stamp != base} or None
 
 
 def encode(snapshot: CollectionSnapshot) -> bytes:
@@ -204,7 +221,7 @@ def encode(snapshot: CollectionSnapshot) -> bytes:
         content = _encoder.encode(snapshot)
     except (OverflowError, TypeError, ValueError):
         # A field MessagePack cannot hold (an integer beyond 64 bits): such entities as stored versions.
-        snapshot.entities = [_as_stored(item, snapshot.fields) for item in snapshot.entities]
+        snapshot.entities = [_as_stored(item, snapshot) for item in snapshot.entities]
         content = _encoder.encode(snapshot)
     return _HEADER.pack(MAGIC, zlib.crc32(content), len(content)) + content
 
@@ -232,13 +249,13 @@ def decode(data: bytes) -> CollectionSnapshot:
     return snapshot
 
 
-def _as_stored(item: SnapshotEntity, fields: list[str]) -> SnapshotEntity:
+def _as_stored(item: SnapshotEntity, snapshot: CollectionSnapshot) -> SnapshotEntity:
     if item.row is None:
         return item
     try:
         _encoder.encode(item.row)
     except (OverflowError, TypeError, ValueError):
-        return SnapshotEntity(item.uuid, item.revision, value=stored_version(item, fields))
+        return SnapshotEntity(item.uuid, item.revision, value=stored_version(item, snapshot))
     return item
 
 
@@ -277,33 +294,39 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
     inbox, tombstones = sync.inbox, sync.tombstones
     table = collection._table
     owner, layout, entities = table.owner, table.layout, table.entities
-    fields = snapshot.fields
-    reorder = _reordering(layout, fields)
+    reorder = _reordering(layout, snapshot.fields)
+    indexes = repacking(snapshot.nodes)  # each node's index in this process
     apply = inbox.apply
     put, delete = Op.PUT, Op.DELETE
     # What memory held before (entities added before start(), an attach tried again): merged, not made.
     held = bool(entities) or len(tombstones) > 0
     tell = bool(table.listeners)
-    newest: Stamp | None = None
+    newest = -1  # the greatest clock value of any stamp
     last = inbox.last_revision
     made: dict[str, Entity] = {}
     for item in snapshot.entities:
-        uuid, revision, row, base = item.uuid, item.revision, item.row, item.base
-        if row is None or base is None or (held and (uuid in entities or uuid in tombstones)):
-            apply(Entry(uuid, revision, stored_version(item, fields), put, 0))
+        uuid, revision, row, hlc, node = item.uuid, item.revision, item.row, item.hlc, item.node
+        if (
+            row is None
+            or hlc is None
+            or node is None
+            or indexes is None
+            or node >= len(indexes)
+            or (held and (uuid in entities or uuid in tombstones))
+        ):
+            apply(Entry(uuid, revision, stored_version(item, snapshot), put, 0))
             continue
         if reorder is not None:
             row = reorder(row)
+        base = hlc << NODE_BITS | indexes[node]  # packed as ``merge.pack`` packs it here
         overrides = item.overrides
-        if overrides is None:
-            stamps: Stamps = base
-            stamp = base
-        else:
+        stamps: Stamps = base
+        if overrides is not None:
             # In the form an entity holds them (as a replay's decoding makes it).
-            stamps = compact({**dict.fromkeys(layout.present(row), base), **overrides})
-            stamp = max(base, *overrides.values())
-        if newest is None or stamp > newest:
-            newest = stamp
+            stamps = compact({**dict.fromkeys(layout.present(row), unpack(base)), **overrides})
+            hlc = max(hlc, *(stamp[0] for stamp in overrides.values()))
+        if hlc > newest:
+            newest = hlc
         entity = new_entity(owner, uuid, row, stamps, revision, None)
         if revision > last:
             last = revision
@@ -314,8 +337,8 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
         else:
             made[uuid] = entity
     table.insert_all(made)
-    if newest is not None:
-        collection._host.clock.observe(newest[0])
+    if newest >= 0:
+        collection._host.clock.observe(newest)
     if last > inbox.last_revision:
         inbox.last_revision = last
     for gone in snapshot.deletes:
@@ -339,12 +362,15 @@ def _reordering(layout: Layout, fields: list[str]) -> Callable[[Row], Row] | Non
     return reorder
 
 
-def stored_version(item: SnapshotEntity, fields: list[str]) -> bytes:
-    """The stored version of ``item`` (a row of ``fields``), as the bucket held it at its revision."""
+def stored_version(item: SnapshotEntity, snapshot: CollectionSnapshot) -> bytes:
+    """The stored version of ``item`` (a row of the snapshot's fields), as the bucket held it at its
+    revision."""
     if item.value is not None:
         return item.value
-    if item.row is None or item.base is None:
+    if item.row is None or item.hlc is None or item.node is None or item.node >= len(snapshot.nodes):
         return b""  # not a version: the inbox sets it aside, as a replay would such an entry
+    base = (item.hlc, snapshot.nodes[item.node])
+    fields = snapshot.fields
     data = {name: value for name, value in zip(fields, item.row, strict=False) if value is not MISSING}
-    stamps = {**dict.fromkeys(data, item.base), **(item.overrides or {})}
+    stamps = {**dict.fromkeys(data, base), **(item.overrides or {})}
     return encode_entity(data, compact(stamps), checked=True)
