@@ -15,8 +15,9 @@ from brainlessdb.core.changes import LocalChanges
 from brainlessdb.core.clock import HybridLogicalClock, Stamp, hlc_from_ms
 from brainlessdb.core.codec import decode_delete, decode_value, encode_entity, encode_tombstone
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.merge import Record, Stamps
+from brainlessdb.core.merge import Record
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.stamps import Stamps
 from brainlessdb.core.sync.inbox import Inbox
 from brainlessdb.core.sync.outbox import Outbox, PendingWrite
 from brainlessdb.core.sync.state import SyncState

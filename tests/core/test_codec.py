@@ -24,7 +24,8 @@ from brainlessdb.core.codec import (
     encode_tombstone,
     wire_stamp,
 )
-from brainlessdb.core.merge import MAX_OVERRIDES, Record, field_stamps, unpack_fields, unpacked
+from brainlessdb.core.merge import Record
+from brainlessdb.core.stamps import MAX_OVERRIDES, field_stamps, unpack_fields, unpacked
 from brainlessdb.errors import DecodeError, EncodeError
 
 _canonical = msgspec.json.Encoder(order="sorted")

@@ -14,9 +14,9 @@ from brainlessdb import Brainless
 from brainlessdb.core.changes import LocalChanges
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, new_entity, set_slot
-from brainlessdb.core.merge import shared_stamp
 from brainlessdb.core.meta import meta
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.stamps import shared_stamp
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
 from brainlessdb.errors import SchemaError

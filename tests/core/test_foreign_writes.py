@@ -19,8 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from brainlessdb.core.clock import Stamp, hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE
-from brainlessdb.core.merge import field_stamps
 from brainlessdb.core.meta import meta
+from brainlessdb.core.stamps import field_stamps
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.storage.base import Entry, Op
 

@@ -9,9 +9,9 @@ import pytest
 from brainlessdb import MISSING
 from brainlessdb.core.clock import hlc_from_ms
 from brainlessdb.core.codec import FOREIGN_NODE, encode_entity, encode_tombstone
-from brainlessdb.core.merge import field_stamps, shared_stamp
 from brainlessdb.core.meta import meta
 from brainlessdb.core.rows import Row
+from brainlessdb.core.stamps import field_stamps, shared_stamp
 from brainlessdb.core.sync import inbox as inbox_module
 from brainlessdb.core.sync.inbox import DEAD_LETTERS_KEPT, DeadLetter
 from brainlessdb.core.sync.tombstones import Tombstone

@@ -14,21 +14,23 @@ from hypothesis import strategies as st
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import decode_value, encode_entity
 from brainlessdb.core.merge import (
-    MAX_OVERRIDES,
     Extras,
     Record,
-    Stamps,
-    compact,
     dominates,
-    field_stamps,
     field_wins,
     js_form,
     merge_records,
     merge_stored,
+    same_js_value,
+)
+from brainlessdb.core.stamps import (
+    MAX_OVERRIDES,
+    Stamps,
+    compact,
+    field_stamps,
     pack,
     pack_fields,
     restamp,
-    same_js_value,
     unpack_fields,
     unpacked,
 )

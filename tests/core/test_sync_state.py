@@ -8,8 +8,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
-from brainlessdb.core.merge import field_stamps
 from brainlessdb.core.meta import meta
+from brainlessdb.core.stamps import field_stamps
 from brainlessdb.core.sync.outbox import PendingWrite
 from brainlessdb.core.sync.state import SCHEMA_ERROR_KEY
 from brainlessdb.errors import StorageError

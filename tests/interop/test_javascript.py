@@ -26,15 +26,8 @@ import pytest
 from brainlessdb import Brainless, Change, meta
 from brainlessdb.core.clock import Stamp, hlc_from_ms
 from brainlessdb.core.codec import decode_delete, decode_value, encode_entity, encode_record, encode_tombstone
-from brainlessdb.core.merge import (
-    Extras,
-    Record,
-    field_stamps,
-    js_encoded,
-    merge_records,
-    merge_stored,
-    same_js_value,
-)
+from brainlessdb.core.merge import Extras, Record, js_encoded, merge_records, merge_stored, same_js_value
+from brainlessdb.core.stamps import field_stamps
 from brainlessdb.embedded import EmbeddedServer
 from tests.helpers import eventually, memory_of, nats_connection
 

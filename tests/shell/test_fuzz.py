@@ -37,7 +37,7 @@ from brainlessdb import (
     meta,
 )
 from brainlessdb.core.codec import encode_entity
-from brainlessdb.core.merge import field_stamps
+from brainlessdb.core.stamps import field_stamps
 from brainlessdb.core.views import entity_of
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.storage.memory import MemoryStorage

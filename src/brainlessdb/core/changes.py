@@ -22,10 +22,11 @@ from brainlessdb.core import counters, nested, views
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.entity import Entity, FieldOwner, entity_class, new_entity, set_slot
 from brainlessdb.core.expiry import check_seconds, deadline_after
-from brainlessdb.core.merge import Extras, field_stamps, restamp
+from brainlessdb.core.merge import Extras
 from brainlessdb.core.rows import Layout
 from brainlessdb.core.schema import Schema, check_field_name
 from brainlessdb.core.sizes import SHORT_TEXT, SizeGuard, Undo, encode_json
+from brainlessdb.core.stamps import field_stamps, restamp
 from brainlessdb.core.sync.state import SyncState
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.tracked import Path, untrack
@@ -249,7 +250,7 @@ class LocalChanges:
                 stamps[name] = stamp
             else:
                 # One stamp for every field, or a few fields with their own (``FieldStamps``), packed in
-                # an integer: replaced (see ``merge.Stamps``).
+                # an integer: replaced (see ``stamps.Stamps``).
                 changed = restamp(stamps, name, stamp)
                 if changed is None:  # more fields with stamps of their own than a tuple holds
                     changed = field_stamps(stamps, self.layout.present(entity._row))

@@ -32,10 +32,9 @@ import msgspec
 from brainlessdb.core import counters, nested
 from brainlessdb.core.clock import COUNTER_BITS, Stamp, hlc_from_ms
 from brainlessdb.core.expiry import Expiry
-from brainlessdb.core.merge import (
+from brainlessdb.core.merge import Extras, Record
+from brainlessdb.core.stamps import (
     MAX_OVERRIDES,
-    Extras,
-    Record,
     Stamps,
     field_stamps,
     most_common,

@@ -1,9 +1,9 @@
 """Entity: one stored object, with attribute and item access and explicit dirty tracking.
 
 An entity holds its fields in a row (``_row``: a tuple in the order of its collection's ``Layout``, see
-``core.rows``), the stamp of each field (and the extras of dict and counter
-fields, see ``merge.Extras``), the KV revision it last saw, and two
-counters: ``_version`` grows with every local change and ``_written`` is the version NATS acknowledged.
+``core.rows``), the stamp of each field packed in an integer (see ``core.stamps``; and the extras of dict
+and counter fields, see ``merge.Extras``), the KV revision it last saw, and two counters: ``_version``
+grows with every local change and ``_written`` is the version NATS acknowledged.
 The entity is dirty while they differ. Every change goes through its owner (the ``EntityOwner``
 protocol, which ``Collection`` implements), which validates it against the schema, stamps it, updates
 the indexes and wakes the flusher: ``entity.state = x``, ``entity["state"] = x`` and in-place changes of
@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol, TypeVar, cast
 
-from brainlessdb.core.merge import Extras, Stamps, held
+from brainlessdb.core.merge import Extras
 from brainlessdb.core.rows import Layout, Row
+from brainlessdb.core.stamps import Stamps, held
 from brainlessdb.core.tracked import Path, TrackedDict, TrackedList, track, untrack
 from brainlessdb.core.values import MISSING
 
@@ -94,7 +95,7 @@ class EntityState:
     ) -> None:
         self._uuid = uuid
         self._row = row
-        # Packed into an integer: the one stamp of every field, or the few fields' own (see ``merge.held``).
+        # Packed into an integer: the one stamp of every field, or the few fields' own (see ``stamps.held``).
         self._stamps = held(stamps) if type(stamps) is tuple else stamps
         self._extras = extras
         self._revision = revision

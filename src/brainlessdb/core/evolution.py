@@ -27,9 +27,10 @@ from typing import Any, Final
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.field_types import annotation_type
-from brainlessdb.core.merge import Extras, Record, compact, field_stamps, field_wins, held, shared_stamp
+from brainlessdb.core.merge import Extras, Record, field_wins
 from brainlessdb.core.models import model_of
 from brainlessdb.core.schema import FieldSpec, Schema, check_field_name
+from brainlessdb.core.stamps import compact, field_stamps, held, shared_stamp
 from brainlessdb.core.tracked import untrack
 from brainlessdb.core.values import check_json
 from brainlessdb.errors import SchemaError

@@ -30,8 +30,9 @@ import msgspec
 from brainlessdb.core.clock import HybridLogicalClock
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.entity import Entity
-from brainlessdb.core.merge import Extras, Stamps, field_stamps
+from brainlessdb.core.merge import Extras
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.stamps import Stamps, field_stamps
 from brainlessdb.core.table import EntityTable
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import EncodeError, SchemaError

@@ -39,7 +39,8 @@ from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity, encode_tombstone
 from brainlessdb.core.collection import Collection
 from brainlessdb.core.entity import Entity, new_entity
-from brainlessdb.core.merge import (
+from brainlessdb.core.rows import Layout, Row
+from brainlessdb.core.stamps import (
     NODE_BITS,
     NODE_MASK,
     PackedStamp,
@@ -52,7 +53,6 @@ from brainlessdb.core.merge import (
     repacking,
     unpack,
 )
-from brainlessdb.core.rows import Layout, Row
 from brainlessdb.core.values import MISSING
 from brainlessdb.errors import DecodeError, EncodeError
 from brainlessdb.storage.base import Entry, Op
@@ -318,7 +318,7 @@ def restore(collection: Collection[Any], snapshot: CollectionSnapshot) -> None:
             continue
         if reorder is not None:
             row = reorder(row)
-        base = hlc << NODE_BITS | indexes[node]  # packed as ``merge.pack`` packs it here
+        base = hlc << NODE_BITS | indexes[node]  # packed as ``stamps.pack`` packs it here
         overrides = item.overrides
         stamps: Stamps = base
         if overrides is not None:

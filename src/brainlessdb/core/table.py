@@ -16,10 +16,11 @@ from brainlessdb.core import views
 from brainlessdb.core.entity import Entity, EntityOwner, add_fields, new_entity
 from brainlessdb.core.evolution import upgrade_entities
 from brainlessdb.core.expiry import Deadlines, ExpiryMode
-from brainlessdb.core.merge import Extras, Stamps
+from brainlessdb.core.merge import Extras
 from brainlessdb.core.query.index import IndexSet
 from brainlessdb.core.query.plan import Plan
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.stamps import Stamps
 from brainlessdb.events import Change, Delete, DeleteReason, Event, Listener, Origin
 
 Dispatch = Callable[[Listener, Event], None]

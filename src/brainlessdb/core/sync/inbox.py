@@ -29,9 +29,10 @@ from brainlessdb.core.codec import ForeignRecord, decode_delete, decode_value
 from brainlessdb.core.entity import Entity, set_slot
 from brainlessdb.core.evolution import upgrade_record
 from brainlessdb.core.expiry import SKEW_MS, is_due
-from brainlessdb.core.merge import Extras, Record, compact, field_stamps, merge_stored
+from brainlessdb.core.merge import Extras, Record, merge_stored
 from brainlessdb.core.names import RESERVED_PREFIX
 from brainlessdb.core.schema import Schema
+from brainlessdb.core.stamps import compact, field_stamps
 from brainlessdb.core.sync.outbox import Outbox
 from brainlessdb.core.sync.tombstones import Tombstone, Tombstones
 from brainlessdb.core.table import EntityTable
@@ -448,7 +449,7 @@ def merge_into(
     entity: Entity, record: Record, extras: Extras | None
 ) -> tuple[dict[str, Any], bool, Extras | None]:
     """``merge_stored`` of ``record`` into ``entity`` (whose extras are ``extras``): its stamps are merged
-    one per field, then held compact again (see ``merge.Stamps``)."""
+    one per field, then held compact again (see ``stamps.Stamps``)."""
     data = entity._data
     stamps = field_stamps(entity._stamps, data)
     try:
