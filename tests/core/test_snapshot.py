@@ -312,3 +312,10 @@ def test_stamps_packed_by_another_process_are_read_with_its_node_names() -> None
     restored = collection()
     snapshot.restore(restored, taken)
     assert state(restored) == state(source)
+
+
+def test_a_stamp_the_stored_format_cannot_hold_is_refused_with_the_file() -> None:
+    taken = capture(loaded(ENTRIES), 4)
+    taken.entities[0].hlc = -1  # would read as a packed stamp of another form
+    with pytest.raises(DecodeError, match="unreadable"):
+        snapshot.decode(snapshot.encode(taken))

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -68,6 +68,11 @@ _MISSING_CODE: Final = 1
 """The MessagePack extension type standing for ``MISSING`` in a row: a field the entity does not have."""
 
 
+_Hlc = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""A clock value as the stored format takes it (checked in C as the file is decoded)."""
+_Index = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class SnapshotEntity(msgspec.Struct, array_like=True, gc=False):
     """One entity at the revision of its key: its row (see ``core.rows``; in the order of the snapshot's
     ``fields``), the stamp most of its fields have (its clock value ``hlc`` and the index of its node in
@@ -80,8 +85,8 @@ class SnapshotEntity(msgspec.Struct, array_like=True, gc=False):
     uuid: str
     revision: int
     row: tuple[Any, ...] | None = None
-    hlc: int | None = None
-    node: int | None = None
+    hlc: _Hlc | None = None
+    node: _Index | None = None
     overrides: dict[str, tuple[int, str]] | None = None
     value: bytes | None = None
 
