@@ -144,3 +144,12 @@ def test_a_natural_order_read_by_position_orders_as_by_name(seen: list[dict[str,
     by_dicts = order(items, keys, itemgetter(1), itemgetter(0))
     by_rows = order(items, keys_on_rows(keys, layout.position), itemgetter(2), itemgetter(0), field_of)
     assert by_rows == by_dicts
+
+
+def test_a_dict_in_layout_order_or_not_makes_the_same_row() -> None:
+    layout = Layout(["a", "b", "c"])
+    assert layout.row({"a": 1, "b": 2, "c": 3}) == (1, 2, 3)  # every field, in order
+    assert layout.row({"c": 3, "a": 1, "b": 2}) == (1, 2, 3)
+    assert layout.row({"a": 1, "c": 3}) == (1, MISSING, 3)
+    assert layout.row({"a": 1, "b": 2, "d": 4}) == (1, 2, MISSING, 4)  # the layout grew
+    assert layout.row({"a": 1, "b": 2, "c": 3, "d": 4}) == (1, 2, 3, 4)

@@ -30,7 +30,7 @@ class Layout:
     evolution's removed or renamed field), so rows made before stay readable.
     """
 
-    __slots__ = ("_keys", "names", "positions")
+    __slots__ = ("_keys", "_order", "names", "positions")
 
     def __init__(self, names: tuple[str, ...] | list[str] = ()) -> None:
         self.names: list[str] = []
@@ -38,6 +38,7 @@ class Layout:
         self.positions: dict[str, int] = {}
         """Each name's position (to be read only)."""
         self._keys = self.positions.keys()
+        self._order: tuple[str, ...] = ()  # the names, as a tuple: a dict in this order is a row at once
         for name in names:
             self.position(name)
 
@@ -47,10 +48,14 @@ class Layout:
         if found is None:
             found = self.positions[name] = len(self.names)
             self.names.append(name)
+            self._order = (*self._order, name)
         return found
 
     def row(self, data: Mapping[str, Any]) -> Row:
         """The row holding ``data``'s values (the layout takes names it did not have)."""
+        if len(data) == len(self._order) and tuple(data) == self._order:
+            # Every field, in layout order (a version this library wrote, decoded): its values are the row.
+            return tuple(data.values())
         if not data.keys() <= self._keys:
             for name in data:
                 self.position(name)
