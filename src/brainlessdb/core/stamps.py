@@ -233,7 +233,13 @@ def restamp(stamps: Stamps, name: str, stamp: Stamp) -> Stamps | None:
     entity of one field, changed: ``encode_entity`` picks its base again, ``compact`` packs it back)."""
     if type(stamps) is int:
         if stamps >= 0:
-            return pack_fields((stamps, name, pack(stamp)))
+            # The first change of a field since the entity was added or loaded: ``pack_fields`` of
+            # ``(stamps, name, pack(stamp))`` inlined, for a node and a field already known.
+            node = _node_index.get(stamp[1])
+            alone = _name_set_index.get((name,))
+            if node is None or alone is None:
+                return pack_fields((stamps, name, pack(stamp)))
+            return -(((stamp[0] << NODE_BITS | node) << STAMP_BITS | stamps) << _NAMES_BITS | alone)
         value = -stamps
         names = _name_sets[value & _NAMES_MASK]
         if name in names:
