@@ -110,8 +110,3 @@ class Layout:
 
     def __repr__(self) -> str:
         return f"Layout({self.names!r})"
-
-
-def read_at(row: Row, position: int) -> Any:
-    """The value at ``position`` of ``row`` (``MISSING`` past its end)."""
-    return row[position] if position < len(row) else MISSING
