@@ -248,7 +248,10 @@ def test_a_restore_tells_listeners_and_the_clock_what_a_replay_tells_them() -> N
 
 
 def test_fields_messagepack_cannot_hold_are_kept_as_stored_versions() -> None:
-    source = loaded([put("big", 1, {"n": 2**70, "state": "idle"}, stamp(START_MS)), *ENTRIES])
+    # "big" lacks "caller", which the layout places between its fields: its row marks it missing.
+    source = loaded(
+        [*ENTRIES[:1], put("big", 1, {"n": 2**70, "state": "idle"}, stamp(START_MS)), *ENTRIES[1:]]
+    )
     taken = snapshot.decode(snapshot.encode(capture(source, 4)))
     assert {item.uuid: item.value is not None for item in taken.entities} == {"big": True, "a": False}
     restored = collection()

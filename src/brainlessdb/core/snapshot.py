@@ -376,6 +376,11 @@ def stored_version(item: SnapshotEntity, snapshot: CollectionSnapshot) -> bytes:
         return b""  # not a version: the inbox sets it aside, as a replay would such an entry
     base = (item.hlc, snapshot.nodes[item.node])
     fields = snapshot.fields
-    data = {name: value for name, value in zip(fields, item.row, strict=False) if value is not MISSING}
+    # A row as captured marks a missing field with the extension, one decoded with ``MISSING``.
+    data = {
+        name: value
+        for name, value in zip(fields, item.row, strict=False)
+        if value is not MISSING and value is not _MISSING_EXT
+    }
     stamps = {**dict.fromkeys(data, base), **(item.overrides or {})}
     return encode_entity(data, compact(stamps), checked=True)
