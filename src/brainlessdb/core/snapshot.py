@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -170,7 +169,7 @@ def capture(
         if known is None:
             continue  # made here and never stored (nor dirty: its add was undone by a failure)
         row = entity._row
-        base, overrides = split_stamps(entity._stamps, partial(layout.present, row))
+        base, overrides = split_stamps(entity._stamps, layout, row)
         if entity._extras is None and type(base) is int and layout.count(row):
             if MISSING in row:
                 row = tuple(_MISSING_EXT if value is MISSING else value for value in row)
@@ -207,15 +206,15 @@ def capture(
 
 
 def split_stamps(
-    stamps: Stamps, fields: Callable[[], Iterable[str]]
+    stamps: Stamps, layout: Layout, row: Row
 ) -> tuple[PackedStamp | Stamp, dict[str, Stamp] | None]:
-    """An entity's stamps as the stamp most fields have (packed, unless it cannot be) and those of the
-    other fields (None if none); ``fields()`` names the fields it holds."""
+    """An entity's stamps (its fields in ``row``, of ``layout``) as the stamp most fields have (packed,
+    unless it cannot be) and those of the other fields (None if none)."""
     if type(stamps) is int and stamps >= 0:
         return stamps, None  # one stamp shared by every field (added or loaded, unchanged)
     if type(stamps) is tuple and len(stamps) == 2:
         return pack(stamps), None
-    per_field = field_stamps(stamps, fields())
+    per_field = field_stamps(stamps, layout.present(row))
     base = most_common(per_field)
     return pack(base), {name: stamp for name, stamp in per_field.items() if stamp != base} or None
 
