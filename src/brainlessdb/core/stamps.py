@@ -12,8 +12,8 @@ docs/performance.md, "Compact entities"). ``merge`` reads them as a dict of each
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any, Final, TypeAlias, cast
+from collections.abc import Hashable, Iterable
+from typing import Any, Final, Generic, TypeAlias, TypeVar, cast
 
 from brainlessdb.core.clock import Stamp
 
@@ -47,10 +47,42 @@ form (``unpack_fields`` for the packed ``FieldStamps``)."""
 
 NODE_BITS: Final = 16
 NODE_MASK: Final = (1 << NODE_BITS) - 1
-_nodes: list[str] = []
-"""The node names stamps were packed with, by index: a handful in a system (its nodes and locations)."""
-_node_index: dict[str, int] = {}
-_registering = threading.Lock()
+K = TypeVar("K", bound=Hashable)
+
+
+class _Numbering(Generic[K]):
+    """Keys numbered in the order first seen, for the life of the process, up to ``limit`` of them: what
+    packed stamps hold in place of a node name or a tuple of field names."""
+
+    __slots__ = ("index", "keys", "limit")
+
+    _lock = threading.Lock()
+
+    def __init__(self, limit: int) -> None:
+        self.keys: list[K] = []
+        """The keys by number (to be read only)."""
+        self.index: dict[K, int] = {}
+        """Each key's number (to be read only; hot paths read it directly)."""
+        self.limit = limit
+
+    def number(self, key: K) -> int | None:
+        """The number of ``key``, given the next one if it has none yet; None once ``limit`` keys have one."""
+        found = self.index.get(key)
+        if found is None:
+            with self._lock:
+                found = self.index.get(key)
+                if found is None:
+                    if len(self.keys) >= self.limit:
+                        return None
+                    found = len(self.keys)
+                    self.keys.append(key)
+                    self.index[key] = found
+        return found
+
+
+_nodes: _Numbering[str] = _Numbering(NODE_MASK + 1)
+"""The node names stamps were packed with: a handful in a system (its nodes and locations)."""
+_node_index = _nodes.index
 
 
 def pack(stamp: Stamp) -> PackedStamp | Stamp:
@@ -58,14 +90,9 @@ def pack(stamp: Stamp) -> PackedStamp | Stamp:
     hlc, node = stamp
     index = _node_index.get(node)
     if index is None:
-        with _registering:
-            index = _node_index.get(node)
-            if index is None:
-                if len(_nodes) > NODE_MASK:
-                    return stamp
-                index = len(_nodes)
-                _nodes.append(node)
-                _node_index[node] = index
+        index = _nodes.number(node)
+        if index is None:
+            return stamp
     return hlc << NODE_BITS | index
 
 
@@ -78,10 +105,10 @@ format takes) and the node's index."""
 _STAMP_MASK: Final = (1 << STAMP_BITS) - 1
 _NAMES_BITS: Final = 16
 _NAMES_MASK: Final = (1 << _NAMES_BITS) - 1
-_name_sets: list[tuple[str, ...]] = []
-"""The tuples of field names ``FieldStamps`` were packed with, by index: a few per collection (the fields
-changed since an entity was added or loaded, in the order they were)."""
-_name_set_index: dict[tuple[str, ...], int] = {}
+_name_sets: _Numbering[tuple[str, ...]] = _Numbering(_NAMES_MASK + 1)
+"""The tuples of field names ``FieldStamps`` were packed with: a few per collection (the fields changed
+since an entity was added or loaded, in the order they were)."""
+_name_set_index = _name_sets.index
 
 
 _SHIFTS: Final = tuple(_NAMES_BITS + STAMP_BITS * slot for slot in range(MAX_OVERRIDES + 2))
@@ -93,17 +120,9 @@ _CLEARS: Final = tuple(~(_STAMP_MASK << shift) for shift in _SHIFTS)
 def pack_fields(stamps: FieldStamps) -> PackedFieldStamps | FieldStamps:
     """``FieldStamps`` (their stamps packed) as one negative integer; the tuple itself where they cannot
     be (a stamp not packed, or ``2**16`` tuples of names packed already)."""
-    names = stamps[1::2]
-    index = _name_set_index.get(names)
+    index = _name_sets.number(stamps[1::2])
     if index is None:
-        with _registering:
-            index = _name_set_index.get(names)
-            if index is None:
-                if len(_name_sets) > _NAMES_MASK:
-                    return stamps
-                index = len(_name_sets)
-                _name_sets.append(names)
-                _name_set_index[names] = index
+        return stamps
     value = 0
     for packed in stamps[-1::-2]:  # the last field's stamp first, the base last
         if type(packed) is not int:
@@ -115,7 +134,7 @@ def pack_fields(stamps: FieldStamps) -> PackedFieldStamps | FieldStamps:
 def unpack_fields(packed: PackedFieldStamps) -> FieldStamps:
     """The ``FieldStamps`` ``pack_fields`` made ``packed`` of."""
     value = -packed
-    names = _name_sets[value & _NAMES_MASK]
+    names = _name_sets.keys[value & _NAMES_MASK]
     value >>= _NAMES_BITS
     out: list[Any] = [value & _STAMP_MASK]
     for name in names:
@@ -136,7 +155,7 @@ def held(stamps: Stamps) -> Stamps:
 def packed_nodes() -> list[str]:
     """The node names stamps are packed with, by index (a copy): what makes packed stamps readable
     elsewhere (``repacking``)."""
-    return list(_nodes)
+    return list(_nodes.keys)
 
 
 def repacking(nodes: list[str]) -> list[int] | None:
@@ -145,16 +164,16 @@ def repacking(nodes: list[str]) -> list[int] | None:
     be packed here (``2**NODE_BITS`` names packed already)."""
     indexes = []
     for node in nodes:
-        packed = pack((0, node))
-        if type(packed) is not int:
+        index = _nodes.number(node)
+        if index is None:
             return None
-        indexes.append(packed)
+        indexes.append(index)
     return indexes
 
 
 def unpack(packed: PackedStamp) -> Stamp:
     """The stamp ``pack`` made ``packed`` of."""
-    return (packed >> NODE_BITS, _nodes[packed & NODE_MASK])
+    return (packed >> NODE_BITS, _nodes.keys[packed & NODE_MASK])
 
 
 def unpacked(stamp: PackedStamp | Stamp) -> Stamp:
@@ -241,7 +260,7 @@ def restamp(stamps: Stamps, name: str, stamp: Stamp) -> Stamps | None:
                 return pack_fields((stamps, name, pack(stamp)))
             return -(((stamp[0] << NODE_BITS | node) << STAMP_BITS | stamps) << _NAMES_BITS | alone)
         value = -stamps
-        names = _name_sets[value & _NAMES_MASK]
+        names = _name_sets.keys[value & _NAMES_MASK]
         if name in names:
             # A field with a stamp of its own, changed again: its stamp replaced in place in the integer.
             index = _node_index.get(stamp[1])  # ``pack`` inlined, for a node already known
