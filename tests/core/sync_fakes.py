@@ -17,7 +17,7 @@ from brainlessdb.core.codec import decode_delete, decode_value, encode_entity, e
 from brainlessdb.core.entity import Entity
 from brainlessdb.core.merge import Record
 from brainlessdb.core.schema import Schema
-from brainlessdb.core.stamps import Stamps
+from brainlessdb.core.stamps import Stamps, unpack_fields, unpacked
 from brainlessdb.core.sync.inbox import Inbox
 from brainlessdb.core.sync.outbox import Outbox, PendingWrite
 from brainlessdb.core.sync.state import SyncState
@@ -170,3 +170,12 @@ class Bucket:
         self.entries[write.key] = entry
         self.watch.append(entry)
         return self.revision
+
+
+def unpacked_members(held: Any) -> tuple[Any, ...]:
+    """``FieldStamps`` with their stamps unpacked (names kept), packed ones (as an entity holds them)
+    first unpacked."""
+    if type(held) is int and held < 0:
+        held = unpack_fields(held)
+    assert isinstance(held, tuple)
+    return tuple(unpacked(member) if index % 2 == 0 else member for index, member in enumerate(held))

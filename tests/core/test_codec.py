@@ -25,8 +25,9 @@ from brainlessdb.core.codec import (
     wire_stamp,
 )
 from brainlessdb.core.merge import Record
-from brainlessdb.core.stamps import MAX_OVERRIDES, field_stamps, unpack_fields, unpacked
+from brainlessdb.core.stamps import MAX_OVERRIDES, field_stamps, unpacked
 from brainlessdb.errors import DecodeError, EncodeError
+from tests.core.sync_fakes import unpacked_members
 
 _canonical = msgspec.json.Encoder(order="sorted")
 _plain = msgspec.json.Encoder()
@@ -449,15 +450,6 @@ def test_a_decoded_value_whose_fields_share_one_stamp_hands_that_stamp_to_the_en
     overridden = decode_value(b'{"_v":1,"d":{"a":1,"b":2},"s":[5,"n"],"t":{"b":[6,"m"]}}', time_ns=TIME_NS)
     assert unpacked_members(overridden.compact_stamps) == ((5, "n"), "b", (6, "m"))  # FieldStamps: no dict
     assert overridden.stamps == {"a": (5, "n"), "b": (6, "m")}
-
-
-def unpacked_members(held: Any) -> tuple[Any, ...]:
-    """``FieldStamps`` with their stamps unpacked (names kept), packed ones (as an entity holds them)
-    first unpacked."""
-    if type(held) is int and held < 0:
-        held = unpack_fields(held)
-    assert isinstance(held, tuple)
-    return tuple(unpacked(member) if index % 2 == 0 else member for index, member in enumerate(held))
 
 
 def test_a_decoded_value_with_a_few_fields_stamped_apart_holds_them_in_a_tuple() -> None:

@@ -35,6 +35,7 @@ from brainlessdb.core.stamps import (
     unpacked,
 )
 from brainlessdb.core.values import MISSING
+from tests.core.sync_fakes import unpacked_members
 
 
 def merge_into(data: dict[str, Any], stamps: dict[str, Any], incoming: Record) -> dict[str, Any]:
@@ -469,15 +470,6 @@ def test_an_entity_changed_once_holds_its_stamps_packed_in_one_integer() -> None
     majority = compact({"a": (5, "n"), "b": (7, "n"), "c": (7, "n")})
     assert unpacked_members(majority) == ((7, "n"), "a", (5, "n"))
     assert unpacked(compact({"a": (5, "n"), "b": (5, "n")})) == (5, "n")
-
-
-def unpacked_members(held: Any) -> tuple[Any, ...]:
-    """``FieldStamps`` with their stamps unpacked (names kept), packed ones (as an entity holds them)
-    first unpacked."""
-    if type(held) is int and held < 0:
-        held = unpack_fields(held)
-    assert isinstance(held, tuple)
-    return tuple(unpacked(member) if index % 2 == 0 else member for index, member in enumerate(held))
 
 
 @given(
