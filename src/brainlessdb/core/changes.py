@@ -230,14 +230,7 @@ class LocalChanges:
                 return
             if self._sizes.limit is not None:
                 self._sizes.check_set(entity, name, value)
-        if position is not None and position < len(row):
-            # A new row (rows are never changed in place): a list copy changed and frozen costs half of
-            # what slicing around the position costs.
-            values = list(row)
-            values[position] = value
-            set_slot(entity, "_row", tuple(values))
-        else:
-            set_slot(entity, "_row", layout.with_value(row, name, value))
+        set_slot(entity, "_row", layout.with_value(row, name, value))
         self._changed_field(entity, name, old, value)
 
     def _changed_field(self, entity: Entity, name: str, old: Any, new: Any, whole: bool = True) -> None:

@@ -98,6 +98,7 @@ class Layout:
         position = self.position(name)
         size = len(row)
         if position < size:
+            # A list copy changed and frozen: half what slicing around the position costs.
             values = list(row)
             values[position] = value
             return tuple(values)
