@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from brainlessdb import meta
-from brainlessdb.core import snapshot
+from brainlessdb.core import snapshot, snapshot_format
 from brainlessdb.core.clock import Stamp
 from brainlessdb.core.codec import encode_entity
 from brainlessdb.core.collection import Collection
@@ -40,7 +40,7 @@ def collection() -> Collection[Any]:
     return Collection(Host(), "call")  # type: ignore[arg-type]  # the fake host has what a collection calls
 
 
-def capture(source: Collection[Any], revision: int) -> snapshot.CollectionSnapshot:
+def capture(source: Collection[Any], revision: int) -> snapshot_format.CollectionSnapshot:
     return snapshot.capture(
         source,
         namespace="ns",
@@ -74,7 +74,7 @@ ENTRIES = [
 
 def test_a_snapshot_file_round_trips() -> None:
     taken = capture(loaded(ENTRIES), 4)
-    assert snapshot.decode(snapshot.encode(taken)) == taken
+    assert snapshot_format.decode(snapshot_format.encode(taken)) == taken
     assert [item.uuid for item in taken.entities] == ["a"]
     assert [(item.uuid, item.revision) for item in taken.deletes] == [("b", 4)]
 
@@ -82,7 +82,7 @@ def test_a_snapshot_file_round_trips() -> None:
 def test_restoring_a_snapshot_gives_the_memory_it_was_taken_of() -> None:
     source = loaded(ENTRIES)
     restored = collection()
-    snapshot.restore(restored, snapshot.decode(snapshot.encode(capture(source, 4))))
+    snapshot.restore(restored, snapshot_format.decode(snapshot_format.encode(capture(source, 4))))
     assert state(restored) == state(source)
     assert meta(restored["a"]).revision == 3
     assert restored.sync.is_deleted("b")
@@ -103,7 +103,7 @@ def test_rows_are_restored_in_the_order_of_the_layout_restoring_them(order: list
     """Rows lacking fields come back lacking them, also where the restoring collection's layout gives the
     fields other positions (or has more of them) than the one that took the snapshot."""
     source = loaded(SPARSE)
-    taken = snapshot.decode(snapshot.encode(capture(source, 3)))
+    taken = snapshot_format.decode(snapshot_format.encode(capture(source, 3)))
     assert taken.fields == ["state", "queue", "caller"]
     restored = collection()
     for name in order:
@@ -125,16 +125,16 @@ def test_rows_are_restored_in_the_order_of_the_layout_restoring_them(order: list
     ],
 )
 def test_a_damaged_or_foreign_file_is_refused(damage: Any, message: str) -> None:
-    data = snapshot.encode(capture(loaded(ENTRIES), 4))
+    data = snapshot_format.encode(capture(loaded(ENTRIES), 4))
     with pytest.raises(DecodeError, match=message):
-        snapshot.decode(damage(data))
+        snapshot_format.decode(damage(data))
 
 
 def test_content_of_another_format_version_is_refused() -> None:
     later = capture(loaded(ENTRIES), 4)
-    later.format = snapshot.FORMAT + 1
+    later.format = snapshot_format.FORMAT + 1
     with pytest.raises(DecodeError, match="format"):
-        snapshot.decode(snapshot.encode(later))
+        snapshot_format.decode(snapshot_format.encode(later))
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_a_snapshot_then_the_later_entries_equal_a_full_replay(
     # The node that took the snapshot: it followed the bucket up to revision ``cut``.
     before = loaded(last_per_key(entries[:cut]))
     restarted = collection()
-    snapshot.restore(restarted, snapshot.decode(snapshot.encode(capture(before, cut))))
+    snapshot.restore(restarted, snapshot_format.decode(snapshot_format.encode(capture(before, cut))))
     for entry in entries[cut:]:
         restarted.sync.inbox.apply(entry)
     assert state(restarted) == state(loaded(last_per_key(entries)))
@@ -233,7 +233,7 @@ def test_a_snapshot_then_the_later_entries_equal_a_full_replay(
 
 def test_a_restore_tells_listeners_and_the_clock_what_a_replay_tells_them() -> None:
     entries = [*ENTRIES, put("c", 5, {"state": "late"}, stamp(START_MS + 60_000))]
-    taken = snapshot.decode(snapshot.encode(capture(loaded(entries), 5)))
+    taken = snapshot_format.decode(snapshot_format.encode(capture(loaded(entries), 5)))
     restored, replayed = collection(), collection()
     for target in (restored, replayed):
         target.on_change(lambda event: None)
@@ -252,7 +252,7 @@ def test_fields_messagepack_cannot_hold_are_kept_as_stored_versions() -> None:
     source = loaded(
         [*ENTRIES[:1], put("big", 1, {"n": 2**70, "state": "idle"}, stamp(START_MS)), *ENTRIES[1:]]
     )
-    taken = snapshot.decode(snapshot.encode(capture(source, 4)))
+    taken = snapshot_format.decode(snapshot_format.encode(capture(source, 4)))
     assert {item.uuid: item.value is not None for item in taken.entities} == {"big": True, "a": False}
     restored = collection()
     snapshot.restore(restored, taken)
@@ -261,7 +261,7 @@ def test_fields_messagepack_cannot_hold_are_kept_as_stored_versions() -> None:
 
 
 def test_a_restore_into_memory_that_holds_some_entities_merges_them() -> None:
-    taken = snapshot.decode(snapshot.encode(capture(loaded(ENTRIES), 4)))
+    taken = snapshot_format.decode(snapshot_format.encode(capture(loaded(ENTRIES), 4)))
     restored = loaded(ENTRIES[:2])  # an attach tried again after a partial restore: "a" and "b" held
     restored._host.now_ms = START_MS + 100
     restored["a"].state = "mine"  # a local change, later than every stored one, not written yet
@@ -282,7 +282,7 @@ def test_an_entity_past_its_deadline_at_the_restart_is_deleted_as_a_replay_delet
         0,
     )
     entries = [*ENTRIES, expiring]
-    taken = snapshot.decode(snapshot.encode(capture(loaded(entries), 5)))
+    taken = snapshot_format.decode(snapshot_format.encode(capture(loaded(entries), 5)))
     assert [item.uuid for item in taken.entities if item.value is not None] == ["e"]  # kept as stored
     restored, replayed = collection(), collection()
     for target in (restored, replayed):
@@ -297,7 +297,7 @@ def test_an_entity_past_its_deadline_at_the_restart_is_deleted_as_a_replay_delet
 def test_indexes_built_before_a_restore_hold_the_restored_entities() -> None:
     restored = collection()
     assert list(restored._selection.select({"state": "idle"})) == []  # builds the index on state
-    snapshot.restore(restored, snapshot.decode(snapshot.encode(capture(loaded(SPARSE), 3))))
+    snapshot.restore(restored, snapshot_format.decode(snapshot_format.encode(capture(loaded(SPARSE), 3))))
     assert [meta(entity).uuid for entity in restored._selection.select({"state": "idle"})] == ["c"]
 
 
@@ -305,7 +305,7 @@ def test_stamps_packed_by_another_process_are_read_with_its_node_names() -> None
     """A snapshot's stamps are packed with the node names of the process that took it, in its order: a
     process that packs them in another order (or knows other names first) restores the same stamps."""
     source = loaded(SPARSE)
-    taken = snapshot.decode(snapshot.encode(capture(source, 3)))
+    taken = snapshot_format.decode(snapshot_format.encode(capture(source, 3)))
     elsewhere = ["elsewhere-1", *reversed(taken.nodes)]  # the taking process's own table, another order
     moved = {index: elsewhere.index(node) for index, node in enumerate(taken.nodes)}
     for item in taken.entities:
@@ -321,4 +321,4 @@ def test_a_stamp_the_stored_format_cannot_hold_is_refused_with_the_file() -> Non
     taken = capture(loaded(ENTRIES), 4)
     taken.entities[0].hlc = -1  # would read as a packed stamp of another form
     with pytest.raises(DecodeError, match="unreadable"):
-        snapshot.decode(snapshot.encode(taken))
+        snapshot_format.decode(snapshot_format.encode(taken))

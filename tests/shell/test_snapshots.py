@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from brainlessdb import Brainless, meta
-from brainlessdb.core import snapshot
+from brainlessdb.core import snapshot_format
 from brainlessdb.embedded import EmbeddedServer
 from brainlessdb.storage.base import Write
 from brainlessdb.storage.memory import MemoryStorage
@@ -206,7 +206,7 @@ async def test_a_node_killed_between_snapshots_restarts_from_its_last_one(
         process.kill()  # SIGKILL: no final flush, no final snapshot
         await process.wait()
     path = tmp_path / f"{namespace}-call.snapshot"
-    left = snapshot.decode(path.read_bytes())  # whole: the previous file or the new one, never half
+    left = snapshot_format.decode(path.read_bytes())  # whole: the previous file or the new one, never half
     (tmp_path / f"{path.name}.1.cut.tmp").write_bytes(b"a write cut off by a crash")
     other = await make_db("node-2")
     await change_while_down(other)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from brainlessdb.core import snapshot
+from brainlessdb.core import snapshot, snapshot_format
 from brainlessdb.core.collection import Collection
 from brainlessdb.errors import DecodeError
 from brainlessdb.retry import cancel_and_wait
@@ -100,7 +100,7 @@ class Snapshots:
             self._refuse(path, f"it cannot be read ({exc})")
             return None
         try:
-            found = await asyncio.to_thread(without_collector, snapshot.decode, data)
+            found = await asyncio.to_thread(without_collector, snapshot_format.decode, data)
         except DecodeError as exc:
             self._refuse(path, str(exc))
             return None
@@ -197,7 +197,7 @@ class Snapshots:
                 revision=revision,
                 now_ms=self._now_ms(),
             )
-            data = snapshot.encode(taken)
+            data = snapshot_format.encode(taken)
             await asyncio.to_thread(write_atomically, self.path(bucket), data)
             self._written[bucket] = revision
             self.writes += 1
